@@ -1,0 +1,651 @@
+"""Organisations application (组织管理): commands, queries and who may do what.
+
+org_admin (组织部) manages the tree; a college secretary manages members and
+roles within its college; a branch secretary reads its branch; auditors
+(纪委办) read everything and change nothing.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal, Optional
+from uuid import UUID
+
+from pydantic import Field
+
+from shared.commands import Command
+from shared.config import DatabaseSettings
+from shared.domain import derived_id
+from shared.errors import Forbidden, NotFound, ValidationError
+from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
+                             ORG_ADMIN, Caller)
+from shared.projection import Projector
+from shared.store import EventSourcedApplication
+from services.organizations.domain import (ALL_COLLEGES, BRANCH, COLLEGE, COMMITTEE,
+                                           DEPARTMENTS, E_BRANCH_BASES, MEMBER_CATEGORIES,
+                                           MEMBER_STATUSES, ORG_KINDS, ORG_ROLES, Member,
+                                           Organization, SiblingName)
+from services.organizations.projections import OrganizationsReadModel
+
+OrgKind = Literal[tuple(ORG_KINDS)]  # type: ignore[valid-type]
+Basis = Literal[tuple(E_BRANCH_BASES)]  # type: ignore[valid-type]
+Category = Literal[tuple(MEMBER_CATEGORIES)]  # type: ignore[valid-type]
+Status = Literal[tuple(MEMBER_STATUSES)]  # type: ignore[valid-type]
+Role = Literal[tuple(ORG_ROLES)]  # type: ignore[valid-type]
+Reason = Optional[str]
+
+
+# -- commands ---------------------------------------------------------------
+class CreateOrganization(Command):
+    name: str
+    kind: OrgKind
+    parent_id: Optional[UUID] = None
+    basis: Optional[Basis] = None
+    reason: Reason = None
+    org_id: Optional[UUID] = None
+
+
+class RenameOrganization(Command):
+    org_id: UUID
+    name: str
+    reason: Reason = None
+
+
+class MoveOrganization(Command):
+    org_id: UUID
+    parent_id: UUID
+    reason: Reason = None
+
+
+class MergeBranches(Command):
+    source_id: UUID
+    target_id: UUID
+    reason: str = Field(min_length=1)
+
+
+class DissolveOrganization(Command):
+    org_id: UUID
+    reason: str = Field(min_length=1)
+
+
+class RegisterMember(Command):
+    name: str
+    branch_id: UUID
+    category: Category
+    status: Status
+    joined_on: dt.date
+    full_on: Optional[dt.date] = None
+    double_leader: bool = False
+    staff_no: Optional[str] = Field(default=None, max_length=40)
+    reason: Reason = None
+    member_id: Optional[UUID] = None
+
+
+class TransferMember(Command):
+    member_id: UUID
+    to_branch_id: UUID
+    effective_on: dt.date
+    reason: Reason = None
+
+
+class ConvertMember(Command):
+    member_id: UUID
+    effective_on: dt.date
+    reason: Reason = None
+
+
+class ChangeCategory(Command):
+    member_id: UUID
+    category: Category
+    effective_on: dt.date
+    reason: Reason = None
+
+
+class SetDoubleLeader(Command):
+    member_id: UUID
+    double_leader: bool
+    reason: Reason = None
+
+
+class MemberLeaves(Command):
+    member_id: UUID
+    effective_on: dt.date
+    reason: str = Field(min_length=1)
+
+
+class AssignRole(Command):
+    org_id: UUID
+    member_id: UUID
+    role: Role
+    reason: Reason = None
+
+
+class RevokeRole(Command):
+    org_id: UUID
+    member_id: UUID
+    role: Role
+    reason: Reason = None
+
+
+class ListMembers(Command):
+    org_id: UUID
+    page: int = Field(default=1, ge=1)
+    page_size: int = Field(default=50, ge=1, le=500)
+    category: Optional[Category] = None
+    status: Optional[Status] = None
+    name_contains: Optional[str] = Field(default=None, max_length=100)
+    include_left: bool = False
+
+
+READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
+
+
+class OrganizationsApplication(EventSourcedApplication):
+    name = "organizations"
+
+    def __init__(self, settings: DatabaseSettings):
+        super().__init__(settings)
+        self.read_model = OrganizationsReadModel()
+        Projector(self, [self.read_model], service="organizations")
+
+    # -- scope -------------------------------------------------------------
+    def _org_row(self, org_id) -> dict:
+        row = self.query_one("SELECT * FROM org_view WHERE id = %s", (str(org_id),))
+        if row is None:
+            raise NotFound(f"organisation {org_id} not found")
+        return row
+
+    def college_of(self, org_id) -> UUID | None:
+        """The level-2 organisation an organisation belongs to (itself at level 2)."""
+        row = self._org_row(org_id)
+        if row["level"] == COLLEGE:
+            return row["id"]
+        if row["level"] == BRANCH:
+            return row["parent_id"]
+        return None
+
+    def _may_manage_members(self, caller: Caller, org_id) -> None:
+        """org_admin anywhere; a college secretary within its own college."""
+        if caller.role == ORG_ADMIN:
+            return
+        if caller.role == COLLEGE_SECRETARY:
+            if str(self.college_of(org_id)) == caller.org:
+                return
+            raise Forbidden("a college secretary manages members of its own college only")
+        raise Forbidden(f"role '{caller.role}' may not change members or roles")
+
+    def _may_read_members(self, caller: Caller, org_id) -> None:
+        if caller.role in (ORG_ADMIN, AUDITOR):
+            return
+        if caller.role == COLLEGE_SECRETARY:
+            row = self._org_row(org_id)
+            if row["level"] != COMMITTEE and str(self.college_of(org_id)) == caller.org:
+                return
+            raise Forbidden("a college secretary reads its own college only")
+        if caller.role == BRANCH_SECRETARY:
+            if str(org_id) == caller.org:
+                return
+            raise Forbidden("a branch secretary reads its own branch only")
+        raise Forbidden(f"role '{caller.role}' may not read member lists")
+
+    # -- organisations -------------------------------------------------------
+    def create_organization(self, caller: Caller, payload: dict) -> dict:
+        caller.require_role(ORG_ADMIN)
+        cmd = CreateOrganization.parse(payload)
+        if cmd.org_id is not None and self.exists(cmd.org_id):
+            raise ValidationError.single("org_id", f"{cmd.org_id} already exists")
+        parent = self.load(cmd.parent_id, Organization, "parent organisation") \
+            if cmd.parent_id else None
+        if cmd.kind == "committee" and self.query_one(
+                "SELECT id FROM org_view WHERE level = 1 AND status = 'active'"):
+            raise ValidationError.single("kind", "the university committee (学校党委) already exists")
+        org = Organization.found(cmd.name, cmd.kind, parent, caller.as_actor(), basis=cmd.basis,
+                                 reason=cmd.reason, org_id=cmd.org_id)
+        claim = self._claim_name(org.parent_id, org.name, org.id)
+        self.commit(org, claim)
+        return self.get_organization(caller, org.id)
+
+    def _claim_name(self, parent_id, name: str, org_id) -> SiblingName:
+        key = SiblingName.key_for(parent_id)
+        claim_id = SiblingName.create_id(key, name)
+        if self.exists(claim_id):
+            claim = self.repository.get(claim_id)
+            claim.claim(org_id)
+            return claim
+        return SiblingName(parent_key=key, name=name, org_id=org_id)
+
+    def _release_name(self, org: Organization) -> SiblingName | None:
+        claim_id = SiblingName.create_id(SiblingName.key_for(org.parent_id), org.name)
+        if not self.exists(claim_id):
+            return None
+        claim = self.repository.get(claim_id)
+        claim.release(org.id)
+        return claim
+
+    def rename_organization(self, caller: Caller, payload: dict) -> dict:
+        caller.require_role(ORG_ADMIN)
+        cmd = RenameOrganization.parse(payload)
+        org = self.load(cmd.org_id, Organization, "organisation")
+        released = self._release_name(org)
+        org.rename(cmd.name, caller.as_actor(), cmd.reason)
+        claim = self._claim_name(org.parent_id, org.name, org.id)
+        self.commit(*[a for a in (org, released, claim) if a is not None])
+        return self.get_organization(caller, org.id)
+
+    def move_organization(self, caller: Caller, payload: dict) -> dict:
+        caller.require_role(ORG_ADMIN)
+        cmd = MoveOrganization.parse(payload)
+        org = self.load(cmd.org_id, Organization, "organisation")
+        new_parent = self.load(cmd.parent_id, Organization, "parent organisation")
+        ancestors = [UUID(str(p["id"])) for p in self._path_rows(new_parent.id)]
+        released = self._release_name(org)
+        org.move(new_parent, ancestors, caller.as_actor(), cmd.reason)
+        claim = self._claim_name(org.parent_id, org.name, org.id)
+        self.commit(*[a for a in (org, released, claim) if a is not None])
+        return self.get_organization(caller, org.id)
+
+    def merge_branches(self, caller: Caller, payload: dict) -> dict:
+        """Merge a branch into another: its members are transferred, it is closed."""
+        caller.require_role(ORG_ADMIN)
+        cmd = MergeBranches.parse(payload)
+        source = self.load(cmd.source_id, Organization, "source branch")
+        target = self.load(cmd.target_id, Organization, "target branch")
+        source.merge_into(target, caller.as_actor(), cmd.reason)
+        released = self._release_name(source)
+        members = [self.load(r["id"], Member, "member") for r in self.query(
+            "SELECT id FROM member_view WHERE branch_id = %s AND active", (str(source.id),))]
+        today = dt.date.today()
+        for member in members:
+            member.transfer(target, today, caller.as_actor(),
+                            f"合并支部 merged into {target.name}: {cmd.reason}")
+        self.commit(*[a for a in (source, released, *members) if a is not None])
+        result = self.get_organization(caller, target.id)
+        result["members_moved"] = len(members)
+        return result
+
+    def dissolve_organization(self, caller: Caller, payload: dict) -> dict:
+        caller.require_role(ORG_ADMIN)
+        cmd = DissolveOrganization.parse(payload)
+        org = self.load(cmd.org_id, Organization, "organisation")
+        children = self.query_one(
+            "SELECT count(*) AS n FROM org_view WHERE parent_id = %s AND status = 'active'",
+            (str(org.id),))["n"]
+        members = self.query_one(
+            "SELECT count(*) AS n FROM member_view WHERE branch_id = %s AND active",
+            (str(org.id),))["n"]
+        org.dissolve(children, members, caller.as_actor(), cmd.reason)
+        released = self._release_name(org)
+        self.commit(*[a for a in (org, released) if a is not None])
+        return self.get_organization(caller, org.id)
+
+    # -- members -----------------------------------------------------------
+    def register_member(self, caller: Caller, payload: dict) -> dict:
+        cmd = RegisterMember.parse(payload)
+        self._may_manage_members(caller, cmd.branch_id)
+        if cmd.member_id is not None and self.exists(cmd.member_id):
+            raise ValidationError.single("member_id", f"{cmd.member_id} already exists")
+        branch = self.load(cmd.branch_id, Organization, "branch")
+        member = Member.register(
+            cmd.name, branch, cmd.category, cmd.status, cmd.joined_on, caller.as_actor(),
+            full_on=cmd.full_on, double_leader=cmd.double_leader, staff_no=cmd.staff_no,
+            reason=cmd.reason, member_id=cmd.member_id)
+        self.commit(member)
+        return self.get_member(caller, member.id)
+
+    def _member_for_change(self, caller: Caller, member_id) -> Member:
+        member = self.load(member_id, Member, "member")
+        if member.branch_id is not None:
+            self._may_manage_members(caller, member.branch_id)
+        return member
+
+    def _revocations(self, member: Member, org_ids: list, actor: dict, reason: str) -> list:
+        """Organisations whose roles a member loses on leaving them (saved with the move)."""
+        changed = []
+        for org_id in org_ids:
+            org = self.load(org_id, Organization, "organisation")
+            roles = org.roles_of(member.id)
+            for role in roles:
+                org.revoke_role(member.id, role, actor, reason)
+            if roles:
+                changed.append(org)
+        return changed
+
+    def transfer_member(self, caller: Caller, payload: dict) -> dict:
+        cmd = TransferMember.parse(payload)
+        member = self._member_for_change(caller, cmd.member_id)
+        to_branch = self.load(cmd.to_branch_id, Organization, "branch")
+        if caller.role == COLLEGE_SECRETARY:
+            self._may_manage_members(caller, to_branch.id)
+        old_branch = member.branch_id
+        member.transfer(to_branch, cmd.effective_on, caller.as_actor(), cmd.reason)
+        role_orgs = [r["org_id"] for r in self.query(
+            "SELECT DISTINCT org_id FROM org_roles WHERE member_id = %s AND org_id = %s",
+            (str(member.id), str(old_branch)))]
+        orgs = self._revocations(member, role_orgs, caller.as_actor(), "转出 transferred out")
+        self.commit(member, *orgs)
+        return self.get_member(caller, member.id)
+
+    def convert_member_to_full(self, caller: Caller, payload: dict) -> dict:
+        cmd = ConvertMember.parse(payload)
+        member = self._member_for_change(caller, cmd.member_id)
+        member.convert_to_full(cmd.effective_on, caller.as_actor(), cmd.reason)
+        self.commit(member)
+        return self.get_member(caller, member.id)
+
+    def change_member_category(self, caller: Caller, payload: dict) -> dict:
+        cmd = ChangeCategory.parse(payload)
+        member = self._member_for_change(caller, cmd.member_id)
+        member.change_category(cmd.category, cmd.effective_on, caller.as_actor(), cmd.reason)
+        self.commit(member)
+        return self.get_member(caller, member.id)
+
+    def set_double_leader(self, caller: Caller, payload: dict) -> dict:
+        cmd = SetDoubleLeader.parse(payload)
+        member = self._member_for_change(caller, cmd.member_id)
+        member.set_double_leader(cmd.double_leader, caller.as_actor(), cmd.reason)
+        self.commit(member)
+        return self.get_member(caller, member.id)
+
+    def member_leaves(self, caller: Caller, payload: dict) -> dict:
+        cmd = MemberLeaves.parse(payload)
+        member = self._member_for_change(caller, cmd.member_id)
+        member.leave(cmd.effective_on, caller.as_actor(), cmd.reason)
+        role_orgs = [r["org_id"] for r in self.query(
+            "SELECT DISTINCT org_id FROM org_roles WHERE member_id = %s", (str(member.id),))]
+        orgs = self._revocations(member, role_orgs, caller.as_actor(), "离开 left")
+        self.commit(member, *orgs)
+        return self.get_member(caller, member.id)
+
+    def assign_role(self, caller: Caller, payload: dict) -> dict:
+        cmd = AssignRole.parse(payload)
+        self._may_manage_members(caller, cmd.org_id)
+        org = self.load(cmd.org_id, Organization, "organisation")
+        member = self.load(cmd.member_id, Member, "member")
+        member_college = self.college_of(member.branch_id) if member.branch_id else None
+        org.assign_role(member, cmd.role, member_college, caller.as_actor(), cmd.reason)
+        self.commit(org)
+        return self.get_organization(caller, org.id)
+
+    def revoke_role(self, caller: Caller, payload: dict) -> dict:
+        cmd = RevokeRole.parse(payload)
+        self._may_manage_members(caller, cmd.org_id)
+        org = self.load(cmd.org_id, Organization, "organisation")
+        org.revoke_role(cmd.member_id, cmd.role, caller.as_actor(), cmd.reason)
+        self.commit(org)
+        return self.get_organization(caller, org.id)
+
+    # -- queries -------------------------------------------------------------
+    def _path_rows(self, org_id) -> list[dict]:
+        return self.query(
+            """WITH RECURSIVE up AS (
+                 SELECT id, name, kind, level, parent_id, 0 AS depth FROM org_view WHERE id = %s
+                 UNION ALL
+                 SELECT o.id, o.name, o.kind, o.level, o.parent_id, up.depth + 1
+                 FROM org_view o JOIN up ON o.id = up.parent_id WHERE up.depth < 10)
+               SELECT id, name, kind, level FROM up ORDER BY depth DESC""", (str(org_id),))
+
+    def get_path(self, caller: Caller, org_id) -> list[dict]:
+        caller.require_role(*READERS)
+        self._org_row(org_id)
+        return [_org_ref(r) for r in self._path_rows(org_id)]
+
+    def _head_counts(self, org_ids: list) -> dict:
+        """Active members in each organisation's subtree."""
+        if not org_ids:
+            return {}
+        rows = self.query(
+            """WITH RECURSIVE sub AS (
+                 SELECT id AS root, id FROM org_view WHERE id = ANY(%s::uuid[])
+                 UNION ALL
+                 SELECT sub.root, o.id FROM org_view o JOIN sub ON o.parent_id = sub.id)
+               SELECT sub.root, count(m.id) AS n FROM sub
+               LEFT JOIN member_view m ON m.branch_id = sub.id AND m.active
+               GROUP BY sub.root""", ([str(i) for i in org_ids],))
+        return {str(r["root"]): int(r["n"]) for r in rows}
+
+    def get_organization(self, caller: Caller, org_id, as_of: str | None = None) -> dict:
+        caller.require_role(*READERS)
+        if as_of:
+            return self._organization_as_of(org_id, as_of)
+        row = self._org_row(org_id)
+        children = self.query(
+            "SELECT * FROM org_view WHERE parent_id = %s ORDER BY level, name", (str(org_id),))
+        counts = self._head_counts([row["id"], *[c["id"] for c in children]])
+        officers = self.query(
+            "SELECT r.role, r.member_id, m.name FROM org_roles r JOIN member_view m "
+            "ON m.id = r.member_id WHERE r.org_id = %s ORDER BY r.role, m.name", (str(org_id),))
+        result = _org_out(row)
+        result["member_count"] = counts.get(str(row["id"]), 0)
+        result["path"] = [_org_ref(r) for r in self._path_rows(org_id)]
+        result["officers"] = [{"role": o["role"], "role_zh": ORG_ROLES[o["role"]],
+                               "member_id": str(o["member_id"]), "name": o["name"]}
+                              for o in officers]
+        result["children"] = [dict(_org_out(c), member_count=counts.get(str(c["id"]), 0))
+                              for c in children]
+        return result
+
+    def _organization_as_of(self, org_id, as_of: str) -> dict:
+        moment = _parse_moment(as_of)
+        rows = self.query(
+            "SELECT * FROM org_history WHERE valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)",
+            (moment, moment))
+        by_id = {str(r["org_id"]): r for r in rows}
+        row = by_id.get(str(org_id))
+        if row is None:
+            raise NotFound(f"organisation {org_id} did not exist at {as_of}")
+        children = sorted((r for r in rows if str(r["parent_id"]) == str(org_id)),
+                          key=lambda r: (r["level"], r["name"]))
+        path, cursor = [], row
+        while cursor is not None:
+            path.insert(0, cursor)
+            cursor = by_id.get(str(cursor["parent_id"])) if cursor["parent_id"] else None
+        return {**_history_out(row), "as_of": moment.isoformat(),
+                "path": [_history_ref(r) for r in path],
+                "children": [_history_out(c) for c in children]}
+
+    def get_tree(self, caller: Caller, as_of: str | None = None,
+                 include_closed: bool = False) -> list[dict]:
+        """The whole tree (optionally as of a moment), nested from the committee down."""
+        caller.require_role(*READERS)
+        if as_of:
+            moment = _parse_moment(as_of)
+            rows = [dict(_history_out(r)) for r in self.query(
+                "SELECT * FROM org_history WHERE valid_from <= %s AND "
+                "(valid_to IS NULL OR valid_to > %s) ORDER BY level, name", (moment, moment))]
+        else:
+            rows = [_org_out(r) for r in self.query("SELECT * FROM org_view ORDER BY level, name")]
+            counts = self._head_counts([r["id"] for r in rows])
+            for r in rows:
+                r["member_count"] = counts.get(r["id"], 0)
+        if not include_closed:
+            rows = [r for r in rows if r["status"] == "active"]
+        nodes = {r["id"]: dict(r, children=[]) for r in rows}
+        roots = []
+        for node in nodes.values():
+            parent = nodes.get(node["parent_id"]) if node["parent_id"] else None
+            (parent["children"] if parent else roots).append(node)
+        return roots
+
+    def list_members(self, caller: Caller, payload: dict) -> dict:
+        cmd = ListMembers.parse(payload)
+        row = self._org_row(cmd.org_id)
+        self._may_read_members(caller, cmd.org_id)
+        where, params = ["m.branch_id IN (SELECT id FROM sub)"], [str(row["id"])]
+        if not cmd.include_left:
+            where.append("m.active")
+        if cmd.category:
+            where.append("m.category = %s")
+            params.append(cmd.category)
+        if cmd.status:
+            where.append("m.status = %s")
+            params.append(cmd.status)
+        if cmd.name_contains:
+            where.append("m.name ILIKE %s")
+            params.append(f"%{cmd.name_contains}%")
+        sql = f"""WITH RECURSIVE sub AS (
+                    SELECT id FROM org_view WHERE id = %s
+                    UNION ALL SELECT o.id FROM org_view o JOIN sub ON o.parent_id = sub.id)
+                  SELECT m.*, b.name AS branch_name, count(*) OVER () AS total
+                  FROM member_view m JOIN org_view b ON b.id = m.branch_id
+                  WHERE {' AND '.join(where)}
+                  ORDER BY b.name, m.name, m.id LIMIT %s OFFSET %s"""
+        params += [cmd.page_size, (cmd.page - 1) * cmd.page_size]
+        rows = self.query(sql, params)
+        return {"org_id": str(row["id"]), "page": cmd.page, "page_size": cmd.page_size,
+                "total": int(rows[0]["total"]) if rows else 0,
+                "members": [_member_out(r) for r in rows]}
+
+    def get_member(self, caller: Caller, member_id) -> dict:
+        row = self.query_one(
+            "SELECT m.*, b.name AS branch_name FROM member_view m "
+            "LEFT JOIN org_view b ON b.id = m.branch_id WHERE m.id = %s", (str(member_id),))
+        if row is None:
+            raise NotFound(f"member {member_id} not found")
+        if not (caller.role == MEMBER and caller.sub == str(member_id)):
+            self._may_read_members(caller, row["branch_id"])
+        result = _member_out(row)
+        result["roles"] = [{"org_id": str(r["org_id"]), "org_name": r["name"], "role": r["role"],
+                            "role_zh": ORG_ROLES[r["role"]]} for r in self.query(
+            "SELECT r.org_id, o.name, r.role FROM org_roles r JOIN org_view o ON o.id = r.org_id "
+            "WHERE r.member_id = %s ORDER BY o.level", (str(member_id),))]
+        result["history"] = [{"kind": h["kind"], "from_branch_id": _s(h["from_branch_id"]),
+                              "to_branch_id": _s(h["to_branch_id"]),
+                              "effective_on": _s(h["effective_on"]),
+                              "recorded_at": h["recorded_at"].isoformat()} for h in self.query(
+            "SELECT * FROM member_moves WHERE member_id = %s ORDER BY version", (str(member_id),))]
+        return result
+
+    def double_leader_coverage(self, caller: Caller, college_id: str | None = None) -> dict:
+        """R5 (二.5, 三.4): 双带头人 secretaries of teacher branches, per college and school-wide."""
+        caller.require_role(ORG_ADMIN, COLLEGE_SECRETARY, AUDITOR, OPS)
+        if caller.role == COLLEGE_SECRETARY:
+            if college_id and str(college_id) != caller.org:
+                raise Forbidden("a college secretary sees its own college only")
+            college_id = caller.org
+        rows = self.query(
+            """SELECT c.id AS college_id, c.name AS college_name, b.id AS branch_id,
+                      b.name AS branch_name, s.member_id AS secretary_id, m.name AS secretary_name,
+                      coalesce(m.double_leader, false) AS covered
+               FROM org_view b JOIN org_view c ON c.id = b.parent_id
+               LEFT JOIN org_roles s ON s.org_id = b.id AND s.role = 'secretary'
+               LEFT JOIN member_view m ON m.id = s.member_id
+               WHERE b.kind = 'teacher_branch' AND b.status = 'active' AND c.status = 'active'
+               ORDER BY c.name, b.name""")
+        colleges: dict[str, dict] = {}
+        for r in rows:
+            key = str(r["college_id"])
+            if college_id and key != str(college_id):
+                continue
+            c = colleges.setdefault(key, {"college_id": key, "college_name": r["college_name"],
+                                          "teacher_branches": 0, "covered": 0, "lacking": []})
+            c["teacher_branches"] += 1
+            if r["covered"]:
+                c["covered"] += 1
+            else:
+                c["lacking"].append({
+                    "branch_id": str(r["branch_id"]), "branch_name": r["branch_name"],
+                    "secretary_id": _s(r["secretary_id"]), "secretary_name": r["secretary_name"],
+                    "why": "没有书记 no secretary" if r["secretary_id"] is None
+                    else "书记不是双带头人 secretary is not a 双带头人"})
+        for c in colleges.values():
+            c["coverage"] = _ratio(c["covered"], c["teacher_branches"])
+        total = sum(c["teacher_branches"] for c in colleges.values())
+        covered = sum(c["covered"] for c in colleges.values())
+        return {"school": {"teacher_branches": total, "covered": covered,
+                           "coverage": _ratio(covered, total)},
+                "colleges": list(colleges.values())}
+
+    def list_departments(self, caller: Caller) -> list[dict]:
+        caller.require_role(*READERS)
+        departments = [{"code": code, "name": name, "kind": "department"}
+                       for code, name in DEPARTMENTS.items()]
+        departments.append({"code": ALL_COLLEGES[0], "name": ALL_COLLEGES[1], "kind": "all_colleges",
+                            "means": [str(r["id"]) for r in self.query(
+                                "SELECT id FROM org_view WHERE level = 2 AND status = 'active' "
+                                "ORDER BY name")]})
+        return departments
+
+    def rebuild_read_models(self, caller: Caller) -> dict:
+        caller.require_role(ORG_ADMIN, OPS)
+        applied = self.projector.rebuild()
+        return {"replayed_events": applied}
+
+    # -- metrics -------------------------------------------------------------
+    def business_gauges(self) -> list[dict]:
+        orgs = self.query("SELECT level, kind, status, count(*) AS n FROM org_view "
+                          "GROUP BY level, kind, status")
+        members = self.query("SELECT category, status, count(*) AS n FROM member_view "
+                             "WHERE active GROUP BY category, status")
+        coverage = self.query(
+            """SELECT count(*) AS total, count(*) FILTER (WHERE m.double_leader) AS covered
+               FROM org_view b LEFT JOIN org_roles s ON s.org_id = b.id AND s.role = 'secretary'
+               LEFT JOIN member_view m ON m.id = s.member_id
+               WHERE b.kind = 'teacher_branch' AND b.status = 'active'""")[0]
+        return [
+            {"name": "lianchuang_organizations", "help": "Organisations by level, kind and status",
+             "labels": ["level", "kind", "status"],
+             "samples": [((str(r["level"]), r["kind"], r["status"]), r["n"]) for r in orgs]},
+            {"name": "lianchuang_members", "help": "Active members by category and status",
+             "labels": ["category", "status"],
+             "samples": [((r["category"], r["status"]), r["n"]) for r in members]},
+            {"name": "lianchuang_double_leader_coverage_ratio",
+             "help": "Share of teacher branches whose secretary is a 双带头人 (R5)",
+             "labels": [], "samples": [((), _ratio(coverage["covered"], coverage["total"]))]},
+        ]
+
+
+def demo_id(*parts) -> UUID:
+    return derived_id("demo", *parts)
+
+
+def _s(value):
+    return None if value is None else str(value) if not isinstance(value, dt.date) \
+        else value.isoformat()
+
+
+def _ratio(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def _parse_moment(value: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise ValidationError.single("as_of", f"not an ISO date or timestamp: {value!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment
+
+
+def _org_ref(r) -> dict:
+    return {"id": str(r["id"]), "name": r["name"], "level": r["level"], "kind": r["kind"]}
+
+
+def _org_out(r) -> dict:
+    return {"id": str(r["id"]), "name": r["name"], "kind": r["kind"],
+            "kind_zh": ORG_KINDS[r["kind"]][1], "level": r["level"],
+            "parent_id": _s(r["parent_id"]), "basis": r["basis"],
+            "basis_zh": E_BRANCH_BASES.get(r["basis"]) if r["basis"] else None,
+            "status": r["status"], "merged_into": _s(r["merged_into"]),
+            "created_at": r["created_at"].isoformat(), "updated_at": r["updated_at"].isoformat(),
+            "version": r["version"]}
+
+
+def _history_ref(r) -> dict:
+    return {"id": str(r["org_id"]), "name": r["name"], "level": r["level"], "kind": r["kind"]}
+
+
+def _history_out(r) -> dict:
+    return {"id": str(r["org_id"]), "name": r["name"], "kind": r["kind"],
+            "kind_zh": ORG_KINDS[r["kind"]][1], "level": r["level"],
+            "parent_id": _s(r["parent_id"]), "basis": r["basis"], "status": r["status"],
+            "version": r["version"], "valid_from": r["valid_from"].isoformat(),
+            "valid_to": r["valid_to"].isoformat() if r["valid_to"] else None}
+
+
+def _member_out(r) -> dict:
+    return {"id": str(r["id"]), "name": r["name"], "branch_id": _s(r["branch_id"]),
+            "branch_name": r.get("branch_name"), "category": r["category"],
+            "category_zh": MEMBER_CATEGORIES[r["category"]], "status": r["status"],
+            "status_zh": MEMBER_STATUSES[r["status"]], "joined_on": _s(r["joined_on"]),
+            "full_on": _s(r["full_on"]), "double_leader": r["double_leader"],
+            "staff_no": r["staff_no"], "active": r["active"], "left_on": _s(r["left_on"])}

@@ -1,0 +1,156 @@
+"""Idempotent, ordered consumption of another service's events.
+
+``Inbox.process`` applies an event's effect and records what it applied in the
+same transaction. Per aggregate it applies version n only after n-1:
+  * a version already applied is a duplicate (redelivery): acknowledged, skipped;
+  * a version whose predecessor is missing raises ``OutOfOrder``: the message
+    goes back to the queue and is tried again after a pause, never applied early.
+
+Consumers subscribe to every event type of a source (routing key ``#``) so that
+an aggregate's versions form an unbroken sequence.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import eventlet
+from kombu import Queue
+from nameko.events import SERVICE_POOL, EventHandler
+from nameko.messaging import Consumer
+from nameko.standalone.events import get_event_exchange
+
+from shared import metrics
+
+log = logging.getLogger(__name__)
+
+INBOX_DDL = (
+    """CREATE TABLE IF NOT EXISTS inbox_positions (
+        consumer text NOT NULL,
+        originator_id uuid NOT NULL,
+        last_version integer NOT NULL DEFAULT 0,
+        last_event_position bigint,
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer, originator_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS inbox_failures (
+        consumer text NOT NULL,
+        event_id text NOT NULL,
+        attempts integer NOT NULL DEFAULT 1,
+        last_error text NOT NULL,
+        envelope jsonb NOT NULL,
+        first_failed_at timestamptz NOT NULL DEFAULT now(),
+        last_failed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (consumer, event_id)
+    )""",
+)
+
+APPLIED, DUPLICATE = "applied", "duplicate"
+
+
+class OutOfOrder(Exception):
+    """An event arrived before its predecessor was applied; it will be redelivered."""
+
+
+class Inbox:
+    def __init__(self, app, consumer: str, service: str, retry_pause: float = 0.2,
+                 failure_pause: float = 1.0):
+        self.app = app
+        self.consumer = consumer
+        self.service = service
+        self.retry_pause = retry_pause
+        self.failure_pause = failure_pause
+        with app.transaction() as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext('inbox_ddl'))")
+            for statement in INBOX_DDL:
+                curs.execute(statement)
+
+    def process(self, envelope: dict, effect: Callable[[object, dict], None]) -> str:
+        """Apply ``effect(curs, envelope)`` once, in order, atomically with tracking."""
+        originator_id = envelope["originator_id"]
+        version = int(envelope["originator_version"])
+        with self.app.transaction() as curs:
+            curs.execute(
+                "INSERT INTO inbox_positions (consumer, originator_id) VALUES (%s, %s) "
+                "ON CONFLICT DO NOTHING", (self.consumer, originator_id))
+            curs.execute(
+                "SELECT last_version FROM inbox_positions "
+                "WHERE consumer = %s AND originator_id = %s FOR UPDATE",
+                (self.consumer, originator_id))
+            last = int(curs.fetchone()["last_version"])
+            if version <= last:
+                return DUPLICATE
+            if version > last + 1:
+                raise OutOfOrder(
+                    f"{envelope['event_id']} arrived before version {last + 1} was applied")
+            effect(curs, envelope)
+            curs.execute(
+                "UPDATE inbox_positions SET last_version = %s, last_event_position = %s, "
+                "applied_at = now() WHERE consumer = %s AND originator_id = %s",
+                (version, envelope.get("position"), self.consumer, originator_id))
+            curs.execute("DELETE FROM inbox_failures WHERE consumer = %s AND event_id = %s",
+                         (self.consumer, envelope["event_id"]))
+        return APPLIED
+
+    def handle(self, envelope: dict, effect: Callable[[object, dict], None]) -> str:
+        """``process`` with metrics and the redelivery policy of an entrypoint."""
+        source = envelope.get("source", "?")
+        labels = (self.service, self.consumer, source)
+        try:
+            outcome = self.process(envelope, effect)
+        except OutOfOrder:
+            metrics.EVENTS_CONSUMED.labels(*labels, "deferred").inc()
+            eventlet.sleep(self.retry_pause)
+            raise
+        except Exception as exc:
+            metrics.EVENTS_CONSUMED.labels(*labels, "failed").inc()
+            metrics.CONSUMER_FAILURES.labels(*labels).inc()
+            log.exception("consumer %s failed on %s", self.consumer, envelope.get("event_id"))
+            self._record_failure(envelope, exc)
+            eventlet.sleep(self.failure_pause)
+            raise
+        metrics.EVENTS_CONSUMED.labels(*labels, outcome).inc()
+        return outcome
+
+    def _record_failure(self, envelope: dict, exc: Exception) -> None:
+        from psycopg.types.json import Jsonb
+
+        try:
+            with self.app.transaction() as curs:
+                curs.execute(
+                    "INSERT INTO inbox_failures (consumer, event_id, last_error, envelope) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT (consumer, event_id) DO UPDATE SET "
+                    "attempts = inbox_failures.attempts + 1, last_error = EXCLUDED.last_error, "
+                    "last_failed_at = now()",
+                    (self.consumer, envelope.get("event_id", "?"),
+                     f"{type(exc).__name__}: {exc}", Jsonb(envelope)))
+        except Exception:
+            log.exception("could not record the failure of %s", envelope.get("event_id"))
+
+    def failures(self) -> list[dict]:
+        return self.app.query(
+            "SELECT consumer, event_id, attempts, last_error, first_failed_at, last_failed_at "
+            "FROM inbox_failures WHERE consumer = %s ORDER BY first_failed_at", (self.consumer,))
+
+
+class StreamHandler(EventHandler):
+    """Consumes every event type a source service publishes (routing key ``#``),
+    one queue per consuming method shared by all instances, and puts a message
+    back on the queue when handling raises (out of order, or a failure)."""
+
+    def __init__(self, source_service, **kwargs):
+        kwargs.setdefault("handler_type", SERVICE_POOL)
+        kwargs["requeue_on_error"] = True
+        kwargs.setdefault("expected_exceptions", (OutOfOrder,))
+        super().__init__(source_service, "#", **kwargs)
+
+    def setup(self):
+        exchange = get_event_exchange(self.source_service, self.container.config)
+        # One durable queue per consuming method, shared by all instances.
+        self.queue = Queue(
+            f"evt-{self.source_service}-all--{self.container.service_name}.{self.method_name}",
+            exchange=exchange, routing_key="#", durable=True, auto_delete=False)
+        Consumer.setup(self)
+
+
+consumes = StreamHandler.decorator

@@ -1,0 +1,159 @@
+"""The org directory: a consuming service's own copy of the organisation tree,
+members and roles, kept from the organizations service's events.
+
+Evaluation needs it to scope cycles and check who may review what;
+notifications needs it to find recipients. Neither reads another service's
+tables: each keeps these in its own database, applied through an ``Inbox``
+(exactly once, in order per aggregate).
+"""
+from __future__ import annotations
+
+from shared.consumer import Inbox
+
+DIRECTORY_DDL = (
+    """CREATE TABLE IF NOT EXISTS dir_orgs (
+        id uuid PRIMARY KEY, name text NOT NULL, kind text NOT NULL, level int NOT NULL,
+        parent_id uuid, basis text, status text NOT NULL, updated_at timestamptz NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS dir_members (
+        id uuid PRIMARY KEY, name text NOT NULL, branch_id uuid, category text NOT NULL,
+        status text NOT NULL, double_leader bool NOT NULL DEFAULT false, active bool NOT NULL,
+        updated_at timestamptz NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS dir_members_branch ON dir_members (branch_id)",
+    """CREATE TABLE IF NOT EXISTS dir_roles (
+        org_id uuid NOT NULL, member_id uuid NOT NULL, role text NOT NULL,
+        PRIMARY KEY (org_id, member_id, role))""",
+    # One row per applied transfer: the branch history a consumer knows.
+    """CREATE TABLE IF NOT EXISTS dir_member_moves (
+        id bigserial PRIMARY KEY, event_id text NOT NULL, member_id uuid NOT NULL,
+        from_branch_id uuid, to_branch_id uuid, effective_on date,
+        applied_at timestamptz NOT NULL DEFAULT now())""",
+)
+
+
+class OrgDirectory:
+    def __init__(self, app, service: str):
+        self.app = app
+        with app.transaction() as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext('directory_ddl'))")
+            for statement in DIRECTORY_DDL:
+                curs.execute(statement)
+        self.inbox = Inbox(app, consumer=f"{service}.org_directory", service=service)
+        self._effects = {
+            "organization_created": self._org_created,
+            "organization_renamed": self._org_renamed,
+            "organization_moved": self._org_moved,
+            "organization_dissolved": self._org_closed,
+            "organization_merged": self._org_closed,
+            "organization_role_assigned": self._role_assigned,
+            "organization_role_revoked": self._role_revoked,
+            "member_registered": self._member_registered,
+            "member_transferred": self._member_transferred,
+            "member_converted_to_full": self._member_converted,
+            "member_category_changed": self._member_category,
+            "member_double_leader_set": self._member_double_leader,
+            "member_left": self._member_left,
+        }
+        self.listeners: list = []  # callables (curs, envelope) run in the same transaction
+
+    def handle(self, envelope: dict) -> str:
+        return self.inbox.handle(envelope, self.apply)
+
+    def apply(self, curs, envelope: dict) -> None:
+        effect = self._effects.get(envelope["type"])
+        if effect is not None:
+            effect(curs, envelope["originator_id"], envelope["data"], envelope["occurred_at"],
+                   envelope)
+        for listener in self.listeners:
+            listener(curs, envelope)
+
+    # -- organisations ---------------------------------------------------------
+    def _org_created(self, curs, oid, d, at, env):
+        curs.execute(
+            "INSERT INTO dir_orgs (id, name, kind, level, parent_id, basis, status, updated_at) "
+            "VALUES (%s,%s,%s,%s,%s,%s,'active',%s) ON CONFLICT (id) DO NOTHING",
+            (oid, d["name"], d["kind"], d["level"], d["parent_id"], d["basis"], at))
+
+    def _org_renamed(self, curs, oid, d, at, env):
+        curs.execute("UPDATE dir_orgs SET name = %s, updated_at = %s WHERE id = %s",
+                     (d["name"], at, oid))
+
+    def _org_moved(self, curs, oid, d, at, env):
+        curs.execute("UPDATE dir_orgs SET parent_id = %s, updated_at = %s WHERE id = %s",
+                     (d["parent_id"], at, oid))
+
+    def _org_closed(self, curs, oid, d, at, env):
+        status = "merged" if env["type"] == "organization_merged" else "dissolved"
+        curs.execute("UPDATE dir_orgs SET status = %s, updated_at = %s WHERE id = %s",
+                     (status, at, oid))
+        curs.execute("DELETE FROM dir_roles WHERE org_id = %s", (oid,))
+
+    def _role_assigned(self, curs, oid, d, at, env):
+        curs.execute("INSERT INTO dir_roles (org_id, member_id, role) VALUES (%s,%s,%s) "
+                     "ON CONFLICT DO NOTHING", (oid, d["member_id"], d["role"]))
+
+    def _role_revoked(self, curs, oid, d, at, env):
+        curs.execute("DELETE FROM dir_roles WHERE org_id = %s AND member_id = %s AND role = %s",
+                     (oid, d["member_id"], d["role"]))
+
+    # -- members -------------------------------------------------------------
+    def _member_registered(self, curs, mid, d, at, env):
+        curs.execute(
+            "INSERT INTO dir_members (id, name, branch_id, category, status, double_leader, "
+            "active, updated_at) VALUES (%s,%s,%s,%s,%s,%s,true,%s) ON CONFLICT (id) DO NOTHING",
+            (mid, d["name"], d["branch_id"], d["category"], d["status"], d["double_leader"], at))
+
+    def _member_transferred(self, curs, mid, d, at, env):
+        curs.execute("UPDATE dir_members SET branch_id = %s, updated_at = %s WHERE id = %s",
+                     (d["to_branch_id"], at, mid))
+        curs.execute(
+            "INSERT INTO dir_member_moves (event_id, member_id, from_branch_id, to_branch_id, "
+            "effective_on) VALUES (%s,%s,%s,%s,%s)",
+            (env["event_id"], mid, d["from_branch_id"], d["to_branch_id"], d["effective_on"]))
+
+    def _member_converted(self, curs, mid, d, at, env):
+        curs.execute("UPDATE dir_members SET status = 'full', updated_at = %s WHERE id = %s",
+                     (at, mid))
+
+    def _member_category(self, curs, mid, d, at, env):
+        curs.execute("UPDATE dir_members SET category = %s, updated_at = %s WHERE id = %s",
+                     (d["category"], at, mid))
+
+    def _member_double_leader(self, curs, mid, d, at, env):
+        curs.execute("UPDATE dir_members SET double_leader = %s, updated_at = %s WHERE id = %s",
+                     (d["double_leader"], at, mid))
+
+    def _member_left(self, curs, mid, d, at, env):
+        curs.execute("UPDATE dir_members SET active = false, updated_at = %s WHERE id = %s",
+                     (at, mid))
+
+    # -- queries ---------------------------------------------------------------
+    def org(self, org_id) -> dict | None:
+        return self.app.query_one("SELECT * FROM dir_orgs WHERE id = %s", (str(org_id),))
+
+    def college_of(self, org_id) -> str | None:
+        row = self.org(org_id)
+        if row is None:
+            return None
+        if row["level"] == 2:
+            return str(row["id"])
+        if row["level"] == 3:
+            return str(row["parent_id"])
+        return None
+
+    def holders(self, org_id, role: str) -> list[dict]:
+        return self.app.query(
+            "SELECT m.* FROM dir_roles r JOIN dir_members m ON m.id = r.member_id "
+            "WHERE r.org_id = %s AND r.role = %s AND m.active", (str(org_id), role))
+
+    def status(self) -> dict:
+        counts = self.app.query_one(
+            "SELECT (SELECT count(*) FROM dir_orgs) AS organizations, "
+            "(SELECT count(*) FROM dir_members WHERE active) AS members, "
+            "(SELECT count(*) FROM dir_roles) AS roles, "
+            "(SELECT count(*) FROM dir_member_moves) AS transfers_applied, "
+            "(SELECT coalesce(max(last_event_position), 0) FROM inbox_positions "
+            " WHERE consumer = %s) AS last_position", (self.inbox.consumer,))
+        return {**{k: int(v) for k, v in counts.items()},
+                "failures": [{**f, "first_failed_at": f["first_failed_at"].isoformat(),
+                              "last_failed_at": f["last_failed_at"].isoformat()}
+                             for f in self.inbox.failures()]}

@@ -1,0 +1,113 @@
+"""Identity: signed tokens carried in nameko context data, and the caller they name.
+
+A token is an HS256 JWT (HMAC-SHA256 with the secret from config ``AUTH_SECRET``)
+holding ``sub`` (who), ``role``, ``org`` (organisation scope, optional) and ``exp``.
+Portals pass it as the context data key ``auth_token``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+from nameko.extensions import DependencyProvider
+
+from shared.errors import Forbidden, Unauthenticated
+
+CONTEXT_KEY = "auth_token"
+
+ORG_ADMIN = "org_admin"  # 组织部
+COLLEGE_SECRETARY = "college_secretary"  # 二级学院党组织书记
+BRANCH_SECRETARY = "branch_secretary"  # 党支部书记
+MEMBER = "member"  # 党员
+AUDITOR = "auditor"  # 纪委办
+OPS = "ops"  # 信息资源中心
+ROLES = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, MEMBER, AUDITOR, OPS)
+# Roles whose token must name the organisation they act for.
+SCOPED_ROLES = (COLLEGE_SECRETARY, BRANCH_SECRETARY)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: subject, role and organisation scope (None = unscoped)."""
+
+    sub: str
+    role: str
+    org: str | None = None
+
+    def as_actor(self) -> dict:
+        """The actor recorded on every event this caller causes."""
+        actor = {"sub": self.sub, "role": self.role}
+        if self.org:
+            actor["org"] = self.org
+        return actor
+
+    def require_role(self, *roles: str) -> "Caller":
+        if self.role not in roles:
+            raise Forbidden(
+                f"role '{self.role}' may not do this; allowed: {', '.join(roles)}"
+            )
+        return self
+
+
+SYSTEM = Caller(sub="system", role=ORG_ADMIN)
+
+
+def mint_token(secret: str, sub: str, role: str, org: str | None = None,
+               ttl: int = 3600, now: float | None = None) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    if role in SCOPED_ROLES and not org:
+        raise ValueError(f"role {role!r} needs an organisation scope (--org)")
+    if not sub:
+        raise ValueError("sub must not be empty")
+    issued = int(now if now is not None else time.time())
+    claims = {"sub": sub, "role": role, "iat": issued, "exp": issued + int(ttl)}
+    if org:
+        claims["org"] = str(org)
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def verify_token(secret: str, token: str | None) -> Caller:
+    if not token:
+        raise Unauthenticated("no token: pass a signed token as context data 'auth_token'")
+    try:
+        claims = jwt.decode(token, secret, algorithms=["HS256"],
+                            options={"require": ["sub", "role", "exp"]})
+    except jwt.ExpiredSignatureError:
+        raise Unauthenticated("token expired")
+    except jwt.InvalidSignatureError:
+        raise Unauthenticated("token signature is not valid")
+    except jwt.PyJWTError as exc:
+        raise Unauthenticated(f"token not valid: {exc}")
+    role = claims.get("role")
+    if role not in ROLES:
+        raise Unauthenticated(f"token names an unknown role {role!r}")
+    if role in SCOPED_ROLES and not claims.get("org"):
+        raise Unauthenticated(f"token for role {role!r} has no organisation scope")
+    return Caller(sub=str(claims["sub"]), role=role, org=claims.get("org"))
+
+
+class CallerResolver:
+    """What a worker gets: resolves the caller from its context data on demand."""
+
+    def __init__(self, secret: str, token: str | None):
+        self._secret = secret
+        self._token = token
+
+    def __call__(self) -> Caller:
+        return verify_token(self._secret, self._token)
+
+
+class Identity(DependencyProvider):
+    """Gives each worker ``self.caller()``, which verifies the token or raises
+    ``Unauthenticated``. Authorisation (role and scope) is the application's."""
+
+    def setup(self):
+        secret = self.container.config.get("AUTH_SECRET")
+        if not secret:
+            raise RuntimeError("AUTH_SECRET is not configured")
+        self.secret = secret
+
+    def get_dependency(self, worker_ctx):
+        return CallerResolver(self.secret, worker_ctx.context_data.get(CONTEXT_KEY))

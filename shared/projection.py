@@ -1,0 +1,129 @@
+"""Read models: projections of a service's own notification log.
+
+A ``Projector`` applies new notifications to each projection's tables and
+records the position it reached in the same transaction, under a
+transaction-level advisory lock, so two instances of a service never apply
+the same event twice or out of order. Read models can be rebuilt from zero.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import eventlet
+
+from shared import metrics
+
+log = logging.getLogger(__name__)
+
+POSITIONS_DDL = """
+CREATE TABLE IF NOT EXISTS projection_positions (
+    name text PRIMARY KEY,
+    position bigint NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+def handles(*event_classes):
+    """Mark a projection method as the handler of these event classes."""
+
+    def mark(func):
+        func._handles = event_classes
+        return func
+
+    return mark
+
+
+class Projection:
+    """Base of a read model. Subclasses declare ``ddl`` (statements run at
+    start-up), ``tables`` (emptied on rebuild) and ``@handles`` methods
+    ``(self, curs, event)``."""
+
+    ddl: tuple[str, ...] = ()
+    tables: tuple[str, ...] = ()
+
+    def __init__(self):
+        self._handlers: dict[type, Callable] = {}
+        for name in dir(type(self)):
+            func = getattr(type(self), name)
+            for cls in getattr(func, "_handles", ()):
+                self._handlers[cls] = getattr(self, name)
+
+    def apply(self, curs, event: Any) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(curs, event)
+
+
+class Projector:
+    def __init__(self, app, projections: list[Projection], name: str = "read_models",
+                 service: str = "", batch_size: int = 500):
+        self.app = app
+        self.projections = projections
+        self.name = name
+        self.service = service or app.name
+        self.batch_size = batch_size
+        self._lock_name = f"{app.name}:{name}"
+        with app.transaction() as curs:
+            # Serialise DDL between instances starting together.
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))
+            curs.execute(POSITIONS_DDL)
+            for projection in projections:
+                for statement in projection.ddl:
+                    curs.execute(statement)
+            curs.execute(
+                "INSERT INTO projection_positions (name) VALUES (%s) ON CONFLICT DO NOTHING",
+                (name,),
+            )
+        app.projector = self
+
+    def position(self) -> int:
+        row = self.app.query_one(
+            "SELECT position FROM projection_positions WHERE name = %s", (self.name,))
+        return int(row["position"]) if row else 0
+
+    def catch_up(self) -> int:
+        """Apply every notification not yet applied; returns how many."""
+        applied = 0
+        while True:
+            with self.app.transaction() as curs:
+                curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))
+                curs.execute(
+                    "SELECT position FROM projection_positions WHERE name = %s FOR UPDATE",
+                    (self.name,))
+                position = int(curs.fetchone()["position"])
+                notifications = self.app.recorder.select_notifications(
+                    start=position + 1, limit=self.batch_size)
+                if not notifications:
+                    return applied
+                for notification in notifications:
+                    event = self.app.mapper.to_domain_event(notification)
+                    for projection in self.projections:
+                        projection.apply(curs, event)
+                curs.execute(
+                    "UPDATE projection_positions SET position = %s, updated_at = now() "
+                    "WHERE name = %s", (notifications[-1].id, self.name))
+                applied += len(notifications)
+
+    def rebuild(self) -> int:
+        """Empty every read model and replay the whole log into it."""
+        with self.app.transaction() as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))
+            for projection in self.projections:
+                for table in projection.tables:
+                    curs.execute(f"TRUNCATE {table} CASCADE")
+            curs.execute("UPDATE projection_positions SET position = 0 WHERE name = %s",
+                         (self.name,))
+        return self.catch_up()
+
+    def run_forever(self, stopping: eventlet.event.Event, poll_interval: float = 0.5):
+        """Background follower: keeps read models current even when an instance
+        died between saving events and catching up."""
+        while not stopping.ready():
+            try:
+                self.catch_up()
+                lag = (self.app.recorder.max_notification_id() or 0) - self.position()
+                metrics.PROJECTION_LAG.labels(self.service, self.name).set(lag)
+            except Exception:  # keep following; the error is logged and retried
+                log.exception("projection %s failed to catch up", self.name)
+            stopping.wait(poll_interval)

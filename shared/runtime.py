@@ -1,0 +1,130 @@
+"""Nameko plumbing shared by the three services: the event-store dependency
+(with its projector and relay threads) and the /health and /metrics endpoints."""
+from __future__ import annotations
+
+import json
+import logging
+
+import eventlet
+from eventlet.event import Event
+from kombu import Connection
+from nameko.extensions import DependencyProvider
+from nameko.web.handlers import http
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Gauge, generate_latest
+from werkzeug.wrappers import Response
+
+from shared.config import DatabaseSettings, service_instance
+from shared.relay import Relay
+
+log = logging.getLogger(__name__)
+
+
+class EventStore(DependencyProvider):
+    """Gives workers the service's application; runs its background followers.
+
+    ``app_class(settings)`` builds the application (and its projector and
+    inboxes). Unless ``RELAY_ENABLED`` is false in config, this instance also
+    competes for the relay lock and publishes the service's events.
+    """
+
+    def __init__(self, app_class, **kwargs):
+        self.app_class = app_class
+        super().__init__(**kwargs)
+
+    def setup(self):
+        config = self.container.config
+        self.instance = service_instance(config)
+        self.app = self.app_class(DatabaseSettings.from_config(config))
+        self.relay = None
+        relay_cfg = config.get("RELAY") or {}
+        if relay_cfg.get("enabled", True) not in (False, "false", "no", "0", 0):
+            self.relay = Relay(
+                self.app, self.container.service_name, config, self.instance,
+                batch_size=int(relay_cfg.get("batch_size", 200)),
+                poll_interval=float(relay_cfg.get("poll_interval", 0.2)))
+        self.stopping = Event()
+        self.projection_poll = float((config.get("PROJECTIONS") or {}).get("poll_interval", 0.5))
+
+    def start(self):
+        if self.app.projector is not None:
+            self.container.spawn_managed_thread(
+                lambda: self.app.projector.run_forever(self.stopping, self.projection_poll))
+        if self.relay is not None:
+            self.container.spawn_managed_thread(lambda: self.relay.run_forever(self.stopping))
+
+    def _shutdown(self):
+        if not self.stopping.ready():
+            self.stopping.send(True)
+        if self.relay is not None:
+            self.relay.release()
+        try:
+            self.app.close()
+        except Exception:
+            log.exception("closing the application failed")
+
+    def stop(self):
+        self._shutdown()
+
+    def kill(self):
+        self._shutdown()
+
+    def get_dependency(self, worker_ctx):
+        return self.app
+
+
+def check_health(app, amqp_uri: str) -> tuple[bool, dict]:
+    checks = {}
+    try:
+        app.query("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {exc}"
+    try:
+        with Connection(amqp_uri, connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+        checks["broker"] = "ok"
+    except Exception as exc:
+        checks["broker"] = f"error: {exc}"
+    return all(v == "ok" for v in checks.values()), checks
+
+
+def render_business_gauges(gauges: list[dict]) -> bytes:
+    """Render gauges computed at scrape time from read models.
+
+    Each gauge: ``{"name", "help", "labels": [...], "samples": [(labelvalues, value)]}``.
+    """
+    registry = CollectorRegistry()
+    for spec in gauges:
+        gauge = Gauge(spec["name"], spec["help"], spec["labels"], registry=registry)
+        for labelvalues, value in spec["samples"]:
+            if spec["labels"]:
+                gauge.labels(*labelvalues).set(value)
+            else:
+                gauge.set(value)
+    return generate_latest(registry)
+
+
+class ObservableService:
+    """Mixin: ``GET /health`` (database and broker reachable) and ``GET /metrics``.
+
+    The service must have ``app`` (an ``EventStore``); the application may offer
+    ``business_gauges()``.
+    """
+
+    @http("GET", "/health")
+    def health(self, request):
+        ok, checks = check_health(self.app, self.config["AMQP_URI"])
+        body = {"service": self.name, "status": "ok" if ok else "unavailable", "checks": checks}
+        return Response(json.dumps(body), status=200 if ok else 503,
+                        mimetype="application/json")
+
+    @http("GET", "/metrics")
+    def metrics(self, request):
+        payload = generate_latest(REGISTRY)
+        gauges = getattr(self.app, "business_gauges", None)
+        if gauges is not None:
+            try:
+                payload += render_business_gauges(gauges())
+            except Exception:
+                log.exception("business gauges failed")
+        return Response(payload, mimetype=CONTENT_TYPE_LATEST)

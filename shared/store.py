@@ -1,0 +1,107 @@
+"""The event store: an ``eventsourcing`` Application per service on PostgreSQL.
+
+Every change is an event in the service's append-only store, with the actor,
+reason and evidence given by the command that caused it. Read models are
+projections of that store (``shared.projection``); other services learn of
+the events only through the relay (``shared.relay``).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterable, TypeVar
+from uuid import UUID
+
+import psycopg
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from shared.config import DatabaseSettings
+from shared.errors import Conflict, NotFound
+
+A = TypeVar("A")
+
+
+def ensure_database(settings: DatabaseSettings) -> None:
+    """Create the service's database if it does not exist yet (idempotent)."""
+    with psycopg.connect(settings.conninfo("postgres"), autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (settings.dbname,)
+        ).fetchone()
+        if exists:
+            return
+        try:
+            conn.execute(f'CREATE DATABASE "{settings.dbname}"')
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            pass  # another instance created it at the same moment
+
+
+class EventSourcedApplication(Application[UUID]):
+    """Base of each service's application (one bounded context each).
+
+    Adds what every service needs around the library's Application: a
+    transaction on the same database for read models, typed not-found and
+    conflict errors, and the projector that keeps read models current.
+    """
+
+    def __init__(self, settings: DatabaseSettings, **kwargs: Any):
+        ensure_database(settings)
+        self.settings = settings
+        super().__init__(env=settings.eventsourcing_env(), **kwargs)
+        self.projector = None  # set by shared.projection.Projector
+
+    # -- infrastructure -------------------------------------------------
+    @property
+    def datastore(self):
+        return self.recorder.datastore
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """A read-model transaction (dict rows) on the service's database."""
+        with self.datastore.transaction(commit=True) as curs:
+            yield curs
+
+    def query(self, sql: str, params: Iterable | dict = ()) -> list[dict]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(sql, params)
+            return list(curs.fetchall()) if curs.description else []
+
+    def query_one(self, sql: str, params: Iterable | dict = ()) -> dict | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
+
+    # -- aggregates ------------------------------------------------------
+    def load(self, aggregate_id: UUID | str, cls: type[A], what: str) -> A:
+        """Load an aggregate of the given class or raise ``NotFound`` naming it."""
+        try:
+            aggregate_id = aggregate_id if isinstance(aggregate_id, UUID) else UUID(str(aggregate_id))
+        except ValueError:
+            raise NotFound(f"{what} {aggregate_id!r} not found (not a valid id)")
+        try:
+            aggregate = self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"{what} {aggregate_id} not found")
+        if not isinstance(aggregate, cls):
+            raise NotFound(f"{what} {aggregate_id} not found")
+        return aggregate
+
+    def exists(self, aggregate_id: UUID) -> bool:
+        try:
+            self.repository.get(aggregate_id)
+        except AggregateNotFoundError:
+            return False
+        return True
+
+    def commit(self, *aggregates) -> None:
+        """Save in one atomic append; a concurrent writer's version clash is a Conflict.
+
+        Read models are brought up to date before returning, so a portal reads
+        its own writes.
+        """
+        try:
+            self.save(*aggregates)
+        except IntegrityError as exc:
+            raise Conflict(
+                "changed concurrently by someone else; reload and try again"
+            ) from exc
+        if self.projector is not None:
+            self.projector.catch_up()

@@ -1,0 +1,134 @@
+# Green threads first: without this plain pytest hangs on nameko's AMQP waits.
+import eventlet
+
+eventlet.monkey_patch()
+
+import shared  # noqa: E402,F401  (PSYCOPG_WAIT_FUNC before psycopg is imported)
+
+import contextlib  # noqa: E402
+import os  # noqa: E402
+import socket  # noqa: E402
+import time  # noqa: E402
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
+
+from shared.config import DatabaseSettings  # noqa: E402
+from shared.identity import mint_token  # noqa: E402
+from shared.store import ensure_database  # noqa: E402
+
+SECRET = "test-secret-for-lianchuang-tests-only-0123456789"
+SERVICES = ("organizations", "evaluation", "notifications")
+PG = dict(host=os.environ.get("POSTGRES_HOST", "127.0.0.1"),
+          port=int(os.environ.get("POSTGRES_PORT", "5432")),
+          user=os.environ.get("POSTGRES_USER", "postgres"),
+          password=os.environ.get("POSTGRES_PASSWORD", "postgres"))
+# One set of databases per test run (several runs may share a machine).
+RUN_ID = os.environ.get("LIANCHUANG_TEST_RUN", f"{os.getpid()}")
+
+
+def db_settings(service: str) -> DatabaseSettings:
+    return DatabaseSettings(dbname=f"lctest_{RUN_ID}_{service}", pool_size=2, max_overflow=8,
+                            **PG)
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def databases():
+    """Each service's own database for this test run, dropped at the end."""
+    settings = {s: db_settings(s) for s in SERVICES}
+    for s in settings.values():
+        ensure_database(s)
+    yield settings
+    with psycopg.connect(settings["organizations"].conninfo("postgres"), autocommit=True) as conn:
+        for s in settings.values():
+            conn.execute(f'DROP DATABASE IF EXISTS "{s.dbname}" WITH (FORCE)')
+
+
+def wipe(settings: DatabaseSettings) -> None:
+    """Empty every table (and reset sequences): each test starts from nothing."""
+    with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+        if tables:
+            conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
+                         + " RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture
+def clean_databases(databases):
+    for s in databases.values():
+        wipe(s)
+    return databases
+
+
+def service_config(rabbit_config, settings: DatabaseSettings, **extra) -> dict:
+    config = {
+        "AMQP_URI": rabbit_config["AMQP_URI"],
+        "AUTH_SECRET": SECRET,
+        "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
+        "DATABASE": {"dbname": settings.dbname, "pool_size": settings.pool_size,
+                     "max_overflow": settings.max_overflow, **PG},
+        "RELAY": {"poll_interval": 0.05, "batch_size": 200},
+        "PROJECTIONS": {"poll_interval": 0.2},
+        "max_workers": 10,
+    }
+    config.update(extra)
+    return config
+
+
+@pytest.fixture
+def start_service(container_factory, rabbit_config, clean_databases):
+    """start_service("organizations", INSTANCE="a") -> a running container."""
+    from services.evaluation.service import EvaluationService
+    from services.notifications.service import NotificationsService
+    from services.organizations.service import OrganizationsService
+
+    classes = {"organizations": OrganizationsService, "evaluation": EvaluationService,
+               "notifications": NotificationsService}
+
+    def start(name: str, **extra):
+        config = service_config(rabbit_config, clean_databases[name], **extra)
+        container = container_factory(classes[name], config)
+        container.start()
+        return container
+
+    return start
+
+
+def token(role: str, sub: str = "tester", org=None, ttl: int = 3600) -> str:
+    return mint_token(SECRET, sub=sub, role=role, org=str(org) if org else None, ttl=ttl)
+
+
+@pytest.fixture
+def rpc_as(rabbit_config):
+    """rpc_as("org_admin") -> a cluster proxy carrying that caller's token."""
+    stack = contextlib.ExitStack()
+
+    def proxy(role=None, sub="tester", org=None, raw_token=None, ttl=3600):
+        context = {}
+        if raw_token is not None:
+            context["auth_token"] = raw_token
+        elif role is not None:
+            context["auth_token"] = token(role, sub, org, ttl)
+        return stack.enter_context(ClusterRpcProxy(
+            {"AMQP_URI": rabbit_config["AMQP_URI"]}, context_data=context, timeout=30))
+
+    with stack:
+        yield proxy
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = ""):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        eventlet.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
