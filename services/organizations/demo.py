@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import random
 
-from nameko.exceptions import RemoteError
+from shared.errors import NotFound
 
 from services.organizations.application import demo_id
+
 
 UNIVERSITY = "中共宁波职业技术学院委员会"
 COLLEGES = [
@@ -115,9 +116,8 @@ def load(rpc) -> dict:
         try:
             rpc.organizations.get_member(str(member["member_id"]))
             continue
-        except RemoteError as exc:
-            if exc.exc_type != "NotFound":
-                raise
+        except NotFound:
+            pass
         rpc.organizations.register_member(
             **{k: str(v) if k in ("member_id", "branch_id") else v for k, v in member.items()},
             reason="演示数据 demo data")

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Start the three services (each with its relay) in the background, wait until
+# they are healthy, load the demo university, and say where everything is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p .run
+export PSYCOPG_WAIT_FUNC=wait_select
+declare -A PORTS=([organizations]=8001 [evaluation]=8002 [notifications]=8003)
+declare -A CLASSES=([organizations]=OrganizationsService [evaluation]=EvaluationService [notifications]=NotificationsService)
+
+scripts/stop.sh >/dev/null 2>&1 || true
+for svc in organizations evaluation notifications; do
+  .venv/bin/nameko run --config "services/$svc/config.yaml" "services.$svc.service:${CLASSES[$svc]}" \
+    >".run/$svc.log" 2>&1 &
+  echo $! >".run/$svc.pid"
+done
+urls=()
+for svc in organizations evaluation notifications; do urls+=("http://127.0.0.1:${PORTS[$svc]}/health"); done
+if ! .venv/bin/lianchuang wait-healthy --timeout 90 "${urls[@]}"; then
+  echo "a service did not become healthy; see .run/*.log" >&2
+  tail -n 30 .run/*.log >&2
+  exit 1
+fi
+.venv/bin/lianchuang demo
+cat <<MSG
+
+Lianchuang is running (logs in .run/, stop with 'make stop'):
+  organizations  health http://127.0.0.1:8001/health   metrics http://127.0.0.1:8001/metrics
+  evaluation     health http://127.0.0.1:8002/health   metrics http://127.0.0.1:8002/metrics
+  notifications  health http://127.0.0.1:8003/health   metrics http://127.0.0.1:8003/metrics
+  RabbitMQ management http://127.0.0.1:15672 (guest/guest)
+
+Mint a token:   .venv/bin/lianchuang token --role org_admin --sub alice
+MSG
