@@ -47,6 +47,7 @@ class RpcMetrics(DependencyProvider):
 
     def setup(self):
         self.started: dict = {}
+        self.handled = 0  # calls this instance handled (shows how load spreads)
 
     def worker_setup(self, worker_ctx):
         if isinstance(worker_ctx.entrypoint, Rpc):
@@ -56,6 +57,7 @@ class RpcMetrics(DependencyProvider):
         started = self.started.pop(worker_ctx, None)
         if started is None:
             return
+        self.handled += 1
         outcome = "ok" if exc_info is None else exc_info[0].__name__
         labels = (self.container.service_name, worker_ctx.entrypoint.method_name, outcome)
         RPC_CALLS.labels(*labels).inc()

@@ -1,0 +1,346 @@
+"""Every organizations RPC method through a real container, RabbitMQ and PostgreSQL,
+with the failure paths: bad input, wrong role, wrong scope, concurrent writes."""
+import datetime as dt
+import uuid
+
+import eventlet
+import pytest
+
+from shared.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationError
+from tests.conftest import token
+
+
+@pytest.fixture
+def org(start_service, rpc_as):
+    start_service("organizations")
+    admin = rpc_as("org_admin", sub="zuzhibu").organizations
+    t = {}
+    t["committee"] = admin.create_organization(name="学校党委", kind="committee")
+    t["c1"] = admin.create_organization(name="机电学院党总支", kind="general_branch",
+                                        parent_id=t["committee"]["id"])
+    t["c2"] = admin.create_organization(name="数字学院党委", kind="college_committee",
+                                        parent_id=t["committee"]["id"])
+    t["b1"] = admin.create_organization(name="教工一支部", kind="teacher_branch",
+                                        parent_id=t["c1"]["id"])
+    t["b2"] = admin.create_organization(name="学生一支部", kind="student_branch",
+                                        parent_id=t["c1"]["id"])
+    t["b3"] = admin.create_organization(name="教工一支部", kind="teacher_branch",
+                                        parent_id=t["c2"]["id"])
+    t["m1"] = admin.register_member(name="张三", branch_id=t["b1"]["id"], category="teacher",
+                                    status="full", joined_on="2005-07-01", double_leader=True)
+    t["m2"] = admin.register_member(name="李四", branch_id=t["b1"]["id"], category="teacher",
+                                    status="full", joined_on="2012-07-01")
+    t["m3"] = admin.register_member(name="王五", branch_id=t["b2"]["id"], category="student",
+                                    status="probationary", joined_on="2025-06-01")
+    t["m4"] = admin.register_member(name="赵六", branch_id=t["b3"]["id"], category="teacher",
+                                    status="full", joined_on="2015-07-01")
+    t["admin"] = admin
+    return t
+
+
+def ids(t, *keys):
+    return [t[k]["id"] for k in keys]
+
+
+# -- identity ----------------------------------------------------------------
+def test_calls_without_a_valid_token_are_unauthenticated(org, rpc_as):
+    for proxy in (rpc_as(None), rpc_as(raw_token="not-a-token"),
+                  rpc_as(raw_token=token("org_admin", ttl=-5))):
+        with pytest.raises(Unauthenticated):
+            proxy.organizations.get_tree()
+    with pytest.raises(Unauthenticated):
+        rpc_as(None).organizations.create_organization(name="x", kind="committee")
+
+
+def test_remote_error_type_names_the_error(org, rpc_as):
+    # A portal without our classes sees the type name on RemoteError.exc_type.
+    from nameko.exceptions import RemoteError, registry
+    saved = dict(registry)
+    registry.clear()
+    try:
+        with pytest.raises(RemoteError) as e:
+            org["admin"].get_organization(str(uuid.uuid4()))
+        assert e.value.exc_type == "NotFound"
+    finally:
+        registry.update(saved)
+
+
+# -- the tree ------------------------------------------------------------------
+def test_organisation_with_children_head_counts_and_path(org):
+    admin = org["admin"]
+    c1 = admin.get_organization(org["c1"]["id"])
+    assert c1["member_count"] == 3
+    assert {c["name"]: c["member_count"] for c in c1["children"]} == {"教工一支部": 2, "学生一支部": 1}
+    assert [p["name"] for p in c1["path"]] == ["学校党委", "机电学院党总支"]
+    assert admin.get_organization(org["committee"]["id"])["member_count"] == 4
+    assert [p["level"] for p in admin.get_path(org["b1"]["id"])] == [1, 2, 3]
+    tree = admin.get_tree()
+    assert len(tree) == 1 and len(tree[0]["children"]) == 2
+
+
+def test_create_validation_names_the_fields(org):
+    admin = org["admin"]
+    with pytest.raises(ValidationError) as e:
+        admin.create_organization(name="", kind="castle", parent_id="nope", colour="red")
+    assert set(e.value.fields) == {"kind", "parent_id", "colour"}
+    with pytest.raises(ValidationError) as e:
+        admin.create_organization(name="第二党委", kind="committee")
+    assert e.value.fields == ["kind"]
+    with pytest.raises(ValidationError) as e:
+        admin.create_organization(name="越级支部", kind="teacher_branch",
+                                  parent_id=org["committee"]["id"])
+    assert e.value.fields == ["parent_id"]
+    with pytest.raises(NotFound):
+        admin.create_organization(name="x", kind="teacher_branch", parent_id=str(uuid.uuid4()))
+
+
+def test_names_unique_among_live_siblings(org):
+    admin = org["admin"]
+    with pytest.raises(ValidationError) as e:
+        admin.create_organization(name="教工一支部", kind="teacher_branch", parent_id=org["c1"]["id"])
+    assert e.value.fields == ["name"]
+    # the same name under another parent is fine (b3 exists under c2 already)
+    # renaming frees the old name for a new sibling
+    admin.rename_organization(org_id=org["b1"]["id"], name="教工第一党支部", reason="规范名称")
+    again = admin.create_organization(name="教工一支部", kind="teacher_branch",
+                                      parent_id=org["c1"]["id"])
+    assert again["name"] == "教工一支部"
+    with pytest.raises(ValidationError) as e:
+        admin.move_organization(org_id=org["b3"]["id"], parent_id=org["c1"]["id"])
+    assert e.value.fields == ["name"]
+
+
+def test_rename_move_and_tree_as_of(org):
+    admin = org["admin"]
+    before = dt.datetime.now(dt.timezone.utc).isoformat()
+    eventlet.sleep(0.01)
+    admin.rename_organization(org_id=org["b2"]["id"], name="学生第一党支部")
+    moved = admin.move_organization(org_id=org["b2"]["id"], parent_id=org["c2"]["id"],
+                                    reason="学院调整")
+    assert moved["parent_id"] == org["c2"]["id"]
+    assert admin.get_organization(org["c2"]["id"])["member_count"] == 2
+    past = admin.get_organization(org["b2"]["id"], as_of=before)
+    assert (past["name"], past["parent_id"]) == ("学生一支部", org["c1"]["id"])
+    past_tree = admin.get_tree(as_of=before)
+    c1_then = [c for c in past_tree[0]["children"] if c["id"] == org["c1"]["id"]][0]
+    assert {b["name"] for b in c1_then["children"]} == {"教工一支部", "学生一支部"}
+    with pytest.raises(NotFound):
+        admin.get_organization(org["b2"]["id"], as_of="2000-01-01")
+    with pytest.raises(ValidationError) as e:
+        admin.get_tree(as_of="yesterday")
+    assert e.value.fields == ["as_of"]
+
+
+def test_move_rules(org):
+    admin = org["admin"]
+    with pytest.raises(ValidationError) as e:
+        admin.move_organization(org_id=org["c1"]["id"], parent_id=org["c2"]["id"])
+    assert e.value.fields == ["parent_id"]
+    with pytest.raises(ValidationError) as e:
+        admin.move_organization(org_id=org["committee"]["id"], parent_id=org["c1"]["id"])
+    assert e.value.fields == ["org_id"]
+
+
+def test_merge_moves_members_and_closes_the_branch(org):
+    admin = org["admin"]
+    admin.assign_role(org_id=org["b2"]["id"], member_id=org["m3"]["id"], role="secretary")
+    result = admin.merge_branches(source_id=org["b2"]["id"], target_id=org["b1"]["id"],
+                                  reason="支部合并")
+    assert result["members_moved"] == 1 and result["member_count"] == 3
+    merged = admin.get_organization(org["b2"]["id"])
+    assert (merged["status"], merged["merged_into"], merged["officers"]) == \
+        ("merged", org["b1"]["id"], [])
+    assert admin.get_member(org["m3"]["id"])["branch_id"] == org["b1"]["id"]
+    with pytest.raises(ValidationError) as e:
+        admin.register_member(name="新人", branch_id=org["b2"]["id"], category="student",
+                              status="probationary", joined_on="2026-01-01")
+    assert e.value.fields == ["branch_id"]
+    with pytest.raises(ValidationError) as e:
+        admin.merge_branches(source_id=org["b1"]["id"], target_id=org["b2"]["id"], reason="再合并")
+    assert e.value.fields == ["target_id"]
+
+
+def test_dissolve(org):
+    admin = org["admin"]
+    with pytest.raises(ValidationError) as e:
+        admin.dissolve_organization(org_id=org["b3"]["id"], reason="撤销")
+    assert "1 members" in str(e.value)
+    with pytest.raises(ValidationError) as e:
+        admin.dissolve_organization(org_id=org["b3"]["id"])
+    assert e.value.fields == ["reason"]
+    admin.transfer_member(member_id=org["m4"]["id"], to_branch_id=org["b1"]["id"],
+                          effective_on="2026-09-01")
+    gone = admin.dissolve_organization(org_id=org["b3"]["id"], reason="撤销")
+    assert gone["status"] == "dissolved"
+    assert org["b3"]["id"] not in [c["id"] for c in admin.get_tree()[0]["children"][1]["children"]]
+    with pytest.raises(ValidationError):
+        admin.transfer_member(member_id=org["m4"]["id"], to_branch_id=org["b3"]["id"],
+                              effective_on="2026-10-01")
+
+
+# -- members -------------------------------------------------------------------
+def test_member_lifecycle_and_history(org):
+    admin = org["admin"]
+    m3 = org["m3"]["id"]
+    admin.convert_member_to_full(member_id=m3, effective_on="2026-06-01")
+    admin.change_member_category(member_id=m3, category="staff", effective_on="2026-07-01")
+    admin.transfer_member(member_id=m3, to_branch_id=org["b1"]["id"], effective_on="2026-08-01",
+                          reason="留校工作")
+    admin.set_double_leader(member_id=m3, double_leader=True)
+    left = admin.member_leaves(member_id=m3, effective_on="2026-09-01", reason="转出")
+    assert (left["status"], left["category"], left["active"], left["double_leader"]) == \
+        ("full", "staff", False, True)
+    assert [h["kind"] for h in left["history"]] == ["registered", "transferred", "left"]
+    with pytest.raises(ValidationError) as e:
+        admin.transfer_member(member_id=m3, to_branch_id=org["b2"]["id"], effective_on="2026-10-01")
+    assert e.value.fields == ["member_id"]
+    with pytest.raises(ValidationError) as e:
+        admin.register_member(name="x", branch_id=org["b1"]["id"], category="teacher",
+                              status="full", joined_on="31/12/2020")
+    assert e.value.fields == ["joined_on"]
+    with pytest.raises(NotFound):
+        admin.transfer_member(member_id=str(uuid.uuid4()), to_branch_id=org["b1"]["id"],
+                              effective_on="2026-10-01")
+
+
+def test_roles_are_revoked_when_a_member_leaves_the_branch(org):
+    admin = org["admin"]
+    admin.assign_role(org_id=org["b1"]["id"], member_id=org["m2"]["id"], role="secretary")
+    admin.assign_role(org_id=org["c1"]["id"], member_id=org["m2"]["id"], role="organiser")
+    with pytest.raises(ValidationError) as e:
+        admin.assign_role(org_id=org["b1"]["id"], member_id=org["m1"]["id"], role="secretary")
+    assert e.value.fields == ["role"]
+    admin.transfer_member(member_id=org["m2"]["id"], to_branch_id=org["b2"]["id"],
+                          effective_on="2026-09-01")
+    assert admin.get_organization(org["b1"]["id"])["officers"] == []
+    # the college role stays: the member is still in the college
+    assert [r["role"] for r in admin.get_member(org["m2"]["id"])["roles"]] == ["organiser"]
+    admin.revoke_role(org_id=org["c1"]["id"], member_id=org["m2"]["id"], role="organiser")
+    with pytest.raises(ValidationError) as e:
+        admin.revoke_role(org_id=org["c1"]["id"], member_id=org["m2"]["id"], role="organiser")
+    assert e.value.fields == ["member_id"]
+
+
+def test_list_members_paging_filters_and_scope(org, rpc_as):
+    admin = org["admin"]
+    for i in range(7):
+        admin.register_member(name=f"学生{i}", branch_id=org["b2"]["id"], category="student",
+                              status="full" if i % 2 else "probationary", joined_on="2024-06-01")
+    page = admin.list_members(org_id=org["c1"]["id"], page=2, page_size=4)
+    assert (page["total"], len(page["members"])) == (10, 4)
+    probationary = admin.list_members(org_id=org["b2"]["id"], status="probationary")
+    assert probationary["total"] == 5
+    assert admin.list_members(org_id=org["c1"]["id"], name_contains="张")["total"] == 1
+    with pytest.raises(ValidationError) as e:
+        admin.list_members(org_id=org["c1"]["id"], page=0, page_size=10000)
+    assert set(e.value.fields) == {"page", "page_size"}
+    # scope: a college secretary sees its college, a branch secretary its branch
+    college_sec = rpc_as("college_secretary", org=org["c1"]["id"]).organizations
+    assert college_sec.list_members(org_id=org["b1"]["id"])["total"] == 2
+    with pytest.raises(Forbidden):
+        college_sec.list_members(org_id=org["b3"]["id"])
+    with pytest.raises(Forbidden):
+        college_sec.list_members(org_id=org["committee"]["id"])
+    branch_sec = rpc_as("branch_secretary", org=org["b1"]["id"]).organizations
+    assert branch_sec.list_members(org_id=org["b1"]["id"])["total"] == 2
+    with pytest.raises(Forbidden):
+        branch_sec.list_members(org_id=org["b2"]["id"])
+    with pytest.raises(Forbidden):
+        branch_sec.get_member(org["m3"]["id"])
+    auditor = rpc_as("auditor").organizations
+    assert auditor.list_members(org_id=org["committee"]["id"])["total"] == 11
+    member = rpc_as("member", sub=org["m1"]["id"]).organizations
+    assert member.get_member(org["m1"]["id"])["name"] == "张三"
+    with pytest.raises(Forbidden):
+        member.get_member(org["m2"]["id"])
+
+
+def test_permissions_for_changes(org, rpc_as):
+    college_sec = rpc_as("college_secretary", org=org["c1"]["id"]).organizations
+    # within its college: members and roles
+    new = college_sec.register_member(name="钱七", branch_id=org["b2"]["id"], category="student",
+                                      status="probationary", joined_on="2026-05-01")
+    college_sec.assign_role(org_id=org["b2"]["id"], member_id=new["id"], role="committee_member")
+    college_sec.transfer_member(member_id=new["id"], to_branch_id=org["b1"]["id"],
+                                effective_on="2026-09-01")
+    # outside its college, or the tree itself: forbidden, and nothing changes
+    with pytest.raises(Forbidden):
+        college_sec.register_member(name="孙八", branch_id=org["b3"]["id"], category="teacher",
+                                    status="full", joined_on="2010-01-01")
+    with pytest.raises(Forbidden):
+        college_sec.transfer_member(member_id=new["id"], to_branch_id=org["b3"]["id"],
+                                    effective_on="2026-10-01")
+    with pytest.raises(Forbidden):
+        college_sec.transfer_member(member_id=org["m4"]["id"], to_branch_id=org["b1"]["id"],
+                                    effective_on="2026-10-01")
+    with pytest.raises(Forbidden):
+        college_sec.create_organization(name="新支部", kind="teacher_branch",
+                                        parent_id=org["c1"]["id"])
+    assert org["admin"].get_member(new["id"])["branch_id"] == org["b1"]["id"]
+    assert org["admin"].list_members(org_id=org["c2"]["id"])["total"] == 1
+    for role, scope in (("auditor", None), ("branch_secretary", org["b1"]["id"]),
+                        ("member", None), ("ops", None)):
+        proxy = rpc_as(role, org=scope).organizations
+        with pytest.raises(Forbidden):
+            proxy.rename_organization(org_id=org["b1"]["id"], name="改名")
+        with pytest.raises(Forbidden):
+            proxy.set_double_leader(member_id=org["m1"]["id"], double_leader=False)
+    assert org["admin"].get_organization(org["b1"]["id"])["name"] == "教工一支部"
+
+
+def test_concurrent_writes_to_one_aggregate_one_wins(org, rpc_as):
+    admin = org["admin"]
+    names = [f"新名字{i}" for i in range(6)]
+    # one proxy per concurrent caller, as separate portal users would have
+    proxies = {name: rpc_as("org_admin", sub=f"admin{i}").organizations
+               for i, name in enumerate(names)}
+    results = []
+
+    def rename(name):
+        try:
+            proxies[name].rename_organization(org_id=org["b1"]["id"], name=name)
+            results.append("ok")
+        except Conflict:
+            results.append("conflict")
+        except ValidationError:
+            results.append("validation")  # lost the race on the name claim index
+
+    pool = eventlet.GreenPool()
+    for name in names:
+        pool.spawn(rename, name)
+    pool.waitall()
+    assert len(results) == len(names)
+    assert results.count("ok") >= 1
+    assert results.count("conflict") >= 1, results
+    final = admin.get_organization(org["b1"]["id"])
+    assert final["name"] in names and final["version"] == 1 + results.count("ok")
+
+
+def test_double_leader_coverage(org, rpc_as):
+    admin = org["admin"]
+    admin.assign_role(org_id=org["b1"]["id"], member_id=org["m1"]["id"], role="secretary")
+    admin.assign_role(org_id=org["b3"]["id"], member_id=org["m4"]["id"], role="secretary")
+    cov = admin.double_leader_coverage()
+    assert cov["school"] == {"teacher_branches": 2, "covered": 1, "coverage": 0.5}
+    lacking = {c["college_name"]: c["lacking"] for c in cov["colleges"]}
+    assert lacking["机电学院党总支"] == []
+    assert [b["branch_name"] for b in lacking["数字学院党委"]] == ["教工一支部"]
+    admin.set_double_leader(member_id=org["m4"]["id"], double_leader=True)
+    assert admin.double_leader_coverage()["school"]["coverage"] == 1.0
+    own = rpc_as("college_secretary", org=org["c1"]["id"]).organizations.double_leader_coverage()
+    assert [c["college_name"] for c in own["colleges"]] == ["机电学院党总支"]
+    with pytest.raises(Forbidden):
+        rpc_as("branch_secretary", org=org["b1"]["id"]).organizations.double_leader_coverage()
+
+
+def test_departments_and_rebuild(org, rpc_as):
+    admin = org["admin"]
+    departments = admin.list_departments()
+    assert len(departments) == 16 and departments[0]["name"] == "组织部"
+    assert set(departments[-1]["means"]) == set(ids(org, "c1", "c2"))
+    before = admin.get_tree()
+    with pytest.raises(Forbidden):
+        rpc_as("auditor").organizations.rebuild_read_models()
+    replayed = rpc_as("ops").organizations.rebuild_read_models()["replayed_events"]
+    assert replayed >= 16
+    assert admin.get_tree() == before
