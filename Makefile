@@ -29,7 +29,7 @@ test: install infra
 	$(VENV)/bin/pytest -q --timeout 300 tests
 
 bench: install infra
-	$(VENV)/bin/python bench/bench_foundation.py
+	$(VENV)/bin/python -m bench.bench_foundation
 
 clean: stop
 	rm -rf $(VENV) .run

@@ -141,6 +141,8 @@ READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 
 class OrganizationsApplication(EventSourcedApplication):
     name = "organizations"
+    # Long-lived aggregates (a branch's roles over the years) load from a snapshot.
+    snapshotting_intervals = {Organization: 100, Member: 100}
 
     def __init__(self, settings: DatabaseSettings):
         super().__init__(settings)
