@@ -136,6 +136,7 @@ class ListMembers(Command):
     include_left: bool = False
 
 
+ONE_COMMITTEE = "the-university-committee"
 READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 
 
@@ -197,17 +198,24 @@ class OrganizationsApplication(EventSourcedApplication):
             raise ValidationError.single("org_id", f"{cmd.org_id} already exists")
         parent = self.load(cmd.parent_id, Organization, "parent organisation") \
             if cmd.parent_id else None
-        if cmd.kind == "committee" and self.query_one(
-                "SELECT id FROM org_view WHERE level = 1 AND status = 'active'"):
-            raise ValidationError.single("kind", "the university committee (学校党委) already exists")
         org = Organization.found(cmd.name, cmd.kind, parent, caller.as_actor(), basis=cmd.basis,
                                  reason=cmd.reason, org_id=cmd.org_id)
-        claim = self._claim_name(org.parent_id, org.name, org.id)
-        self.commit(org, claim)
+        claims = [self._claim_name(org.parent_id, org.name, org.id)]
+        if cmd.kind == "committee":
+            # There is one university committee: its claim makes a second one fail
+            # even when two are created at the same moment.
+            try:
+                claims.append(self._claim(ONE_COMMITTEE, "committee", org.id))
+            except ValidationError:
+                raise ValidationError.single(
+                    "kind", "the university committee (学校党委) already exists") from None
+        self.commit(org, *claims)
         return self.get_organization(caller, org.id)
 
     def _claim_name(self, parent_id, name: str, org_id) -> SiblingName:
-        key = SiblingName.key_for(parent_id)
+        return self._claim(SiblingName.key_for(parent_id), name, org_id)
+
+    def _claim(self, key: str, name: str, org_id) -> SiblingName:
         claim_id = SiblingName.create_id(key, name)
         if self.exists(claim_id):
             claim = self.repository.get(claim_id)
@@ -251,15 +259,10 @@ class OrganizationsApplication(EventSourcedApplication):
         cmd = MergeBranches.parse(payload)
         source = self.load(cmd.source_id, Organization, "source branch")
         target = self.load(cmd.target_id, Organization, "target branch")
-        source.merge_into(target, caller.as_actor(), cmd.reason)
+        members = [self.load(member_id, Member, "member") for member_id in source.member_ids]
+        source.merge_into(target, members, caller.as_actor(), cmd.reason)
         released = self._release_name(source)
-        members = [self.load(r["id"], Member, "member") for r in self.query(
-            "SELECT id FROM member_view WHERE branch_id = %s AND active", (str(source.id),))]
-        today = dt.date.today()
-        for member in members:
-            member.transfer(target, today, caller.as_actor(),
-                            f"合并支部 merged into {target.name}: {cmd.reason}")
-        self.commit(*[a for a in (source, released, *members) if a is not None])
+        self.commit(*[a for a in (source, target, released, *members) if a is not None])
         result = self.get_organization(caller, target.id)
         result["members_moved"] = len(members)
         return result
@@ -271,10 +274,7 @@ class OrganizationsApplication(EventSourcedApplication):
         children = self.query_one(
             "SELECT count(*) AS n FROM org_view WHERE parent_id = %s AND status = 'active'",
             (str(org.id),))["n"]
-        members = self.query_one(
-            "SELECT count(*) AS n FROM member_view WHERE branch_id = %s AND active",
-            (str(org.id),))["n"]
-        org.dissolve(children, members, caller.as_actor(), cmd.reason)
+        org.dissolve(children, caller.as_actor(), cmd.reason)
         released = self._release_name(org)
         self.commit(*[a for a in (org, released) if a is not None])
         return self.get_organization(caller, org.id)
@@ -290,7 +290,7 @@ class OrganizationsApplication(EventSourcedApplication):
             cmd.name, branch, cmd.category, cmd.status, cmd.joined_on, caller.as_actor(),
             full_on=cmd.full_on, double_leader=cmd.double_leader, staff_no=cmd.staff_no,
             reason=cmd.reason, member_id=cmd.member_id)
-        self.commit(member)
+        self.commit(member, branch)
         return self.get_member(caller, member.id)
 
     def _member_for_change(self, caller: Caller, member_id) -> Member:
@@ -299,15 +299,18 @@ class OrganizationsApplication(EventSourcedApplication):
             self._may_manage_members(caller, member.branch_id)
         return member
 
-    def _revocations(self, member: Member, org_ids: list, actor: dict, reason: str) -> list:
-        """Organisations whose roles a member loses on leaving them (saved with the move)."""
+    def _revocations(self, member: Member, loaded: dict, where: str, params: tuple,
+                     actor: dict, reason: str) -> list:
+        """Organisations whose roles a member loses (saved with the change that
+        caused it); ``loaded`` holds aggregates this change already loaded."""
         changed = []
-        for org_id in org_ids:
-            org = self.load(org_id, Organization, "organisation")
+        for row in self.query(f"SELECT DISTINCT org_id FROM org_roles WHERE {where}", params):
+            org = loaded.get(row["org_id"]) or self.load(row["org_id"], Organization,
+                                                          "organisation")
             roles = org.roles_of(member.id)
             for role in roles:
                 org.revoke_role(member.id, role, actor, reason)
-            if roles:
+            if roles and org.id not in loaded:
                 changed.append(org)
         return changed
 
@@ -317,13 +320,13 @@ class OrganizationsApplication(EventSourcedApplication):
         to_branch = self.load(cmd.to_branch_id, Organization, "branch")
         if caller.role == COLLEGE_SECRETARY:
             self._may_manage_members(caller, to_branch.id)
-        old_branch = member.branch_id
-        member.transfer(to_branch, cmd.effective_on, caller.as_actor(), cmd.reason)
-        role_orgs = [r["org_id"] for r in self.query(
-            "SELECT DISTINCT org_id FROM org_roles WHERE member_id = %s AND org_id = %s",
-            (str(member.id), str(old_branch)))]
-        orgs = self._revocations(member, role_orgs, caller.as_actor(), "转出 transferred out")
-        self.commit(member, *orgs)
+        from_branch = self.load(member.branch_id, Organization, "branch")
+        member.transfer(from_branch, to_branch, cmd.effective_on, caller.as_actor(), cmd.reason)
+        loaded = {from_branch.id: from_branch, to_branch.id: to_branch}
+        orgs = self._revocations(member, loaded, "member_id = %s AND org_id = %s",
+                                 (str(member.id), str(from_branch.id)), caller.as_actor(),
+                                 "转出 transferred out")
+        self.commit(member, from_branch, to_branch, *orgs)
         return self.get_member(caller, member.id)
 
     def convert_member_to_full(self, caller: Caller, payload: dict) -> dict:
@@ -350,11 +353,11 @@ class OrganizationsApplication(EventSourcedApplication):
     def member_leaves(self, caller: Caller, payload: dict) -> dict:
         cmd = MemberLeaves.parse(payload)
         member = self._member_for_change(caller, cmd.member_id)
-        member.leave(cmd.effective_on, caller.as_actor(), cmd.reason)
-        role_orgs = [r["org_id"] for r in self.query(
-            "SELECT DISTINCT org_id FROM org_roles WHERE member_id = %s", (str(member.id),))]
-        orgs = self._revocations(member, role_orgs, caller.as_actor(), "离开 left")
-        self.commit(member, *orgs)
+        branch = self.load(member.branch_id, Organization, "branch")
+        member.leave(branch, cmd.effective_on, caller.as_actor(), cmd.reason)
+        orgs = self._revocations(member, {branch.id: branch}, "member_id = %s",
+                                 (str(member.id),), caller.as_actor(), "离开 left")
+        self.commit(member, branch, *orgs)
         return self.get_member(caller, member.id)
 
     def assign_role(self, caller: Caller, payload: dict) -> dict:

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from eventsourcing.domain import Aggregate, event
 
-from shared.domain import derived_id, parse_date, require
+from shared.domain import derived_id, parse_date, require, today
 
 COMMITTEE, COLLEGE, BRANCH = 1, 2, 3
 
@@ -94,6 +94,9 @@ class Organization(Aggregate):
         self.status = "active"
         self.merged_into: UUID | None = None
         self.officers: dict[str, list[str]] = {}
+        # A branch's members, kept on the branch itself so that admitting a member
+        # and dissolving or merging the branch cannot both succeed at one moment.
+        self.member_ids: list[str] = []
 
     # -- creation --------------------------------------------------------
     @classmethod
@@ -161,14 +164,13 @@ class Organization(Aggregate):
                reason: str | None):
         self.parent_id = parent_id
 
-    def dissolve(self, active_children: int, active_members: int, actor: dict,
-                 reason: str | None = None) -> None:
+    def dissolve(self, active_children: int, actor: dict, reason: str | None = None) -> None:
         self._require_active()
         require(self.level != COMMITTEE, "org_id", "the university committee cannot be dissolved")
         require(active_children == 0, "org_id",
                 f"has {active_children} live sub-organisations; move or dissolve them first")
-        require(active_members == 0, "org_id",
-                f"has {active_members} members; transfer them first (or merge the branch)")
+        require(not self.member_ids, "org_id",
+                f"has {len(self.member_ids)} members; transfer them first (or merge the branch)")
         require(bool(reason), "reason", "a dissolution needs a reason")
         self._dissolved(actor=actor, reason=reason)
 
@@ -177,13 +179,19 @@ class Organization(Aggregate):
         self.status = "dissolved"
         self.officers = {}
 
-    def merge_into(self, target: "Organization", actor: dict, reason: str | None = None) -> None:
-        """Merge this branch into ``target``; its members move there (see application)."""
+    def merge_into(self, target: "Organization", members: list["Member"], actor: dict,
+                   reason: str | None = None) -> None:
+        """Merge this branch into ``target``: its members are transferred there."""
         self._require_active()
         require(self.level == BRANCH, "source_id", "only branches (党支部) can be merged")
         require(target.level == BRANCH, "target_id", "only into another branch (党支部)")
         require(target.is_active, "target_id", f"'{target.name}' is {target.status}")
         require(target.id != self.id, "target_id", "cannot merge a branch into itself")
+        require(sorted(str(m.id) for m in members) == sorted(self.member_ids), "source_id",
+                "the members given are not the branch's members")
+        for member in members:
+            member.transfer(self, target, today(), actor,
+                            f"合并支部 merged into {target.name}: {reason}")
         self._merged(target_id=target.id, target_name=target.name, actor=actor, reason=reason)
 
     @event("Merged")
@@ -191,6 +199,24 @@ class Organization(Aggregate):
         self.status = "merged"
         self.merged_into = target_id
         self.officers = {}
+
+    # -- the branch's members ---------------------------------------------------
+    def admit(self, member_id: UUID, field: str) -> None:
+        check_branch_takes_members(self, field)
+        if str(member_id) not in self.member_ids:
+            self._member_admitted(member_id=member_id)
+
+    @event("MemberAdmitted")
+    def _member_admitted(self, member_id: UUID):
+        self.member_ids.append(str(member_id))
+
+    def release(self, member_id: UUID) -> None:
+        if str(member_id) in self.member_ids:
+            self._member_released(member_id=member_id)
+
+    @event("MemberReleased")
+    def _member_released(self, member_id: UUID):
+        self.member_ids.remove(str(member_id))
 
     # -- roles (书记, 副书记, 委员, 专职组织员) ----------------------------------
     def assign_role(self, member: "Member", role: str, member_college_id: UUID | None,
@@ -309,7 +335,9 @@ class Member(Aggregate):
         kwargs = dict(name=name, branch_id=branch.id, category=category, status=status,
                       joined_on=joined_on, full_on=full_on, double_leader=double_leader,
                       staff_no=staff_no, actor=actor, reason=reason)
-        return cls(id=member_id or uuid4(), **kwargs)
+        member = cls(id=member_id or uuid4(), **kwargs)
+        branch.admit(member.id, "branch_id")
+        return member
 
     @property
     def is_active(self) -> bool:
@@ -318,11 +346,14 @@ class Member(Aggregate):
     def _require_active(self) -> None:
         require(self.active, "member_id", f"{self.name} left on {self.left_on}")
 
-    def transfer(self, to_branch: Organization, effective_on, actor: dict,
-                 reason: str | None = None) -> None:
+    def transfer(self, from_branch: Organization, to_branch: Organization, effective_on,
+                 actor: dict, reason: str | None = None) -> None:
+        """Move to another branch; both branches' rosters change in the same save."""
         self._require_active()
-        check_branch_takes_members(to_branch, "to_branch_id")
+        require(from_branch.id == self.branch_id, "member_id", "is not in the branch given")
         require(to_branch.id != self.branch_id, "to_branch_id", "is the member's current branch")
+        to_branch.admit(self.id, "to_branch_id")
+        from_branch.release(self.id)
         self._transferred(from_branch_id=self.branch_id, to_branch_id=to_branch.id,
                           effective_on=parse_date(effective_on, "effective_on"),
                           actor=actor, reason=reason)
@@ -371,9 +402,12 @@ class Member(Aggregate):
     def _double_leader_set(self, double_leader: bool, actor: dict, reason: str | None):
         self.double_leader = double_leader
 
-    def leave(self, effective_on, actor: dict, reason: str | None = None) -> None:
+    def leave(self, branch: Organization, effective_on, actor: dict,
+              reason: str | None = None) -> None:
         self._require_active()
         require(bool(reason), "reason", "leaving needs a reason (转出, 去世, 出党 …)")
+        require(branch.id == self.branch_id, "member_id", "is not in the branch given")
+        branch.release(self.id)
         self._left(branch_id=self.branch_id, effective_on=parse_date(effective_on, "effective_on"),
                    actor=actor, reason=reason)
 

@@ -82,14 +82,25 @@ class OrganizationsReadModel(Projection):
         self._update_org(curs, e, "status = 'merged', merged_into = %s", (e.target_id,))
         curs.execute("DELETE FROM org_roles WHERE org_id = %s", (e.originator_id,))
 
+    def _touch_org(self, curs, e):
+        """Events that change no column shown in history still move the version."""
+        curs.execute("UPDATE org_view SET version = %s, updated_at = %s WHERE id = %s",
+                     (e.originator_version, e.timestamp, e.originator_id))
+
+    @handles(Organization.MemberAdmitted, Organization.MemberReleased)
+    def roster_changed(self, curs, e):
+        self._touch_org(curs, e)
+
     @handles(Organization.RoleAssigned)
     def role_assigned(self, curs, e):
+        self._touch_org(curs, e)
         curs.execute("INSERT INTO org_roles (org_id, member_id, role, assigned_at) "
                      "VALUES (%s,%s,%s,%s) ON CONFLICT DO NOTHING",
                      (e.originator_id, e.member_id, e.role, e.timestamp))
 
     @handles(Organization.RoleRevoked)
     def role_revoked(self, curs, e):
+        self._touch_org(curs, e)
         curs.execute("DELETE FROM org_roles WHERE org_id = %s AND member_id = %s AND role = %s",
                      (e.originator_id, e.member_id, e.role))
 

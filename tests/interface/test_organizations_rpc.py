@@ -295,6 +295,7 @@ def test_concurrent_writes_to_one_aggregate_one_wins(org, rpc_as):
     proxies = {name: rpc_as("org_admin", sub=f"admin{i}").organizations
                for i, name in enumerate(names)}
     results = []
+    version_before = admin.get_organization(org["b1"]["id"])["version"]
 
     def rename(name):
         try:
@@ -313,7 +314,7 @@ def test_concurrent_writes_to_one_aggregate_one_wins(org, rpc_as):
     assert results.count("ok") >= 1
     assert results.count("conflict") >= 1, results
     final = admin.get_organization(org["b1"]["id"])
-    assert final["name"] in names and final["version"] == 1 + results.count("ok")
+    assert final["name"] in names and final["version"] == version_before + results.count("ok")
 
 
 def test_double_leader_coverage(org, rpc_as):
@@ -344,3 +345,57 @@ def test_departments_and_rebuild(org, rpc_as):
     replayed = rpc_as("ops").organizations.rebuild_read_models()["replayed_events"]
     assert replayed >= 16
     assert admin.get_tree() == before
+
+
+def test_a_branch_being_dissolved_cannot_take_a_member_at_the_same_moment(org, rpc_as):
+    admin = org["admin"]
+    registrar = rpc_as("org_admin", sub="registrar").organizations
+    dissolver = rpc_as("org_admin", sub="dissolver").organizations
+    for round_ in range(4):
+        branch = admin.create_organization(name=f"临时支部{round_}", kind="student_branch",
+                                           parent_id=org["c1"]["id"])
+        outcomes = {}
+
+        def register():
+            try:
+                registrar.register_member(name=f"新党员{round_}", branch_id=branch["id"],
+                                          category="student", status="probationary",
+                                          joined_on="2026-05-01")
+                outcomes["register"] = "ok"
+            except (Conflict, ValidationError) as exc:
+                outcomes["register"] = type(exc).__name__
+
+        def dissolve():
+            try:
+                dissolver.dissolve_organization(org_id=branch["id"], reason="撤销")
+                outcomes["dissolve"] = "ok"
+            except (Conflict, ValidationError) as exc:
+                outcomes["dissolve"] = type(exc).__name__
+
+        threads = [eventlet.spawn(register), eventlet.spawn(dissolve)]
+        for t in threads:
+            t.wait()
+        assert list(outcomes.values()).count("ok") == 1, outcomes
+        final = admin.get_organization(branch["id"])
+        assert (final["status"] == "dissolved") == (outcomes["dissolve"] == "ok")
+        assert final["member_count"] == (1 if outcomes["register"] == "ok" else 0)
+
+
+def test_only_one_university_committee_even_at_the_same_moment(start_service, rpc_as):
+    start_service("organizations")
+    proxies = [rpc_as("org_admin", sub=f"a{i}").organizations for i in range(3)]
+    outcomes = []
+
+    def create(i):
+        try:
+            proxies[i].create_organization(name=f"党委{i}", kind="committee")
+            outcomes.append("ok")
+        except (Conflict, ValidationError) as exc:
+            outcomes.append(type(exc).__name__)
+
+    pool = eventlet.GreenPool()
+    for i in range(3):
+        pool.spawn(create, i)
+    pool.waitall()
+    assert outcomes.count("ok") == 1, outcomes
+    assert len(proxies[0].get_tree()) == 1

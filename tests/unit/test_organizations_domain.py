@@ -79,7 +79,7 @@ def test_move_rejects_cycles_wrong_levels_and_closed_parents(tree):
         committee.move(college, [], ACTOR)
     assert fields(e) == ["org_id"]
     closed = Organization.found("旧学院党总支", "general_branch", committee, ACTOR)
-    closed.dissolve(0, 0, ACTOR, "撤销")
+    closed.dissolve(0, ACTOR, "撤销")
     with pytest.raises(ValidationError) as e:
         branch.move(closed, [committee.id, closed.id], ACTOR)
     assert "dissolved" in str(e.value)
@@ -87,16 +87,18 @@ def test_move_rejects_cycles_wrong_levels_and_closed_parents(tree):
 
 def test_dissolve_needs_an_empty_organisation_and_a_reason(tree):
     _, college, _, branch, _ = tree
+    member = Member.register("张三", branch, "teacher", "full", "2010-07-01", ACTOR)
     with pytest.raises(ValidationError) as e:
-        branch.dissolve(0, 3, ACTOR, "撤销")
-    assert "3 members" in str(e.value)
+        branch.dissolve(0, ACTOR, "撤销")
+    assert "1 members" in str(e.value)
     with pytest.raises(ValidationError) as e:
-        college.dissolve(2, 0, ACTOR, "撤销")
+        college.dissolve(2, ACTOR, "撤销")
     assert "2 live sub-organisations" in str(e.value)
+    member.leave(branch, "2026-01-01", ACTOR, "转出")
     with pytest.raises(ValidationError) as e:
-        branch.dissolve(0, 0, ACTOR, None)
+        branch.dissolve(0, ACTOR, None)
     assert fields(e) == ["reason"]
-    branch.dissolve(0, 0, ACTOR, "撤销")
+    branch.dissolve(0, ACTOR, "撤销")
     assert branch.status == "dissolved"
     with pytest.raises(ValidationError):
         branch.rename("新名字", ACTOR)
@@ -105,13 +107,14 @@ def test_dissolve_needs_an_empty_organisation_and_a_reason(tree):
 def test_dissolved_branch_takes_no_members(tree):
     _, _, _, branch, branch2 = tree
     member = Member.register("张三", branch2, "teacher", "full", "2010-07-01", ACTOR)
-    branch.dissolve(0, 0, ACTOR, "撤销")
+    branch.dissolve(0, ACTOR, "撤销")
     with pytest.raises(ValidationError) as e:
         Member.register("李四", branch, "teacher", "full", "2010-07-01", ACTOR)
     assert fields(e) == ["branch_id"] and "dissolved" in str(e.value)
     with pytest.raises(ValidationError) as e:
-        member.transfer(branch, "2026-01-01", ACTOR)
+        member.transfer(branch2, branch, "2026-01-01", ACTOR)
     assert fields(e) == ["to_branch_id"]
+    assert branch2.member_ids == [str(member.id)]  # nothing moved
 
 
 def test_members_belong_to_branches_only(tree):
@@ -144,18 +147,22 @@ def test_member_status_dates(tree):
 def test_member_transfer_and_leave(tree):
     *_, branch, branch2 = tree
     m = Member.register("张三", branch, "teacher", "full", "2010-07-01", ACTOR)
+    assert branch.member_ids == [str(m.id)]
     with pytest.raises(ValidationError) as e:
-        m.transfer(branch, "2026-01-01", ACTOR)
+        m.transfer(branch, branch, "2026-01-01", ACTOR)
     assert fields(e) == ["to_branch_id"]
-    m.transfer(branch2, "2026-01-01", ACTOR, "工作调动")
-    assert m.branch_id == branch2.id
     with pytest.raises(ValidationError) as e:
-        m.leave("2026-02-01", ACTOR, None)
+        m.transfer(branch2, branch, "2026-01-01", ACTOR)
+    assert fields(e) == ["member_id"]
+    m.transfer(branch, branch2, "2026-01-01", ACTOR, "工作调动")
+    assert (m.branch_id, branch.member_ids, branch2.member_ids) == (branch2.id, [], [str(m.id)])
+    with pytest.raises(ValidationError) as e:
+        m.leave(branch2, "2026-02-01", ACTOR, None)
     assert fields(e) == ["reason"]
-    m.leave("2026-02-01", ACTOR, "转出")
-    assert not m.active
+    m.leave(branch2, "2026-02-01", ACTOR, "转出")
+    assert not m.active and branch2.member_ids == []
     with pytest.raises(ValidationError):
-        m.transfer(branch, "2026-03-01", ACTOR)
+        m.transfer(branch2, branch, "2026-03-01", ACTOR)
 
 
 def test_roles_scope_and_single_secretary(tree):
@@ -189,14 +196,21 @@ def test_roles_scope_and_single_secretary(tree):
 
 def test_merge_branches_only(tree):
     _, college, _, branch, branch2 = tree
+    a = Member.register("张三", branch, "teacher", "full", "2010-07-01", ACTOR)
+    b = Member.register("李四", branch, "teacher", "full", "2010-07-01", ACTOR)
     with pytest.raises(ValidationError) as e:
-        college.merge_into(branch, ACTOR, "合并")
+        college.merge_into(branch, [], ACTOR, "合并")
     assert fields(e) == ["source_id"]
     with pytest.raises(ValidationError) as e:
-        branch.merge_into(branch, ACTOR, "合并")
+        branch.merge_into(branch, [a, b], ACTOR, "合并")
     assert fields(e) == ["target_id"]
-    branch.merge_into(branch2, ACTOR, "合并")
+    with pytest.raises(ValidationError) as e:
+        branch.merge_into(branch2, [a], ACTOR, "合并")  # b would be left behind
+    assert fields(e) == ["source_id"]
+    branch.merge_into(branch2, [a, b], ACTOR, "合并")
     assert (branch.status, branch.merged_into) == ("merged", branch2.id)
+    assert (a.branch_id, b.branch_id) == (branch2.id, branch2.id)
+    assert sorted(branch2.member_ids) == sorted([str(a.id), str(b.id)]) and branch.member_ids == []
 
 
 def test_sibling_name_claims():
