@@ -47,7 +47,7 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-def build_envelope(domain_event: Any, position: int, source: str) -> dict:
+def build_envelope(domain_event: Any, position: int | None, source: str) -> dict:
     attrs = dict(domain_event.__dict__)
     data = {k: v for k, v in attrs.items() if k not in _META and k not in _AUDIT}
     originator_id = str(domain_event.originator_id)
@@ -60,7 +60,7 @@ def build_envelope(domain_event: Any, position: int, source: str) -> dict:
         "aggregate_type": type(domain_event).__qualname__.split(".")[0],
         "originator_id": originator_id,
         "originator_version": version,
-        "position": int(position),
+        "position": int(position) if position is not None else None,
         "occurred_at": jsonable(domain_event.timestamp),
         "actor": jsonable(attrs.get("actor")),
         "reason": attrs.get("reason"),

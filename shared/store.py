@@ -16,6 +16,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError
 
 from shared.config import DatabaseSettings
+from shared.envelope import build_envelope
 from shared.errors import Conflict, NotFound
 
 A = TypeVar("A")
@@ -90,6 +91,18 @@ class EventSourcedApplication(Application[UUID]):
         except AggregateNotFoundError:
             return False
         return True
+
+    def history(self, aggregate_id: UUID | str, what: str = "record") -> list[dict]:
+        """Every event of one aggregate, oldest first, as auditors read them:
+        who, when, why, on what evidence, and what changed."""
+        try:
+            aggregate_id = aggregate_id if isinstance(aggregate_id, UUID) else UUID(str(aggregate_id))
+        except ValueError:
+            raise NotFound(f"{what} {aggregate_id!r} not found (not a valid id)")
+        events = list(self.events.get(aggregate_id))
+        if not events:
+            raise NotFound(f"{what} {aggregate_id} not found")
+        return [build_envelope(event, None, self.name) for event in events]
 
     def commit(self, *aggregates) -> None:
         """Save in one atomic append; a concurrent writer's version clash is a Conflict.

@@ -569,6 +569,11 @@ class OrganizationsApplication(EventSourcedApplication):
                                 "ORDER BY name")]})
         return departments
 
+    def get_history(self, caller: Caller, aggregate_id) -> list[dict]:
+        """The full event history of an organisation or member (for 纪委办 auditors)."""
+        caller.require_role(ORG_ADMIN, AUDITOR)
+        return self.history(aggregate_id, "organisation or member")
+
     def rebuild_read_models(self, caller: Caller) -> dict:
         caller.require_role(ORG_ADMIN, OPS)
         applied = self.projector.rebuild()

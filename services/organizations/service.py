@@ -108,6 +108,10 @@ class OrganizationsService(ObservableService):
     def list_departments(self):
         return self.app.list_departments(self.caller())
 
+    @command
+    def get_history(self, aggregate_id):
+        return self.app.get_history(self.caller(), aggregate_id)
+
     # -- operations ----------------------------------------------------------------
     @command
     def rebuild_read_models(self):

@@ -399,3 +399,24 @@ def test_only_one_university_committee_even_at_the_same_moment(start_service, rp
     pool.waitall()
     assert outcomes.count("ok") == 1, outcomes
     assert len(proxies[0].get_tree()) == 1
+
+
+def test_auditors_read_the_full_history_with_actor_and_reason(org, rpc_as):
+    college_sec = rpc_as("college_secretary", sub="wang", org=org["c1"]["id"]).organizations
+    college_sec.transfer_member(member_id=org["m2"]["id"], to_branch_id=org["b2"]["id"],
+                                effective_on="2026-09-01", reason="工作调动")
+    auditor = rpc_as("auditor", sub="jiwei").organizations
+    history = auditor.get_history(org["m2"]["id"])
+    assert [h["type"] for h in history] == ["member_registered", "member_transferred"]
+    transfer = history[1]
+    assert transfer["actor"] == {"sub": "wang", "role": "college_secretary", "org": org["c1"]["id"]}
+    assert transfer["reason"] == "工作调动" and transfer["originator_version"] == 2
+    assert transfer["data"]["from_branch_id"] == org["b1"]["id"]
+    assert history[0]["actor"]["sub"] == "zuzhibu"
+    branch_types = [h["type"] for h in auditor.get_history(org["b1"]["id"])]
+    assert branch_types[0] == "organization_created"
+    assert branch_types[-1] == "organization_member_released"
+    with pytest.raises(NotFound):
+        auditor.get_history(str(uuid.uuid4()))
+    with pytest.raises(Forbidden):
+        college_sec.get_history(org["m2"]["id"])
