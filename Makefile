@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export PSYCOPG_WAIT_FUNC := wait_select
 
-.PHONY: install infra run stop test bench clean
+.PHONY: install infra run stop test bench reset clean
 
 install: $(STAMP)
 
@@ -30,6 +30,13 @@ test: install infra
 
 bench: install infra
 	$(VENV)/bin/python -m bench.bench_foundation
+
+# Drop the three services' local databases (all events, all read models) and
+# the event queues that still hold what was published from them.
+reset: stop
+	-rabbitmqctl -q list_queues name 2>/dev/null | grep '^evt-' | xargs -r -n1 rabbitmqctl -q delete_queue
+	for db in lianchuang_organizations lianchuang_evaluation lianchuang_notifications; do \
+	  psql -h $${POSTGRES_HOST:-127.0.0.1} -U $${POSTGRES_USER:-postgres} -d postgres -qc "DROP DATABASE IF EXISTS $$db WITH (FORCE)"; done
 
 clean: stop
 	rm -rf $(VENV) .run

@@ -3,18 +3,22 @@
 ``Inbox.process`` applies an event's effect and records what it applied in the
 same transaction. Per aggregate it applies version n only after n-1:
   * a version already applied is a duplicate (redelivery): acknowledged, skipped;
-  * a version whose predecessor is missing raises ``OutOfOrder``: the message
-    goes back to the queue and is tried again after a pause, never applied early.
+  * a version whose predecessor is missing waits a little for it (another
+    worker or instance may be applying it), then raises ``OutOfOrder``: the
+    message goes back to the queue and is tried again, never applied early.
 
 Consumers subscribe to every event type of a source (routing key ``#``) so that
 an aggregate's versions form an unbroken sequence.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from typing import Callable
 
 import eventlet
+from eventlet.semaphore import Semaphore
 from kombu import Queue
 from nameko.events import SERVICE_POOL, EventHandler
 from nameko.messaging import Consumer
@@ -52,14 +56,42 @@ class OutOfOrder(Exception):
     """An event arrived before its predecessor was applied; it will be redelivered."""
 
 
+class KeyedLocks:
+    """One lock per key, handed out in the order green threads ask for it.
+
+    Nameko starts a worker per message in delivery order, so taking the
+    aggregate's lock first makes one instance apply an aggregate's events in
+    the order RabbitMQ delivered them, without bouncing them off the queue.
+    """
+
+    def __init__(self):
+        self._locks: dict[str, list] = {}  # key -> [semaphore, users]
+
+    @contextlib.contextmanager
+    def hold(self, key: str):
+        entry = self._locks.setdefault(key, [Semaphore(1), 0])
+        entry[1] += 1
+        try:
+            with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._locks.pop(key, None)
+
+
 class Inbox:
-    def __init__(self, app, consumer: str, service: str, retry_pause: float = 0.2,
-                 failure_pause: float = 1.0):
+    def __init__(self, app, consumer: str, service: str, wait_for_predecessor: float = 2.0,
+                 retry_pause: float = 0.05, failure_pause: float = 1.0):
         self.app = app
         self.consumer = consumer
         self.service = service
+        # How long a worker waits for another worker (or instance) to apply an
+        # event's predecessor before the event goes back to the queue.
+        self.wait_for_predecessor = wait_for_predecessor
         self.retry_pause = retry_pause
         self.failure_pause = failure_pause
+        self.locks = KeyedLocks()
         with app.transaction() as curs:
             curs.execute("SELECT pg_advisory_xact_lock(hashtext('inbox_ddl'))")
             for statement in INBOX_DDL:
@@ -97,10 +129,10 @@ class Inbox:
         source = envelope.get("source", "?")
         labels = (self.service, self.consumer, source)
         try:
-            outcome = self.process(envelope, effect)
+            with self.locks.hold(str(envelope["originator_id"])):
+                outcome = self._process_when_predecessor_applied(envelope, effect)
         except OutOfOrder:
             metrics.EVENTS_CONSUMED.labels(*labels, "deferred").inc()
-            eventlet.sleep(self.retry_pause)
             raise
         except Exception as exc:
             metrics.EVENTS_CONSUMED.labels(*labels, "failed").inc()
@@ -111,6 +143,16 @@ class Inbox:
             raise
         metrics.EVENTS_CONSUMED.labels(*labels, outcome).inc()
         return outcome
+
+    def _process_when_predecessor_applied(self, envelope: dict, effect) -> str:
+        deadline = time.monotonic() + self.wait_for_predecessor
+        while True:
+            try:
+                return self.process(envelope, effect)
+            except OutOfOrder:
+                if time.monotonic() >= deadline:
+                    raise
+                eventlet.sleep(self.retry_pause)
 
     def _record_failure(self, envelope: dict, exc: Exception) -> None:
         from psycopg.types.json import Jsonb

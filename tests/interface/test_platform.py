@@ -236,3 +236,19 @@ def test_health_reports_an_unreachable_broker(clean_databases):
     finally:
         app.close()
     assert not ok and checks["database"] == "ok" and checks["broker"].startswith("error")
+
+
+def test_a_burst_on_one_aggregate_is_applied_in_order_by_two_instances(start_service, rpc_as,
+                                                                       clean_databases):
+    start_service("organizations")
+    start_service("notifications", INSTANCE="n-a")
+    start_service("notifications", INSTANCE="n-b")
+    admin = rpc_as("org_admin").organizations
+    tree = build_tree(admin, branches=1, members_per_branch=30)  # the branch: 31 events
+    ndb = clean_databases["notifications"]
+    started = time.time()
+    wait_for(lambda: rows(ndb, "SELECT count(*) AS n FROM dir_members")[0]["n"] == 30
+             and rows(ndb, "SELECT last_version FROM inbox_positions WHERE originator_id = %s",
+                      (tree["branches"][0],))[0]["last_version"] == 31, timeout=20)
+    assert time.time() - started < 20
+    assert rows(ndb, "SELECT count(*) AS n FROM inbox_failures")[0]["n"] == 0
