@@ -87,34 +87,47 @@ class Projector:
         applied = 0
         while True:
             with self.app.transaction() as curs:
-                curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))
-                curs.execute(
-                    "SELECT position FROM projection_positions WHERE name = %s FOR UPDATE",
-                    (self.name,))
-                position = int(curs.fetchone()["position"])
-                notifications = self.app.recorder.select_notifications(
-                    start=position + 1, limit=self.batch_size)
-                if not notifications:
-                    return applied
-                for notification in notifications:
-                    event = self.app.mapper.to_domain_event(notification)
-                    for projection in self.projections:
-                        projection.apply(curs, event)
-                curs.execute(
-                    "UPDATE projection_positions SET position = %s, updated_at = now() "
-                    "WHERE name = %s", (notifications[-1].id, self.name))
-                applied += len(notifications)
+                position = self._lock_and_read_position(curs)
+                count = self._apply_next_batch(curs, position)
+            if not count:
+                return applied
+            applied += count
 
     def rebuild(self) -> int:
-        """Empty every read model and replay the whole log into it."""
+        """Empty every read model and replay the whole log into it, in one
+        transaction: readers see the old read models until the new ones commit."""
+        applied = 0
         with self.app.transaction() as curs:
-            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))
+            self._lock_and_read_position(curs)
             for projection in self.projections:
                 for table in projection.tables:
                     curs.execute(f"TRUNCATE {table} CASCADE")
-            curs.execute("UPDATE projection_positions SET position = 0 WHERE name = %s",
-                         (self.name,))
-        return self.catch_up()
+            position = 0
+            while count := self._apply_next_batch(curs, position):
+                applied += count
+                position = self._read_position(curs)
+        return applied
+
+    def _lock_and_read_position(self, curs) -> int:
+        curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))
+        return self._read_position(curs)
+
+    def _read_position(self, curs) -> int:
+        curs.execute("SELECT position FROM projection_positions WHERE name = %s FOR UPDATE",
+                     (self.name,))
+        return int(curs.fetchone()["position"])
+
+    def _apply_next_batch(self, curs, position: int) -> int:
+        notifications = self.app.recorder.select_notifications(
+            start=position + 1, limit=self.batch_size)
+        for notification in notifications:
+            event = self.app.mapper.to_domain_event(notification)
+            for projection in self.projections:
+                projection.apply(curs, event)
+        if notifications:
+            curs.execute("UPDATE projection_positions SET position = %s, updated_at = now() "
+                         "WHERE name = %s", (notifications[-1].id, self.name))
+        return len(notifications)
 
     def run_forever(self, stopping: eventlet.event.Event, poll_interval: float = 0.5):
         """Background follower: keeps read models current even when an instance
