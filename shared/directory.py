@@ -126,6 +126,23 @@ class OrgDirectory:
         curs.execute("UPDATE dir_members SET active = false, updated_at = %s WHERE id = %s",
                      (at, mid))
 
+    def backfill(self, read_page, page_size: int = 500) -> dict:
+        """Apply whatever this directory missed, reading the organizations log
+        from the start (``read_page(after_position, limit)``, e.g. its
+        ``read_events`` RPC). Events already applied are skipped, so this is
+        safe while live events keep arriving: it is how a consumer that joined
+        late, or lost its queue, catches up."""
+        counts = {"applied": 0, "duplicate": 0}
+        after = 0
+        while True:
+            page = read_page(after, page_size)
+            if not page:
+                return counts
+            for envelope in page:
+                with self.inbox.locks.hold(str(envelope["originator_id"])):
+                    counts[self.inbox.process(envelope, self.apply)] += 1
+            after = page[-1]["position"]
+
     # -- queries ---------------------------------------------------------------
     def org(self, org_id) -> dict | None:
         return self.app.query_one("SELECT * FROM dir_orgs WHERE id = %s", (str(org_id),))

@@ -104,6 +104,14 @@ class EventSourcedApplication(Application[UUID]):
             raise NotFound(f"{what} {aggregate_id} not found")
         return [build_envelope(event, None, self.name) for event in events]
 
+    def read_envelopes(self, after_position: int = 0, limit: int = 500) -> list[dict]:
+        """A page of the notification log as envelopes (as the relay publishes
+        them): for consumers catching up on what they missed, and auditors."""
+        notifications = self.recorder.select_notifications(start=after_position + 1,
+                                                           limit=limit)
+        return [build_envelope(self.mapper.to_domain_event(n), n.id, self.name)
+                for n in notifications]
+
     def commit(self, *aggregates) -> None:
         """Save in one atomic append; a concurrent writer's version clash is a Conflict.
 

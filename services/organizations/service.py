@@ -112,6 +112,10 @@ class OrganizationsService(ObservableService):
     def get_history(self, aggregate_id):
         return self.app.get_history(self.caller(), aggregate_id)
 
+    @command
+    def read_events(self, **payload):
+        return self.app.read_events(self.caller(), payload)
+
     # -- operations ----------------------------------------------------------------
     @command
     def rebuild_read_models(self):

@@ -39,3 +39,34 @@ def test_transfers_reach_notifications_once_across_a_consumer_restart(start_serv
     truth = {m: admin.get_member(m)["branch_id"] for m in tree["members"]}
     seen = {str(r["id"]): str(r["branch_id"]) for r in rows(ndb, "SELECT * FROM dir_members")}
     assert seen == truth
+
+
+def test_a_consumer_that_joined_late_catches_up_from_the_source_log(start_service, rpc_as,
+                                                                    clean_databases):
+    from tests.helpers import event_store
+
+    start_service("organizations")
+    admin = rpc_as("org_admin").organizations
+    tree = build_tree(admin, branches=2, members_per_branch=3)
+    admin.transfer_member(member_id=tree["members"][0], to_branch_id=tree["branches"][1],
+                          effective_on="2026-09-01")
+    # notifications starts only now: everything above was published before its queue existed
+    late = start_service("notifications")
+    ndb = clean_databases["notifications"]
+    eventlet.sleep(0.5)
+    assert rows(ndb, "SELECT count(*) AS n FROM dir_members")[0]["n"] == 0
+    ops = rpc_as("ops").organizations
+    directory = event_store(late).app.directory
+    counts = directory.backfill(lambda after, limit: ops.read_events(after_position=after,
+                                                                     limit=limit), page_size=7)
+    assert counts["applied"] > 20 and counts["duplicate"] == 0
+    # live events after the catch-up apply on top; a second backfill changes nothing
+    admin.transfer_member(member_id=tree["members"][1], to_branch_id=tree["branches"][1],
+                          effective_on="2026-09-02")
+    wait_for(lambda: rows(ndb, "SELECT count(*) AS n FROM dir_member_moves")[0]["n"] == 2)
+    again = directory.backfill(lambda after, limit: ops.read_events(after_position=after,
+                                                                    limit=limit))
+    assert again["applied"] == 0
+    assert rows(ndb, "SELECT count(*) AS n FROM dir_member_moves")[0]["n"] == 2
+    seen = {str(r["id"]): str(r["branch_id"]) for r in rows(ndb, "SELECT * FROM dir_members")}
+    assert seen == {m: admin.get_member(m)["branch_id"] for m in tree["members"]}

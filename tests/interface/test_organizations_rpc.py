@@ -420,3 +420,17 @@ def test_auditors_read_the_full_history_with_actor_and_reason(org, rpc_as):
         auditor.get_history(str(uuid.uuid4()))
     with pytest.raises(Forbidden):
         college_sec.get_history(org["m2"]["id"])
+
+
+def test_read_events_pages_through_the_log_in_order(org, rpc_as):
+    ops = rpc_as("ops").organizations
+    first = ops.read_events(after_position=0, limit=5)
+    rest = ops.read_events(after_position=first[-1]["position"], limit=5000)
+    positions = [e["position"] for e in first + rest]
+    assert positions == sorted(positions) and len(first) == 5
+    assert first[0]["type"] == "organization_created" and first[0]["source"] == "organizations"
+    with pytest.raises(ValidationError) as e:
+        ops.read_events(after_position=-1, limit=0)
+    assert set(e.value.fields) == {"after_position", "limit"}
+    with pytest.raises(Forbidden):
+        rpc_as("college_secretary", org=org["c1"]["id"]).organizations.read_events()
