@@ -334,26 +334,27 @@ class OrganizationsApplication(EventSourcedApplication):
         self.commit(member, from_branch, to_branch, *orgs)
         return self.get_member(caller, member.id)
 
-    def convert_member_to_full(self, caller: Caller, payload: dict) -> dict:
-        cmd = ConvertMember.parse(payload)
-        member = self._member_for_change(caller, cmd.member_id)
-        member.convert_to_full(cmd.effective_on, caller.as_actor(), cmd.reason)
+    def _change_member(self, caller: Caller, member_id, change) -> dict:
+        """Load a member the caller may manage, apply ``change(member, actor)``, save."""
+        member = self._member_for_change(caller, member_id)
+        change(member, caller.as_actor())
         self.commit(member)
         return self.get_member(caller, member.id)
+
+    def convert_member_to_full(self, caller: Caller, payload: dict) -> dict:
+        cmd = ConvertMember.parse(payload)
+        return self._change_member(caller, cmd.member_id, lambda m, actor: m.convert_to_full(
+            cmd.effective_on, actor, cmd.reason))
 
     def change_member_category(self, caller: Caller, payload: dict) -> dict:
         cmd = ChangeCategory.parse(payload)
-        member = self._member_for_change(caller, cmd.member_id)
-        member.change_category(cmd.category, cmd.effective_on, caller.as_actor(), cmd.reason)
-        self.commit(member)
-        return self.get_member(caller, member.id)
+        return self._change_member(caller, cmd.member_id, lambda m, actor: m.change_category(
+            cmd.category, cmd.effective_on, actor, cmd.reason))
 
     def set_double_leader(self, caller: Caller, payload: dict) -> dict:
         cmd = SetDoubleLeader.parse(payload)
-        member = self._member_for_change(caller, cmd.member_id)
-        member.set_double_leader(cmd.double_leader, caller.as_actor(), cmd.reason)
-        self.commit(member)
-        return self.get_member(caller, member.id)
+        return self._change_member(caller, cmd.member_id, lambda m, actor: m.set_double_leader(
+            cmd.double_leader, actor, cmd.reason))
 
     def member_leaves(self, caller: Caller, payload: dict) -> dict:
         cmd = MemberLeaves.parse(payload)
