@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export PSYCOPG_WAIT_FUNC := wait_select
 
-.PHONY: install infra run stop test bench reset clean
+.PHONY: install infra run stop test bench bench-evaluation reset clean
 
 install: $(STAMP)
 
@@ -28,8 +28,14 @@ stop:
 test: install infra
 	$(VENV)/bin/pytest -q --timeout 300 tests
 
+# Benchmarks beside their raw baselines (kombu round trip, psycopg insert).
+# bench-evaluation fills the store with 1,000,000 events: about ten minutes.
 bench: install infra
 	$(VENV)/bin/python -m bench.bench_foundation
+	$(VENV)/bin/python -m bench.bench_notifications
+
+bench-evaluation: install infra
+	$(VENV)/bin/python -m bench.bench_evaluation
 
 # Drop the three services' local databases (all events, all read models) and
 # the event queues that still hold what was published from them.

@@ -1,8 +1,13 @@
-"""Evaluation service (评价服务): nameko entrypoints only."""
+"""Evaluation service (评价服务): nameko entrypoints only.
+
+Every method takes the caller from the signed token in context data; the
+application checks role and organisation scope. See docs/rpc.md.
+"""
 import shared  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg loads)
 
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
+from nameko.rpc import RpcProxy, rpc
+from nameko.timer import timer
 
 from shared.consumer import consumes
 from shared.errors import EXPECTED_ERRORS
@@ -21,11 +26,141 @@ class EvaluationService(ObservableService):
     app = EventStore(EvaluationApplication)
     caller = Identity()
     rpc_metrics = RpcMetrics()
+    # Catch-up reads only; the caller's token travels with the call.
+    organizations = RpcProxy("organizations")
 
     @consumes("organizations")
     def on_organizations_event(self, envelope):
         self.app.directory.handle(envelope)
 
+    # -- schemes (评价指标体系) ------------------------------------------------------
+    @command
+    def publish_scheme(self, **payload):
+        return self.app.publish_scheme(self.caller(), payload)
+
+    @command
+    def get_scheme(self, scheme_id, version=None):
+        return self.app.get_scheme(self.caller(), scheme_id, version)
+
+    @command
+    def list_schemes(self):
+        return self.app.list_schemes(self.caller())
+
+    # -- cycles (考评周期) ---------------------------------------------------------
+    @command
+    def open_cycle(self, **payload):
+        return self.app.open_cycle(self.caller(), payload)
+
+    @command
+    def add_cycle_organization(self, **payload):
+        return self.app.add_cycle_organization(self.caller(), payload)
+
+    @command
+    def drop_cycle_organization(self, **payload):
+        return self.app.drop_cycle_organization(self.caller(), payload)
+
+    @command
+    def get_cycle(self, cycle_id):
+        return self.app.get_cycle(self.caller(), cycle_id)
+
+    @command
+    def list_cycles(self):
+        return self.app.list_cycles(self.caller())
+
+    @command
+    def progress_board(self, cycle_id):
+        return self.app.progress_board(self.caller(), cycle_id)
+
+    # -- the workflow ------------------------------------------------------------
+    @command
+    def submit_self_assessment(self, **payload):
+        return self.app.submit_self_assessment(self.caller(), payload)
+
+    @command
+    def submit_review(self, **payload):
+        return self.app.submit_review(self.caller(), payload)
+
+    @command
+    def return_assessment(self, **payload):
+        return self.app.return_assessment(self.caller(), payload)
+
+    @command
+    def extend_deadline(self, **payload):
+        return self.app.extend_deadline(self.caller(), payload)
+
+    @command
+    def approve(self, **payload):
+        return self.app.approve(self.caller(), payload)
+
+    @command
+    def grade_directly(self, **payload):
+        return self.app.grade_directly(self.caller(), payload)
+
+    @command
+    def close_publicity(self, **payload):
+        return self.app.close_publicity(self.caller(), payload)
+
+    @command
+    def lodge_objection(self, **payload):
+        return self.app.lodge_objection(self.caller(), payload)
+
+    @command
+    def lodge_appeal(self, **payload):
+        return self.app.lodge_appeal(self.caller(), payload)
+
+    @command
+    def decide_appeal(self, **payload):
+        return self.app.decide_appeal(self.caller(), payload)
+
+    @command
+    def get_assessment(self, cycle_id, org_id):
+        return self.app.get_assessment(self.caller(), cycle_id, org_id)
+
+    # -- ratings (星级) ------------------------------------------------------------
+    @command
+    def get_rating(self, org_id, as_of=None, replay=False):
+        return self.app.get_rating(self.caller(), org_id, as_of=as_of, replay=replay)
+
+    @command
+    def rating_history(self, org_id):
+        return self.app.rating_history(self.caller(), org_id)
+
+    @command
+    def star_distribution(self, college_id=None):
+        return self.app.star_distribution(self.caller(), college_id)
+
+    @command
+    def record_major_problem(self, **payload):
+        return self.app.record_major_problem(self.caller(), payload)
+
+    @command
+    def plan_rectification(self, **payload):
+        return self.app.plan_rectification(self.caller(), payload)
+
+    @command
+    def complete_rectification(self, **payload):
+        return self.app.complete_rectification(self.caller(), payload)
+
+    @command
+    def verify_rectification(self, **payload):
+        return self.app.verify_rectification(self.caller(), payload)
+
+    @timer(interval=60)
+    def close_expired_publicity(self):
+        """Every minute: 公示 windows that ended make their results final."""
+        self.app.close_expired_publicity()
+
+    # -- operations ----------------------------------------------------------------
     @command
     def consumer_status(self):
         return self.app.consumer_status(self.caller())
+
+    @command
+    def backfill_directory(self):
+        return self.app.backfill_directory(
+            self.caller(), lambda after, limit: self.organizations.read_events(
+                after_position=after, limit=limit))
+
+    @command
+    def rebuild_read_models(self):
+        return self.app.rebuild_read_models(self.caller())

@@ -1,0 +1,217 @@
+"""Read models of the evaluation store (rebuildable from zero).
+
+``eval_assessments`` feeds the progress board; ``eval_ratings`` holds each
+organisation's current rating; ``eval_rating_history`` holds every rating with
+its validity period, so a rating can be read as of any timestamp with one
+indexed lookup (the store itself stays the authority: ``get_rating(...,
+replay=True)`` rebuilds it from events).
+"""
+from __future__ import annotations
+
+from psycopg.types.json import Jsonb
+
+from shared.projection import Projection, handles
+from services.evaluation.domain import Assessment, Cycle, Rating, Scheme
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS eval_schemes (
+        scheme_id text NOT NULL, version int NOT NULL, level int NOT NULL, title text NOT NULL,
+        definition jsonb NOT NULL, published_at timestamptz NOT NULL, actor jsonb,
+        reason text, PRIMARY KEY (scheme_id, version))""",
+    """CREATE TABLE IF NOT EXISTS eval_cycles (
+        id uuid PRIMARY KEY, name text NOT NULL, level int NOT NULL, period text NOT NULL,
+        scheme_id text NOT NULL, scheme_version int NOT NULL, deadlines jsonb NOT NULL,
+        publicity_days double precision NOT NULL, appeal_days double precision NOT NULL,
+        auto_add bool NOT NULL, college_id uuid, opened_at timestamptz NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS eval_assessments (
+        id uuid PRIMARY KEY, cycle_id uuid NOT NULL, org_id uuid NOT NULL, org_name text NOT NULL,
+        level int NOT NULL, college_id uuid, stage text NOT NULL,
+        self_score double precision, self_stars int, review_score double precision,
+        review_stars int, score double precision, stars int, direct_stars int,
+        extensions jsonb NOT NULL DEFAULT '{}', returned_from text,
+        reopened bool NOT NULL DEFAULT false, returns int NOT NULL DEFAULT 0,
+        objections int NOT NULL DEFAULT 0, publicity_ends_at timestamptz,
+        final_at timestamptz, appeal_until timestamptz, updated_at timestamptz NOT NULL,
+        version int NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS eval_assessments_cycle ON eval_assessments (cycle_id, college_id)",
+    "CREATE INDEX IF NOT EXISTS eval_assessments_org ON eval_assessments (org_id)",
+    """CREATE TABLE IF NOT EXISTS eval_ratings (
+        org_id uuid PRIMARY KEY, rating_id uuid NOT NULL, org_name text NOT NULL,
+        level int NOT NULL, stars int, underlying int, score double precision, cause text,
+        scheme_id text, scheme_version int, cycle_id uuid, breakdown jsonb,
+        open_problems int NOT NULL DEFAULT 0, updated_at timestamptz NOT NULL,
+        version int NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS eval_rating_history (
+        org_id uuid NOT NULL, version int NOT NULL, stars_before int, stars_after int,
+        score double precision, cause text NOT NULL, scheme_id text, scheme_version int,
+        cycle_id uuid, actor jsonb, reason text, evidence jsonb,
+        valid_from timestamptz NOT NULL, valid_to timestamptz, PRIMARY KEY (org_id, version))""",
+    "CREATE INDEX IF NOT EXISTS eval_rating_history_asof "
+    "ON eval_rating_history (org_id, valid_from DESC)",
+    """CREATE TABLE IF NOT EXISTS eval_problems (
+        org_id uuid NOT NULL, problem_id text NOT NULL, description text NOT NULL,
+        downgrade_to int NOT NULL, status text NOT NULL, rectification_due date,
+        plan text, plan_due date, recorded_at timestamptz NOT NULL,
+        updated_at timestamptz NOT NULL, PRIMARY KEY (org_id, problem_id))""",
+)
+
+
+def _j(value):
+    return None if value is None else Jsonb(value)
+
+
+class EvaluationReadModel(Projection):
+    ddl = DDL
+    tables = ("eval_schemes", "eval_cycles", "eval_assessments", "eval_ratings",
+              "eval_rating_history", "eval_problems")
+
+    # -- schemes and cycles ------------------------------------------------------
+    @handles(Scheme.Published)
+    def scheme_published(self, curs, e):
+        curs.execute(
+            "INSERT INTO eval_schemes (scheme_id, version, level, title, definition, "
+            "published_at, actor, reason) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
+            "ON CONFLICT DO NOTHING",
+            (e.definition["scheme_id"], e.version, e.level, e.title, Jsonb(e.definition),
+             e.timestamp, _j(e.actor), e.reason))
+
+    @handles(Cycle.Opened)
+    def cycle_opened(self, curs, e):
+        curs.execute(
+            "INSERT INTO eval_cycles (id, name, level, period, scheme_id, scheme_version, "
+            "deadlines, publicity_days, appeal_days, auto_add, college_id, opened_at) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (e.originator_id, e.name, e.level, e.period, e.scheme_id, e.scheme_version,
+             Jsonb(e.deadlines), e.publicity_days, e.appeal_days, e.auto_add, e.college_id,
+             e.timestamp))
+
+    # -- assessments -------------------------------------------------------------
+    def _update(self, curs, e, sets: str, params: tuple = ()):
+        curs.execute(f"UPDATE eval_assessments SET {sets}, updated_at = %s, version = %s "
+                     "WHERE id = %s", params + (e.timestamp, e.originator_version,
+                                                e.originator_id))
+
+    @handles(Assessment.Started)
+    def assessment_started(self, curs, e):
+        curs.execute(
+            "INSERT INTO eval_assessments (id, cycle_id, org_id, org_name, level, college_id, "
+            "stage, updated_at, version) VALUES (%s,%s,%s,%s,%s,%s,'self_assessment',%s,%s)",
+            (e.originator_id, e.cycle_id, e.org_id, e.org_name, e.level, e.college_id,
+             e.timestamp, e.originator_version))
+
+    @handles(Assessment.Submitted)
+    def submitted(self, curs, e):
+        if e.stage == "self_assessment":
+            self._update(curs, e, "stage = 'review', self_score = %s, self_stars = %s, "
+                         "returned_from = NULL", (e.score, e.stars))
+        else:
+            self._update(curs, e, "stage = 'approval', review_score = %s, review_stars = %s, "
+                         "returned_from = NULL", (e.score, e.stars))
+
+    @handles(Assessment.Returned)
+    def returned(self, curs, e):
+        reopened = e.from_stage == "publicity"
+        self._update(curs, e, "stage = %s, returned_from = %s, returns = returns + 1, "
+                     "reopened = reopened OR %s", (e.stage, e.from_stage, reopened))
+
+    @handles(Assessment.DeadlineExtended)
+    def extended(self, curs, e):
+        self._update(curs, e, "extensions = extensions || %s", (Jsonb({e.stage: e.until}),))
+
+    @handles(Assessment.Approved)
+    def approved(self, curs, e):
+        self._update(curs, e, "score = %s, stars = %s", (e.score, e.stars))
+
+    @handles(Assessment.PublicityOpened)
+    def publicity_opened(self, curs, e):
+        self._update(curs, e, "stage = 'publicity', publicity_ends_at = %s", (e.ends_at,))
+
+    @handles(Assessment.ObjectionLodged)
+    def objection(self, curs, e):
+        self._update(curs, e, "objections = objections + 1")
+
+    @handles(Assessment.PublicityClosed)
+    def publicity_closed(self, curs, e):
+        self._update(curs, e, "stage = 'final', final_at = %s, appeal_until = %s",
+                     (e.final_at, e.appeal_until))
+
+    @handles(Assessment.AppealLodged)
+    def appeal_lodged(self, curs, e):
+        self._update(curs, e, "stage = 'appeal'")
+
+    @handles(Assessment.AppealDecided)
+    def appeal_decided(self, curs, e):
+        if e.decision == "upheld":
+            self._update(curs, e, "stage = 'review', reopened = true")
+        else:
+            self._update(curs, e, "stage = 'final'")
+
+    @handles(Assessment.DirectlyGraded)
+    def directly_graded(self, curs, e):
+        self._update(curs, e, "direct_stars = %s, stars = CASE WHEN stage IN "
+                     "('publicity', 'final') THEN %s ELSE stars END", (e.stars, e.stars))
+
+    @handles(Assessment.Dropped)
+    def dropped(self, curs, e):
+        self._update(curs, e, "stage = 'dropped'")
+
+    # -- ratings -----------------------------------------------------------------
+    @handles(Rating.Opened)
+    def rating_opened(self, curs, e):
+        curs.execute(
+            "INSERT INTO eval_ratings (org_id, rating_id, org_name, level, updated_at, version) "
+            "VALUES (%s,%s,%s,%s,%s,%s)",
+            (e.org_id, e.originator_id, e.org_name, e.level, e.timestamp, e.originator_version))
+
+    @handles(Rating.UnderlyingSet)
+    def underlying_set(self, curs, e):
+        curs.execute("UPDATE eval_ratings SET underlying = %s, version = %s "
+                     "WHERE rating_id = %s", (e.stars, e.originator_version, e.originator_id))
+
+    @handles(Rating.Changed)
+    def rating_changed(self, curs, e):
+        curs.execute(
+            "UPDATE eval_ratings SET stars = %s, score = %s, cause = %s, scheme_id = %s, "
+            "scheme_version = %s, cycle_id = coalesce(%s, cycle_id), "
+            "breakdown = CASE WHEN %s THEN %s ELSE breakdown END, updated_at = %s, version = %s "
+            "WHERE rating_id = %s",
+            (e.stars_after, e.score, e.cause, e.scheme_id, e.scheme_version, e.cycle_id,
+             e.cause in ("cycle", "direct_grading"), _j(e.breakdown), e.timestamp,
+             e.originator_version, e.originator_id))
+        curs.execute("UPDATE eval_rating_history SET valid_to = %s "
+                     "WHERE org_id = %s AND valid_to IS NULL", (e.timestamp, e.org_id))
+        curs.execute(
+            "INSERT INTO eval_rating_history (org_id, version, stars_before, stars_after, score, "
+            "cause, scheme_id, scheme_version, cycle_id, actor, reason, evidence, valid_from) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (e.org_id, e.originator_version, e.stars_before, e.stars_after, e.score, e.cause,
+             e.scheme_id, e.scheme_version, e.cycle_id, _j(e.actor), e.reason,
+             _j(e.evidence), e.timestamp))
+
+    @handles(Rating.MajorProblemRecorded)
+    def problem_recorded(self, curs, e):
+        curs.execute(
+            "INSERT INTO eval_problems (org_id, problem_id, description, downgrade_to, status, "
+            "rectification_due, recorded_at, updated_at) VALUES (%s,%s,%s,%s,'open',%s,%s,%s)",
+            (e.org_id, e.problem_id, e.description, e.downgrade_to, e.rectification_due,
+             e.timestamp, e.timestamp))
+        curs.execute("UPDATE eval_ratings SET open_problems = open_problems + 1 "
+                     "WHERE org_id = %s", (e.org_id,))
+
+    @handles(Rating.RectificationPlanned)
+    def rectification_planned(self, curs, e):
+        curs.execute("UPDATE eval_problems SET status = 'planned', plan = %s, plan_due = %s, "
+                     "updated_at = %s WHERE org_id = %s AND problem_id = %s",
+                     (e.plan, e.due, e.timestamp, e.org_id, e.problem_id))
+
+    @handles(Rating.RectificationCompleted)
+    def rectification_completed(self, curs, e):
+        curs.execute("UPDATE eval_problems SET status = 'completed', updated_at = %s "
+                     "WHERE org_id = %s AND problem_id = %s", (e.timestamp, e.org_id, e.problem_id))
+
+    @handles(Rating.RectificationVerified)
+    def rectification_verified(self, curs, e):
+        curs.execute("UPDATE eval_problems SET status = 'verified', updated_at = %s "
+                     "WHERE org_id = %s AND problem_id = %s", (e.timestamp, e.org_id, e.problem_id))
+        curs.execute("UPDATE eval_ratings SET open_problems = open_problems - 1 "
+                     "WHERE org_id = %s", (e.org_id,))

@@ -1,0 +1,64 @@
+"""The evaluation application on the real database with a controllable clock:
+a quota cap with ties at approval (审定) over one college, and the timer that
+makes results final when the publicity (公示) window ends."""
+import copy
+import datetime as dt
+import uuid
+
+from services.evaluation.application import EvaluationApplication
+from shared.identity import Caller
+from tests.unit.test_evaluation_scoring import TINY
+
+ADMIN = Caller("zzb", "org_admin")
+
+
+def test_quota_ties_at_approval_and_publicity_closed_by_the_timer(clean_databases):
+    now = [dt.datetime.now(dt.timezone.utc)]
+    app = EvaluationApplication(clean_databases["evaluation"], clock=lambda: now[0])
+    try:
+        college, branches = uuid.uuid4(), [uuid.uuid4() for _ in range(10)]
+        with app.transaction() as curs:
+            curs.execute("INSERT INTO dir_orgs VALUES (%s,'学院','general_branch',2,NULL,NULL,"
+                         "'active',now())", (college,))
+            for i, b in enumerate(branches):
+                curs.execute("INSERT INTO dir_orgs VALUES (%s,%s,'teacher_branch',3,%s,NULL,"
+                             "'active',now())", (b, f"支部{i:02d}", college))
+        app.publish_scheme(ADMIN, {"definition": copy.deepcopy(TINY)})
+        later = {s: (now[0] + dt.timedelta(days=d)).isoformat()
+                 for s, d in (("self_assessment", 1), ("review", 2), ("approval", 3))}
+        cycle = app.open_cycle(ADMIN, {"name": "2026考评", "level": 3, "period": "2026",
+                                       "deadlines": later, "scheme_id": "tiny"})
+        assert len(cycle["org_ids"]) == 10
+        # every indicator full: base 100, score = 100 × 70% + appraisal × 30%
+        appraisals = [100, 90, 80, 80, 70, 0, 0, 0, 0, 0]
+        full = {"scores": {"a1": 10, "a2": 20, "b1": 5}, "evidence": {"a2": ["minutes"]}}
+        for b, appraisal in zip(branches, appraisals):
+            sec = Caller(f"s{b}", "branch_secretary", str(b))
+            payload = {"cycle_id": cycle["id"], "org_id": str(b), **full, "appraisal": appraisal}
+            app.submit_self_assessment(sec, payload)
+            app.submit_review(ADMIN, payload)
+        out = app.approve(ADMIN, {"cycle_id": cycle["id"], "org_ids": [str(b) for b in branches]})
+        got = [(a["score"], a["stars"]) for a in out["approved"]]
+        # scores 100, 97, 94, 94, 91 are in the ★5 band, 70 × 5 in ★3.
+        # ★5 quota: 30% of 10 branches = 3 slots. 100 and 97 take two; 94 and 94 tie for
+        # the last: demote_all gives both ★4 (the cap is never exceeded); 91 ranks 5th: ★4.
+        assert got == [(100.0, 5), (97.0, 5), (94.0, 4), (94.0, 4), (91.0, 4)] + [(70.0, 3)] * 5
+        tied = app.get_assessment(ADMIN, cycle["id"], str(branches[2]))
+        assert tied["stage"] == "publicity" and tied["stars"] == 4
+        assert "tied at 94.0" in tied["quota_notes"][0] and "demote_all" in tied["quota_notes"][0]
+
+        assert app.close_expired_publicity() == 0  # the 7-day window is still running
+        now[0] += dt.timedelta(days=7, seconds=1)
+        assert app.close_expired_publicity() == 10
+        ratings = [app.get_rating(ADMIN, str(b)) for b in branches]
+        assert [r["stars"] for r in ratings] == [5, 5, 4, 4, 4, 3, 3, 3, 3, 3]
+        assert ratings[0]["scheme_id"] == "tiny" and ratings[0]["scheme_version"] == 1
+        dist = app.star_distribution(ADMIN)["branches"]["colleges"][0]
+        assert (dist["four_or_above"]["count"], dist["four_or_above"]["share"]) == (5, 0.5)
+        assert len(dist["three_or_below"]["organizations"]) == 5
+        assert "ranked 5 of 5" in ratings[4]["breakdown"]["quota_notes"][0]
+        gauges = {g["name"]: dict(g["samples"]) for g in app.business_gauges()}
+        assert gauges["lianchuang_ratings"][("5", "3")] == 2
+        assert gauges["lianchuang_assessments"][("final",)] == 10
+    finally:
+        app.close()

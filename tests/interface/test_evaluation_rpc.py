@@ -1,0 +1,228 @@
+"""Evaluation RPC: schemes as files, versioning, permissions, concurrency,
+ratings (downgrade, restoration, direct grading, as-of) and the distribution."""
+import datetime as dt
+import json
+
+import eventlet
+import pytest
+import yaml
+from kombu import Connection, Queue
+from nameko.standalone.events import get_event_exchange
+
+from services.evaluation.schemes import SCHEMES_DIR
+from shared.errors import Forbidden, LianchuangError, ValidationError
+from tests.conftest import wait_for
+from tests.e2e.test_evaluation_workflow_e2e import full_entries, iso, sleep_until, tree  # noqa: F401
+
+
+def open_cycle(admin, **extra):
+    return admin.open_cycle(name="2026考评", level=3, period="2026",
+                            deadlines={"self_assessment": iso(600), "review": iso(1200),
+                                       "approval": iso(1800)}, **extra)
+
+
+def test_two_reviewers_at_once_one_wins_the_other_gets_conflict(tree, rpc_as):  # noqa: F811
+    admin = rpc_as("org_admin").evaluation
+    sec = rpc_as("branch_secretary", sub="sec1", org=tree["b1"]).evaluation
+    scheme = admin.get_scheme("model_branch")["definition"]
+    cid = open_cycle(admin)["id"]
+    submitted = sec.submit_self_assessment(cycle_id=cid, org_id=tree["b1"],
+                                           **full_entries(scheme, 0.8, 80))
+    version = submitted["version"]  # both reviewers read this version
+    reviewers = [rpc_as("college_secretary", sub="wang", org=tree["college"]).evaluation,
+                 rpc_as("org_admin", sub="zhao").evaluation]
+
+    def review(proxy, fraction):
+        try:
+            return proxy.submit_review(cycle_id=cid, org_id=tree["b1"], expected_version=version,
+                                       **full_entries(scheme, fraction, 85))
+        except LianchuangError as exc:
+            return exc
+
+    threads = [eventlet.spawn(review, p, f) for p, f in zip(reviewers, (0.9, 0.7))]
+    outcomes = [t.wait() for t in threads]
+    assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "dict"]
+    winner = next(o for o in outcomes if isinstance(o, dict))
+    state = admin.get_assessment(cid, tree["b1"])
+    assert state["stage"] == "approval" and state["version"] == version + 1
+    assert state["review"]["result"]["score"] == winner["review"]["result"]["score"]
+
+
+def test_scheme_file_reports_every_error_and_versions_never_touch_an_open_cycle(
+        tree, rpc_as):  # noqa: F811
+    admin = rpc_as("org_admin").evaluation
+    text = (SCHEMES_DIR / "level3_model_branch.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    data["dimensions"][0]["weight"] = 25                 # weights no longer add up to 100
+    data["indicators"][0]["dimension"] = "no_such"       # unknown dimension
+    data["bands"][1]["max"] = 95                         # ★4 80-95 overlaps ★5 90-100
+    with pytest.raises(ValidationError) as e:
+        admin.publish_scheme(text=yaml.safe_dump(data, allow_unicode=True), format="yaml")
+    fields = [err["field"] for err in e.value.errors]
+    assert "dimensions" in fields and "indicators[0].dimension" in fields and "bands" in fields
+    assert any("overlap" in err["message"] for err in e.value.errors)
+    # only 组织部 loads schemes
+    with pytest.raises(Forbidden):
+        rpc_as("auditor").evaluation.publish_scheme(text=text)
+
+    cycle = open_cycle(admin)
+    assert cycle["scheme_version"] == 1
+    revised = yaml.safe_load(text)
+    revised["bands"] = [{"stars": 5, "min": 95, "max": 100}, {"stars": 4, "min": 85, "max": 95},
+                        {"stars": 3, "min": 70, "max": 85}, {"stars": 2, "min": 60, "max": 70},
+                        {"stars": 1, "min": 0, "max": 60}]
+    out = admin.publish_scheme(text=json.dumps(revised, ensure_ascii=False), format="json",
+                               reason="2027修订")
+    assert out["version"] == 2 and out["definition"]["bands"][0]["min"] == 95
+    assert admin.get_cycle(cycle["id"])["scheme_version"] == 1  # the open cycle keeps v1
+    assert admin.get_scheme("model_branch", 1)["definition"]["bands"][0]["min"] == 90
+    # a cycle opened now uses v2; every result names its version
+    assert open_cycle(admin)["scheme_version"] == 2
+
+
+def test_permissions(tree, rpc_as):  # noqa: F811
+    admin = rpc_as("org_admin").evaluation
+    cid = open_cycle(admin)["id"]
+    other_college = rpc_as("college_secretary", sub="x", org="00000000-0000-0000-0000-000000000001")
+    member = rpc_as("member", sub=tree["member"]).evaluation
+    auditor = rpc_as("auditor").evaluation
+    with pytest.raises(Forbidden):
+        member.open_cycle(name="x", level=3, period="2026", deadlines={})
+    with pytest.raises(Forbidden):
+        auditor.approve(cycle_id=cid, org_ids=[tree["b1"]])
+    with pytest.raises(Forbidden):
+        rpc_as("branch_secretary", sub="s", org=tree["b1"]).evaluation.grade_directly(
+            cycle_id=cid, org_id=tree["b1"], stars=5, reason="r", evidence=["e"])
+    with pytest.raises(Forbidden):
+        other_college.evaluation.return_assessment(cycle_id=cid, org_id=tree["b1"], comments="c")
+    with pytest.raises(Forbidden):
+        other_college.evaluation.star_distribution(college_id=tree["college"])
+    with pytest.raises(Forbidden):
+        member.record_major_problem(org_id=tree["b1"], description="d", reason="r",
+                                    evidence=["e"])
+    with pytest.raises(Forbidden):  # a member reads an assessment only once it is public
+        member.get_assessment(cid, tree["b1"])
+    assert len(auditor.progress_board(cid)["organizations"]) == 2
+    with pytest.raises(ValidationError) as e:  # bad input names every field
+        admin.open_cycle(name="x", level=7, period="2026", deadlines="soon")
+    assert set(e.value.fields) == {"level", "deadlines"}
+
+
+def test_downgrade_restoration_direct_grading_and_distribution(tree, rpc_as):  # noqa: F811
+    admin = rpc_as("org_admin").evaluation
+    auditor = rpc_as("auditor").evaluation
+    sec1 = rpc_as("branch_secretary", sub="sec1", org=tree["b1"]).evaluation
+    scheme = admin.get_scheme("model_branch")["definition"]
+    cid = open_cycle(admin, publicity_days=1 / 86400)["id"]
+    for b, fraction in (("b1", 0.9), ("b2", 0.7)):
+        rpc_as("branch_secretary", sub=b, org=tree[b]).evaluation.submit_self_assessment(
+            cycle_id=cid, org_id=tree[b], **full_entries(scheme, fraction, 80))
+        admin.submit_review(cycle_id=cid, org_id=tree[b], **full_entries(scheme, fraction, 80))
+    # b1: (90 × 70%) + 80 × 30% = 63 + 24 = 87 → ★4; b2: 49 + 24 = 73 → ★3
+    with pytest.raises(ValidationError) as e:
+        admin.grade_directly(cycle_id=cid, org_id=tree["b2"], stars=5, reason="省级样板支部",
+                             evidence=[])
+    assert e.value.fields == ["evidence"]
+    approved = admin.approve(cycle_id=cid, org_ids=[tree["b1"], tree["b2"]])["approved"]
+    assert [(a["score"], a["stars"]) for a in approved] == [(87.0, 4), (73.0, 3)]
+    sleep_until(approved[-1]["publicity_ends_at"])
+    admin.close_publicity(cycle_id=cid, org_ids=[tree["b1"], tree["b2"]])
+    dist = admin.star_distribution()["branches"]["school"]
+    assert (dist["four_or_above"]["count"], dist["four_or_above"]["share"]) == (1, 0.5)
+    assert [o["org_id"] for o in dist["three_or_below"]["organizations"]] == [tree["b2"]]
+
+    # 直接定级 after the result is final: ★3 → ★5 at once, with reason and evidence
+    admin.grade_directly(cycle_id=cid, org_id=tree["b2"], stars=5, reason="获评省级样板支部",
+                         evidence=["省委教育工委文件"])
+    assert (admin.get_rating(tree["b2"])["stars"], admin.get_rating(tree["b2"])["cause"]) == \
+        (5, "direct_grading")
+
+    # 重大问题 recorded by an auditor: ★4 → ★2 (the scheme's downgrade level) at once
+    before = dt.datetime.now(dt.timezone.utc).isoformat()
+    out = auditor.record_major_problem(org_id=tree["b1"], problem_id="2026-01",
+                                       description="违规发放津贴", reason="纪委通报",
+                                       evidence=["纪委通报〔2026〕3号"])
+    assert (out["stars"], out["underlying_stars"], out["problems"][0]["status"]) == (2, 4, "open")
+    with pytest.raises(Forbidden):  # verification belongs to 组织部
+        auditor.verify_rectification(org_id=tree["b1"], problem_id="2026-01", reason="ok")
+    sec1.plan_rectification(org_id=tree["b1"], problem_id="2026-01", plan="退回津贴, 专题组织生活会",
+                            due="2026-12-31")
+    sec1.complete_rectification(org_id=tree["b1"], problem_id="2026-01", evidence=["整改报告"])
+    restored = admin.verify_rectification(org_id=tree["b1"], problem_id="2026-01",
+                                          reason="整改到位", evidence=["验收记录"])
+    assert restored["stars"] == 4
+    history = admin.rating_history(tree["b1"])
+    assert [(h["stars_before"], h["stars_after"], h["cause"]) for h in history] == [
+        (None, 4, "cycle"), (4, 2, "major_problem"), (2, 4, "rectification_verified")]
+    assert history[1]["evidence"] == ["纪委通报〔2026〕3号"] and history[1]["actor"]["role"] == "auditor"
+    # as of just before the problem: ★4; during it: ★2 — rebuilt from the store as well
+    assert admin.get_rating(tree["b1"], as_of=before)["stars"] == 4
+    during = auditor.get_rating(tree["b1"], as_of=history[1]["valid_from"], replay=True)
+    assert during["stars"] == 2 and during["replayed"]["matches"] is True
+    # the read models rebuilt from the store say the same
+    assert rpc_as("ops").evaluation.rebuild_read_models()["replayed_events"] > 0
+    assert admin.rating_history(tree["b1"]) == history
+    assert admin.get_rating(tree["b2"])["stars"] == 5
+    with pytest.raises(ValidationError) as e:  # a typed error naming the field, not a crash
+        admin.get_rating(tree["b1"], as_of="yesterday")
+    assert e.value.fields == ["as_of"]
+
+
+def test_college_cycle_college_secretary_self_assesses_org_admin_reviews(tree, rpc_as):  # noqa: F811
+    admin = rpc_as("org_admin").evaluation
+    college_sec = rpc_as("college_secretary", sub="wang", org=tree["college"]).evaluation
+    scheme = admin.get_scheme("benchmark_college")["definition"]
+    cycle = admin.open_cycle(name="2026标杆院系考评", level=2, period="2026",
+                             deadlines={"self_assessment": iso(600), "review": iso(1200),
+                                        "approval": iso(1800)})
+    assert cycle["org_ids"] == [tree["college"]] and cycle["scheme_id"] == "benchmark_college"
+    with pytest.raises(Forbidden):
+        rpc_as("branch_secretary", sub="s", org=tree["b1"]).evaluation.submit_self_assessment(
+            cycle_id=cycle["id"], org_id=tree["college"], **full_entries(scheme, 0.8, 80))
+    out = college_sec.submit_self_assessment(cycle_id=cycle["id"], org_id=tree["college"],
+                                             **full_entries(scheme, 0.8, 80))
+    # (80 × 70%) + 80 × 30% = 56 + 24 = 80 → ★4
+    assert (out["stage"], out["self_assessment"]["result"]["score"]) == ("review", 80.0)
+    with pytest.raises(Forbidden):  # a college does not review itself
+        college_sec.submit_review(cycle_id=cycle["id"], org_id=tree["college"],
+                                  **full_entries(scheme, 0.8, 80))
+    assert admin.submit_review(cycle_id=cycle["id"], org_id=tree["college"],
+                               **full_entries(scheme, 0.8, 80))["stage"] == "approval"
+
+
+def test_relay_publishes_the_contract_events(tree, rpc_as, rabbit_config):  # noqa: F811
+    """What the notifications service consumes, as it arrives on evaluation.events."""
+    queue = Queue("test-evaluation-tap", exchange=get_event_exchange("evaluation", {}),
+                  routing_key="#", durable=False)
+    admin = rpc_as("org_admin").evaluation
+    with Connection(rabbit_config["AMQP_URI"]) as conn:
+        queue(conn.default_channel).declare()
+        cycle = open_cycle(admin)
+        # an unrated branch with a 重大问题: capped at the scheme's ★2 at once
+        rpc_as("auditor").evaluation.record_major_problem(
+            org_id=tree["b1"], problem_id="p1", description="违规", reason="纪委通报",
+            evidence=["通报"])
+        received = {}
+
+        def drain():
+            while (message := queue(conn.default_channel).get(no_ack=True)) is not None:
+                received.setdefault(message.payload["type"], []).append(message.payload)
+            return "rating_fell_to_three_or_below" in received
+
+        wait_for(drain, timeout=10, message="the rating events on evaluation.events")
+    opened = received["cycle_opened"][0]
+    assert opened["originator_id"] == cycle["id"] and opened["source"] == "evaluation"
+    assert {"name", "level", "period", "org_ids", "deadlines", "scheme_id", "scheme_version",
+            "publicity_days"} <= set(opened["data"])
+    changed = received["rating_changed"][0]
+    assert {k: changed["data"][k] for k in ("org_id", "org_name", "stars_before", "stars_after",
+                                            "cause", "cycle_id")} == {
+        "org_id": tree["b1"], "org_name": "教工一支部", "stars_before": None, "stars_after": 2,
+        "cause": "major_problem", "cycle_id": None}
+    assert {"score", "scheme_version"} <= set(changed["data"])
+    fell = received["rating_fell_to_three_or_below"][0]
+    assert (fell["data"]["stars"], fell["data"]["previous_stars"]) == (2, None)
+    assert fell["data"]["rectification_due"] and fell["actor"]["role"] == "auditor"
+    # the fall is saved with the change that caused it: consecutive versions
+    assert fell["originator_version"] == changed["originator_version"] + 1
+    assert received["rating_major_problem_recorded"][0]["evidence"] == ["通报"]
