@@ -961,7 +961,27 @@ class EvaluationApplication(EventSourcedApplication):
         stars = self.query("SELECT coalesce(stars::text, 'unrated') AS s, level, count(*) AS n "
                            "FROM eval_ratings GROUP BY 1, 2")
         stages = self.query("SELECT stage, count(*) AS n FROM eval_assessments GROUP BY 1")
+        problems = self.query("SELECT status, count(*) AS n FROM eval_problems "
+                              "WHERE status <> 'verified' GROUP BY 1")
+        now = self.clock()
+        overdue: dict[str, int] = {}
+        for r in self.query(
+                "SELECT a.stage, a.extensions, a.returned_from, a.reopened, c.deadlines "
+                "FROM eval_assessments a JOIN eval_cycles c ON c.id = a.cycle_id "
+                "WHERE a.stage IN ('self_assessment', 'review', 'approval')"):
+            due = stage_due(r["stage"], r["deadlines"], r["extensions"], r["returned_from"],
+                            r["reopened"])
+            if due is not None and now > due:
+                overdue[r["stage"]] = overdue.get(r["stage"], 0) + 1
         return [
+            {"name": "lianchuang_open_appeals", "help": "Appeals (申诉) lodged and not yet decided",
+             "labels": [], "samples": [((), sum(r["n"] for r in stages if r["stage"] == "appeal"))]},
+            {"name": "lianchuang_overdue_assessments",
+             "help": "Assessments past their stage deadline (逾期), by stage",
+             "labels": ["stage"], "samples": [((k,), v) for k, v in overdue.items()]},
+            {"name": "lianchuang_open_major_problems",
+             "help": "Major problems (重大问题) whose rectification (整改) is not yet verified",
+             "labels": ["status"], "samples": [((r["status"],), r["n"]) for r in problems]},
             {"name": "lianchuang_ratings", "help": "Organisations by star rating and level",
              "labels": ["stars", "level"],
              "samples": [((r["s"], str(r["level"])), r["n"]) for r in stars]},
