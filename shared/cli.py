@@ -46,16 +46,36 @@ def demo(amqp_uri, secret):
     import shared  # noqa: F401
     from nameko.standalone.rpc import ClusterRpcProxy
 
-    from services.organizations.demo import load
+    from contextlib import ExitStack
+
+    from services.evaluation import demo as evaluation_demo
+    from services.notifications import demo as notifications_demo
+    from services.organizations import demo as organizations_demo
     from shared.identity import mint_token
 
+    config = {"AMQP_URI": amqp_uri}
     tok = mint_token(secret, sub="demo-loader", role="org_admin", ttl=3600)
-    with ClusterRpcProxy({"AMQP_URI": amqp_uri}, context_data={"auth_token": tok},
-                         timeout=60) as rpc:
+    with ExitStack() as stack:
+        rpc = stack.enter_context(ClusterRpcProxy(config, context_data={"auth_token": tok},
+                                                  timeout=60))
         started = time.time()
-        created = load(rpc)
-    click.echo(f"demo data: created {created} in {time.time() - started:.1f}s "
-               "(nothing created means it was already loaded)")
+        created = organizations_demo.load(rpc)
+        click.echo(f"demo organisations: created {created} in {time.time() - started:.1f}s "
+                   "(nothing created means it was already loaded)")
+
+        def as_secretary(branch_id):
+            officers = rpc.organizations.get_organization(branch_id)["officers"]
+            sub = next((o["member_id"] for o in officers if o["role"] == "secretary"),
+                       f"secretary-of-{branch_id}")
+            token = mint_token(secret, sub=sub, role="branch_secretary", org=branch_id, ttl=600)
+            return stack.enter_context(ClusterRpcProxy(
+                config, context_data={"auth_token": token}, timeout=60))
+
+        click.echo(f"demo contacts: created {notifications_demo.load(rpc)}")
+        started = time.time()
+        organizations = len(organizations_demo.plan()[0])
+        created = evaluation_demo.load(rpc, as_secretary, organizations)
+        click.echo(f"demo evaluation: created {created} in {time.time() - started:.1f}s")
 
 
 @main.command("wait-healthy")
