@@ -47,7 +47,14 @@ class EventSourcedApplication(Application[UUID]):
     def __init__(self, settings: DatabaseSettings, **kwargs: Any):
         ensure_database(settings)
         self.settings = settings
-        super().__init__(env=settings.eventsourcing_env(), **kwargs)
+        # The library creates its tables on start; two instances starting on a
+        # fresh database at once would race on CREATE TABLE, so they take turns.
+        with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{self.name}:schema",))
+            try:
+                super().__init__(env=settings.eventsourcing_env(), **kwargs)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{self.name}:schema",))
         self.projector = None  # set by shared.projection.Projector
 
     # -- infrastructure -------------------------------------------------
