@@ -145,6 +145,30 @@ class NotificationsApplication(EventSourcedApplication):
         self.renderer = Renderer(self.rules)
         self.fanout = FanOut(self.rules, self.renderer)
         self.deadline_days = self.rules.deadline_days_before
+        self.directory.listeners.append(self._remake_notices_parked_for_a_role)
+
+    def _remake_notices_parked_for_a_role(self, curs, envelope: dict) -> None:
+        """A role filled (e.g. a new 书记): notices parked because no one held it
+        are made again, now addressed, in the transaction that records the role."""
+        if envelope["type"] != "organization_role_assigned":
+            return
+        designation = f"{envelope['data']['role']}@{envelope['originator_id']}"
+        curs.execute("SELECT d.*, n.rule FROM deliveries d JOIN notices n ON n.id = d.notice_id "
+                     "WHERE d.status = 'parked' AND d.channel = 'inbox' AND d.recipient_id = %s "
+                     "ORDER BY d.id FOR UPDATE OF d", (designation,))
+        for delivery in curs.fetchall():
+            metrics.count(self._remake_inbox_notice(curs, delivery))
+
+    def _remake_inbox_notice(self, curs, d: dict) -> list:
+        """Make a parked inbox notice again from its stored event and rule."""
+        curs.execute("SELECT envelope FROM source_events WHERE event_id = %s", (d["event_id"],))
+        source = curs.fetchone()
+        rule = self.rules.by_key(d["rule"])
+        if source is None or rule is None:
+            raise ValidationError.single(
+                "delivery_id", "its event or rule is no longer known; cannot remake it")
+        curs.execute("DELETE FROM notices WHERE id = %s", (d["notice_id"],))
+        return self.fanout.apply(curs, source["envelope"], rule)
 
     def configure(self, config: dict, instance: str = "") -> None:
         """Apply ``NOTIFICATIONS`` settings: rules file, templates, deadline days."""
@@ -443,15 +467,8 @@ class NotificationsApplication(EventSourcedApplication):
                 raise ValidationError.single("delivery_id",
                                              f"is {d['status']}, not parked (dead-lettered)")
             if d["channel"] == "inbox":
-                curs.execute("SELECT envelope FROM source_events WHERE event_id = %s",
-                             (d["event_id"],))
-                source = curs.fetchone()
+                created = self._remake_inbox_notice(curs, d)
                 rule = self.rules.by_key(d["rule"])
-                if source is None or rule is None:
-                    raise ValidationError.single(
-                        "delivery_id", "its event or rule is no longer known; cannot remake it")
-                curs.execute("DELETE FROM notices WHERE id = %s", (d["notice_id"],))
-                created = self.fanout.apply(curs, source["envelope"], rule)
                 curs.execute(
                     "SELECT d.id AS delivery_id, n.recipient_id, n.status, n.error FROM notices n "
                     "JOIN deliveries d ON d.notice_id = n.id AND d.channel = 'inbox' "

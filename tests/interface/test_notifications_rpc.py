@@ -245,6 +245,12 @@ def test_no_secretary_in_office_parks_with_the_organisation_named(world, rpc_as)
     assert "自评：2026年12月01日 18:00" in notice["body"]
     dead = wait_for(lambda: (d := ops.list_dead_letters())["total"] == 1 and d)["items"][0]
     assert "no one holds the role secretary in '学生第一党支部'" in dead["error"]
+    # a new secretary is appointed: the parked notice is made again, addressed to them
+    admin.assign_role(org_id=ids["branch2"], member_id=ids["secretary2"], role="secretary")
+    wait_for(lambda: ops.list_dead_letters()["total"] == 0, message="the notice unparked")
+    remade = wait_inbox(rpc_as, ids["secretary2"], 1)["items"][0]
+    assert remade["subject"] == "【考评周期已启动】2026年度星级考评"
+    assert "学生第一党支部已纳入考评周期" in remade["body"]
 
 
 def test_contacts_and_preferences_are_managed_with_permissions(world, rpc_as):
