@@ -9,6 +9,7 @@ tables: each keeps these in its own database, applied through an ``Inbox``
 from __future__ import annotations
 
 from shared.consumer import Inbox
+from shared.identity import OPS, ORG_ADMIN
 
 DIRECTORY_DDL = (
     """CREATE TABLE IF NOT EXISTS dir_orgs (
@@ -174,3 +175,14 @@ class OrgDirectory:
                 "failures": [{**f, "first_failed_at": f["first_failed_at"].isoformat(),
                               "last_failed_at": f["last_failed_at"].isoformat()}
                              for f in self.inbox.failures()]}
+
+
+class DirectoryOperations:
+    """Operations every application that keeps an ``OrgDirectory`` (as
+    ``self.directory``) offers to ops."""
+
+    def backfill_directory(self, caller, read_page) -> dict:
+        """Apply organizations' events this service missed (started late, lost its
+        queue), paging their log; already-applied events are skipped."""
+        caller.require_role(ORG_ADMIN, OPS)
+        return self.directory.backfill(read_page)

@@ -25,7 +25,7 @@ from pydantic import Field
 
 from shared.commands import Command
 from shared.config import DatabaseSettings
-from shared.directory import OrgDirectory
+from shared.directory import DirectoryOperations, OrgDirectory
 from shared.errors import Conflict, Forbidden, NotFound, ValidationError
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
                              ORG_ADMIN, ROLES, Caller)
@@ -168,7 +168,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class EvaluationApplication(EventSourcedApplication):
+class EvaluationApplication(DirectoryOperations, EventSourcedApplication):
     name = "evaluation"
     # Ratings and assessments are read as of any moment: snapshots keep a
     # replay short however many events an organisation has accumulated.
@@ -946,12 +946,6 @@ class EvaluationApplication(EventSourcedApplication):
         """What this service has applied of other services' events (for ops)."""
         caller.require_role(ORG_ADMIN, OPS, AUDITOR)
         return {"org_directory": self.directory.status()}
-
-    def backfill_directory(self, caller: Caller, read_page) -> dict:
-        """Apply organizations' events this service missed (started late, lost its
-        queue), paging their log; already-applied events are skipped."""
-        caller.require_role(ORG_ADMIN, OPS)
-        return self.directory.backfill(read_page)
 
     def rebuild_read_models(self, caller: Caller) -> dict:
         caller.require_role(ORG_ADMIN, OPS)

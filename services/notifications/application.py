@@ -22,7 +22,7 @@ from pydantic import Field
 from shared.commands import Command
 from shared.config import DatabaseSettings
 from shared.consumer import APPLIED, Inbox
-from shared.directory import OrgDirectory
+from shared.directory import DirectoryOperations, OrgDirectory
 from shared.errors import Forbidden, NotFound, ValidationError
 from shared.identity import AUDITOR, OPS, ORG_ADMIN, Caller
 from shared.projection import Projector
@@ -129,7 +129,7 @@ def _row(row: dict) -> dict:
     return {k: _iso(v) for k, v in row.items()}
 
 
-class NotificationsApplication(EventSourcedApplication):
+class NotificationsApplication(DirectoryOperations, EventSourcedApplication):
     name = "notifications"
 
     def __init__(self, settings: DatabaseSettings):

@@ -8,7 +8,7 @@ import shared  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg loads)
 import logging
 
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
+from nameko.rpc import RpcProxy, rpc
 from nameko.timer import Timer
 
 from shared.consumer import consumes
@@ -66,6 +66,7 @@ class NotificationsService(ObservableService):
     app = NotificationStore(NotificationsApplication)
     caller = Identity()
     rpc_metrics = RpcMetrics()
+    organizations = RpcProxy("organizations")
 
     # -- events ----------------------------------------------------------------
     @consumes("organizations")
@@ -137,3 +138,9 @@ class NotificationsService(ObservableService):
     @command
     def consumer_status(self):
         return self.app.consumer_status(self.caller())
+
+    @command
+    def backfill_directory(self):
+        return self.app.backfill_directory(
+            self.caller(), lambda after, limit: self.organizations.read_events(
+                after_position=after, limit=limit))

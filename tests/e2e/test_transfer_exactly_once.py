@@ -1,9 +1,11 @@
 """A member transfer committed in organizations reaches a consumer in another
 service exactly once, even though that consumer is restarted mid-stream."""
 import eventlet
+import pytest
 
+from shared.errors import Forbidden
 from tests.conftest import wait_for
-from tests.helpers import build_tree, rows
+from tests.helpers import build_tree, event_store, rows
 
 
 def test_transfers_reach_notifications_once_across_a_consumer_restart(start_service, rpc_as,
@@ -43,8 +45,6 @@ def test_transfers_reach_notifications_once_across_a_consumer_restart(start_serv
 
 def test_a_consumer_that_joined_late_catches_up_from_the_source_log(start_service, rpc_as,
                                                                     clean_databases):
-    from tests.helpers import event_store
-
     orgs = start_service("organizations")
     admin = rpc_as("org_admin").organizations
     tree = build_tree(admin, branches=2, members_per_branch=3)
@@ -76,3 +76,22 @@ def test_a_consumer_that_joined_late_catches_up_from_the_source_log(start_servic
     assert rows(ndb, "SELECT count(*) AS n FROM dir_member_moves")[0]["n"] == 2
     seen = {str(r["id"]): str(r["branch_id"]) for r in rows(ndb, "SELECT * FROM dir_members")}
     assert seen == {m: admin.get_member(m)["branch_id"] for m in tree["members"]}
+
+
+def test_ops_backfill_notifications_directory_over_rpc(start_service, rpc_as, clean_databases):
+    orgs = start_service("organizations")
+    admin = rpc_as("org_admin").organizations
+    tree = build_tree(admin, branches=1, members_per_branch=2)
+    app = event_store(orgs).app
+    wait_for(lambda: event_store(orgs).relay.position() == app.recorder.max_notification_id())
+    start_service("notifications")
+    ops = rpc_as("ops").notifications
+    assert ops.consumer_status()["org_directory"]["members"] == 0
+    counts = ops.backfill_directory()
+    assert counts["applied"] > 0
+    status = ops.consumer_status()["org_directory"]
+    assert (status["organizations"], status["members"]) == (3, 2)
+    with pytest.raises(Forbidden):
+        rpc_as("auditor").notifications.backfill_directory()
+    assert {m["id"] for m in admin.list_members(org_id=tree["college"])["members"]} == \
+        set(tree["members"])
