@@ -21,6 +21,7 @@ import eventlet
 from eventlet.semaphore import Semaphore
 from kombu import Queue
 from nameko.events import SERVICE_POOL, EventHandler
+from nameko.extensions import DependencyProvider
 from nameko.messaging import Consumer
 from nameko.standalone.events import get_event_exchange
 
@@ -55,6 +56,10 @@ APPLIED, DUPLICATE = "applied", "duplicate"
 class OutOfOrder(Exception):
     """An event arrived before its predecessor was applied; it will be redelivered."""
 
+    def __init__(self, message: str, last_applied: int = 0):
+        super().__init__(message)
+        self.last_applied = last_applied
+
 
 class KeyedLocks:
     """One lock per key, handed out in the order green threads ask for it.
@@ -82,13 +87,16 @@ class KeyedLocks:
 
 class Inbox:
     def __init__(self, app, consumer: str, service: str, wait_for_predecessor: float = 2.0,
-                 retry_pause: float = 0.05, failure_pause: float = 1.0):
+                 gap_fill_after: float = 0.5, retry_pause: float = 0.05,
+                 failure_pause: float = 1.0):
         self.app = app
         self.consumer = consumer
         self.service = service
         # How long a worker waits for another worker (or instance) to apply an
         # event's predecessor before the event goes back to the queue.
         self.wait_for_predecessor = wait_for_predecessor
+        # With a way to read the source's log, a gap is filled sooner than that.
+        self.gap_fill_after = gap_fill_after
         self.retry_pause = retry_pause
         self.failure_pause = failure_pause
         self.locks = KeyedLocks()
@@ -114,7 +122,8 @@ class Inbox:
                 return DUPLICATE
             if version > last + 1:
                 raise OutOfOrder(
-                    f"{envelope['event_id']} arrived before version {last + 1} was applied")
+                    f"{envelope['event_id']} arrived before version {last + 1} was applied",
+                    last_applied=last)
             effect(curs, envelope)
             curs.execute(
                 "UPDATE inbox_positions SET last_version = %s, last_event_position = %s, "
@@ -124,13 +133,30 @@ class Inbox:
                          (self.consumer, envelope["event_id"]))
         return APPLIED
 
-    def handle(self, envelope: dict, effect: Callable[[object, dict], None]) -> str:
-        """``process`` with metrics and the redelivery policy of an entrypoint."""
+    def handle(self, envelope: dict, effect: Callable[[object, dict], None],
+               fill_gap: Callable[[str, int], list] | None = None) -> str:
+        """``process`` with metrics and the redelivery policy of an entrypoint.
+
+        ``fill_gap(originator_id, after_version)``, when given, reads the
+        aggregate's events from the source's own log (e.g. its
+        ``read_aggregate_events`` RPC): a predecessor still missing after a short
+        wait is then fetched and applied first, so an event this consumer never
+        received (its queue did not exist yet, or was lost) does not hold the
+        aggregate up for good.
+        """
         source = envelope.get("source", "?")
         labels = (self.service, self.consumer, source)
         try:
             with self.locks.hold(str(envelope["originator_id"])):
-                outcome = self._process_when_predecessor_applied(envelope, effect)
+                try:
+                    outcome = self._process_when_predecessor_applied(
+                        envelope, effect,
+                        self.gap_fill_after if fill_gap else self.wait_for_predecessor)
+                except OutOfOrder as gap:
+                    if fill_gap is None:
+                        raise
+                    self._fill_gap(envelope, effect, gap.last_applied, fill_gap, labels)
+                    outcome = self.process(envelope, effect)
         except OutOfOrder:
             metrics.EVENTS_CONSUMED.labels(*labels, "deferred").inc()
             raise
@@ -144,8 +170,17 @@ class Inbox:
         metrics.EVENTS_CONSUMED.labels(*labels, outcome).inc()
         return outcome
 
-    def _process_when_predecessor_applied(self, envelope: dict, effect) -> str:
-        deadline = time.monotonic() + self.wait_for_predecessor
+    def _fill_gap(self, envelope: dict, effect, last_applied: int, fill_gap, labels) -> None:
+        version = int(envelope["originator_version"])
+        missing = sorted(fill_gap(str(envelope["originator_id"]), last_applied),
+                         key=lambda e: int(e["originator_version"]))
+        for earlier in missing:
+            if int(earlier["originator_version"]) < version:
+                outcome = self.process(earlier, effect)
+                metrics.EVENTS_CONSUMED.labels(*labels, f"gap_{outcome}").inc()
+
+    def _process_when_predecessor_applied(self, envelope: dict, effect, wait: float) -> str:
+        deadline = time.monotonic() + wait
         while True:
             try:
                 return self.process(envelope, effect)
@@ -196,3 +231,36 @@ class StreamHandler(EventHandler):
 
 
 consumes = StreamHandler.decorator
+
+
+class SourceLog(DependencyProvider):
+    """Reads one aggregate's events from another service's log, as this service
+    (an ``ops`` token for ``service:<name>``): the ``fill_gap`` of ``Inbox.handle``.
+
+    Used rarely (only for a predecessor that never arrived), so each call opens
+    its own short-lived proxy rather than sharing one between green threads.
+    """
+
+    def __init__(self, source_service: str, timeout: float = 10.0, **kwargs):
+        self.source_service = source_service
+        self.timeout = timeout
+        super().__init__(**kwargs)
+
+    def setup(self):
+        self.amqp_uri = self.container.config["AMQP_URI"]
+        self.secret = self.container.config["AUTH_SECRET"]
+        self.caller_name = f"service:{self.container.service_name}"
+
+    def read_aggregate(self, originator_id: str, after_version: int) -> list[dict]:
+        from nameko.standalone.rpc import ClusterRpcProxy
+
+        from shared.identity import OPS, mint_token
+
+        token = mint_token(self.secret, sub=self.caller_name, role=OPS, ttl=60)
+        with ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, context_data={"auth_token": token},
+                             timeout=self.timeout) as rpc:
+            return getattr(rpc, self.source_service).read_aggregate_events(
+                aggregate_id=originator_id, after_version=after_version)
+
+    def get_dependency(self, worker_ctx):
+        return self.read_aggregate

@@ -56,8 +56,8 @@ class OrgDirectory:
         }
         self.listeners: list = []  # callables (curs, envelope) run in the same transaction
 
-    def handle(self, envelope: dict) -> str:
-        return self.inbox.handle(envelope, self.apply)
+    def handle(self, envelope: dict, fill_gap=None) -> str:
+        return self.inbox.handle(envelope, self.apply, fill_gap)
 
     def apply(self, curs, envelope: dict) -> None:
         effect = self._effects.get(envelope["type"])

@@ -119,6 +119,15 @@ class EventSourcedApplication(Application[UUID]):
         return [build_envelope(self.mapper.to_domain_event(n), n.id, self.name)
                 for n in notifications]
 
+    def read_aggregate_envelopes(self, aggregate_id: UUID | str, after_version: int = 0) -> list[dict]:
+        """One aggregate's events after a version, as envelopes (no log position)."""
+        try:
+            aggregate_id = aggregate_id if isinstance(aggregate_id, UUID) else UUID(str(aggregate_id))
+        except ValueError:
+            raise NotFound(f"{aggregate_id!r} is not a valid id")
+        return [build_envelope(event, None, self.name)
+                for event in self.events.get(aggregate_id, gt=after_version or None)]
+
     def commit(self, *aggregates) -> None:
         """Save in one atomic append; a concurrent writer's version clash is a Conflict.
 

@@ -30,6 +30,7 @@ from shared.errors import Conflict, Forbidden, NotFound, ValidationError
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
                              ORG_ADMIN, ROLES, Caller)
 from shared.projection import Projector
+from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
 from services.evaluation.domain import (STAGE_ZH, STAGES, Assessment, Cycle, Rating, Scheme,
                                         parse_moment, stage_due)
@@ -168,7 +169,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class EvaluationApplication(DirectoryOperations, EventSourcedApplication):
+class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourcedApplication):
     name = "evaluation"
     # Ratings and assessments are read as of any moment: snapshots keep a
     # replay short however many events an organisation has accumulated.

@@ -9,7 +9,7 @@ from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import timer
 
-from shared.consumer import consumes
+from shared.consumer import SourceLog, consumes
 from shared.errors import EXPECTED_ERRORS
 from shared.identity import Identity
 from shared.metrics import RpcMetrics
@@ -26,12 +26,13 @@ class EvaluationService(ObservableService):
     app = EventStore(EvaluationApplication)
     caller = Identity()
     rpc_metrics = RpcMetrics()
+    organizations_log = SourceLog("organizations")
     # Catch-up reads only; the caller's token travels with the call.
     organizations = RpcProxy("organizations")
 
     @consumes("organizations")
     def on_organizations_event(self, envelope):
-        self.app.directory.handle(envelope)
+        self.app.directory.handle(envelope, fill_gap=self.organizations_log)
 
     # -- schemes (评价指标体系) ------------------------------------------------------
     @command
@@ -154,6 +155,14 @@ class EvaluationService(ObservableService):
     @command
     def consumer_status(self):
         return self.app.consumer_status(self.caller())
+
+    @command
+    def read_events(self, **payload):
+        return self.app.read_events(self.caller(), payload)
+
+    @command
+    def read_aggregate_events(self, **payload):
+        return self.app.read_aggregate_events(self.caller(), payload)
 
     @command
     def backfill_directory(self):

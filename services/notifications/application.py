@@ -186,7 +186,7 @@ class NotificationsApplication(DirectoryOperations, EventSourcedApplication):
         return dict(self.config.get(name) or {})
 
     # -- consuming events ------------------------------------------------------
-    def on_event(self, envelope: dict) -> str:
+    def on_event(self, envelope: dict, fill_gap=None) -> str:
         """Apply one event of another service: notices for whom the rules say."""
         source = envelope.get("source", "?")
         inbox = self.inboxes.get(source)
@@ -199,7 +199,7 @@ class NotificationsApplication(DirectoryOperations, EventSourcedApplication):
             self._track(curs, env)
             created.extend(self._apply_rules(curs, env))
 
-        outcome = inbox.handle(envelope, effect)
+        outcome = inbox.handle(envelope, effect, fill_gap)
         if outcome == APPLIED:
             metrics.count(created)
         return outcome

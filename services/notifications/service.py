@@ -11,7 +11,7 @@ from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy, rpc
 from nameko.timer import Timer
 
-from shared.consumer import consumes
+from shared.consumer import SourceLog, consumes
 from shared.errors import EXPECTED_ERRORS
 from shared.identity import Identity
 from shared.metrics import RpcMetrics
@@ -66,16 +66,18 @@ class NotificationsService(ObservableService):
     app = NotificationStore(NotificationsApplication)
     caller = Identity()
     rpc_metrics = RpcMetrics()
+    organizations_log = SourceLog("organizations")
+    evaluation_log = SourceLog("evaluation")
     organizations = RpcProxy("organizations")
 
     # -- events ----------------------------------------------------------------
     @consumes("organizations")
     def on_organizations_event(self, envelope):
-        self.app.directory.handle(envelope)
+        self.app.directory.handle(envelope, fill_gap=self.organizations_log)
 
     @consumes("evaluation")
     def on_evaluation_event(self, envelope):
-        self.app.on_event(envelope)
+        self.app.on_event(envelope, fill_gap=self.evaluation_log)
 
     @ConfiguredTimer.decorator(("NOTIFICATIONS", "deadline", "check_interval"), 600.0)
     def stage_deadline_timer(self):

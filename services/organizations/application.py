@@ -19,6 +19,7 @@ from shared.errors import Forbidden, NotFound, ValidationError
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
                              ORG_ADMIN, Caller)
 from shared.projection import Projector
+from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
 from services.organizations.domain import (ALL_COLLEGES, BRANCH, COLLEGE, COMMITTEE,
                                            DEPARTMENTS, E_BRANCH_BASES, MEMBER_CATEGORIES,
@@ -137,15 +138,10 @@ class ListMembers(Command):
 
 
 ONE_COMMITTEE = "the-university-committee"
-class ReadEvents(Command):
-    after_position: int = Field(default=0, ge=0)
-    limit: int = Field(default=500, ge=1, le=5000)
-
-
 READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 
 
-class OrganizationsApplication(EventSourcedApplication):
+class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
     name = "organizations"
     # Long-lived aggregates (a branch's roles over the years) load from a snapshot.
     snapshotting_intervals = {Organization: 100, Member: 100}
@@ -579,13 +575,6 @@ class OrganizationsApplication(EventSourcedApplication):
         """The full event history of an organisation or member (for 纪委办 auditors)."""
         caller.require_role(ORG_ADMIN, AUDITOR)
         return self.history(aggregate_id, "organisation or member")
-
-    def read_events(self, caller: Caller, payload: dict) -> list[dict]:
-        """The store's events in order, as published: lets a consuming service
-        catch up on events it missed, and auditors replay everything."""
-        caller.require_role(ORG_ADMIN, AUDITOR, OPS)
-        cmd = ReadEvents.parse(payload)
-        return self.read_envelopes(cmd.after_position, cmd.limit)
 
     def rebuild_read_models(self, caller: Caller) -> dict:
         caller.require_role(ORG_ADMIN, OPS)

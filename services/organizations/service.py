@@ -116,6 +116,10 @@ class OrganizationsService(ObservableService):
     def read_events(self, **payload):
         return self.app.read_events(self.caller(), payload)
 
+    @command
+    def read_aggregate_events(self, **payload):
+        return self.app.read_aggregate_events(self.caller(), payload)
+
     # -- operations ----------------------------------------------------------------
     @command
     def rebuild_read_models(self):

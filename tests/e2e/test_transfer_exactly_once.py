@@ -95,3 +95,27 @@ def test_ops_backfill_notifications_directory_over_rpc(start_service, rpc_as, cl
         rpc_as("auditor").notifications.backfill_directory()
     assert {m["id"] for m in admin.list_members(org_id=tree["college"])["members"]} == \
         set(tree["members"])
+
+
+def test_a_late_consumer_fills_gaps_from_the_source_by_itself(start_service, rpc_as,
+                                                              clean_databases):
+    orgs = start_service("organizations")
+    admin = rpc_as("org_admin").organizations
+    tree = build_tree(admin, branches=2, members_per_branch=2)
+    app = event_store(orgs).app
+    wait_for(lambda: event_store(orgs).relay.position() == app.recorder.max_notification_id())
+    start_service("notifications")  # never saw any of the above
+    ndb = clean_databases["notifications"]
+    member = tree["members"][0]
+    admin.transfer_member(member_id=member, to_branch_id=tree["branches"][1],
+                          effective_on="2026-09-01")
+    # the transfer (version 2) arrives without version 1: the consumer reads the
+    # member's earlier events from organizations and applies them first
+    wait_for(lambda: rows(ndb, "SELECT count(*) AS n FROM dir_member_moves")[0]["n"] == 1,
+             timeout=15, message="the transfer applied after its gap was filled")
+    seen = rows(ndb, "SELECT * FROM dir_members WHERE id = %s", (member,))
+    assert [str(r["branch_id"]) for r in seen] == [tree["branches"][1]]
+    # both branches' rosters changed too: their whole history was filled in
+    branches = {str(r["id"]): r["name"] for r in rows(ndb, "SELECT * FROM dir_orgs")}
+    assert set(tree["branches"]) <= set(branches)
+    assert rows(ndb, "SELECT count(*) AS n FROM inbox_failures")[0]["n"] == 0

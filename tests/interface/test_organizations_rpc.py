@@ -434,3 +434,9 @@ def test_read_events_pages_through_the_log_in_order(org, rpc_as):
     assert set(e.value.fields) == {"after_position", "limit"}
     with pytest.raises(Forbidden):
         rpc_as("college_secretary", org=org["c1"]["id"]).organizations.read_events()
+    member = ops.read_aggregate_events(aggregate_id=org["m1"]["id"], after_version=0)
+    assert [(e["type"], e["originator_version"]) for e in member] == [("member_registered", 1)]
+    assert ops.read_aggregate_events(aggregate_id=org["m1"]["id"], after_version=1) == []
+    with pytest.raises(ValidationError) as e:
+        ops.read_aggregate_events(aggregate_id="nope", after_version=-2)
+    assert set(e.value.fields) == {"aggregate_id", "after_version"}

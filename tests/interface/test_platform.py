@@ -70,6 +70,38 @@ def test_inbox_applies_each_version_once_and_in_order(clean_databases):
         app.close()
 
 
+def test_inbox_fills_a_gap_from_the_source_log(clean_databases):
+    app = NotificationsApplication(clean_databases["notifications"])
+    try:
+        applied = []
+        inbox = Inbox(app, consumer="test.gaps", service="test", gap_fill_after=0.05)
+        aggregate = str(uuid.uuid4())
+
+        def envelope(version):
+            return {"event_id": f"{aggregate}:{version}", "originator_id": aggregate,
+                    "originator_version": version, "position": None, "source": "test"}
+
+        def effect(curs, env):
+            applied.append(env["originator_version"])
+
+        asked = []
+
+        def source_log(originator_id, after_version):
+            asked.append((originator_id, after_version))
+            return [envelope(v) for v in range(after_version + 1, 6)]  # the source has 1-5
+
+        assert inbox.handle(envelope(1), effect) == APPLIED
+        # version 4 arrives; 2 and 3 never will: they are read from the source first
+        assert inbox.handle(envelope(4), effect, fill_gap=source_log) == APPLIED
+        assert applied == [1, 2, 3, 4] and asked == [(aggregate, 1)]
+        # without a source to read, a gap still goes back to the queue
+        with pytest.raises(OutOfOrder):
+            Inbox(app, consumer="test.gaps", service="test", wait_for_predecessor=0.05).handle(
+                envelope(6), effect)
+    finally:
+        app.close()
+
+
 def test_relay_publishes_every_event_in_order_with_its_envelope(start_service, rpc_as,
                                                                  rabbit_config):
     exchange = Exchange("organizations.events", type="topic", durable=True)
