@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import logging
 
-import eventlet
 from eventlet.event import Event
 from kombu import Connection
 from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Gauge, generate_latest
 from werkzeug.wrappers import Response
 
 from shared.config import DatabaseSettings, service_instance
+from shared.errors import EXPECTED_ERRORS
 from shared.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,19 @@ def render_business_gauges(gauges: list[dict]) -> bytes:
             else:
                 gauge.set(value)
     return generate_latest(registry)
+
+
+class PublishedLogService:
+    """Mixin: the service's event log over RPC (the application mixes in
+    ``shared.published_log.PublishedLogQueries``)."""
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def read_events(self, **payload):
+        return self.app.read_events(self.caller(), payload)
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def read_aggregate_events(self, **payload):
+        return self.app.read_aggregate_events(self.caller(), payload)
 
 
 class ObservableService:

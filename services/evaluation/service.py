@@ -13,13 +13,13 @@ from shared.consumer import SourceLog, consumes
 from shared.errors import EXPECTED_ERRORS
 from shared.identity import Identity
 from shared.metrics import RpcMetrics
-from shared.runtime import EventStore, ObservableService
+from shared.runtime import EventStore, ObservableService, PublishedLogService
 from services.evaluation.application import EvaluationApplication
 
 command = rpc(expected_exceptions=EXPECTED_ERRORS)
 
 
-class EvaluationService(ObservableService):
+class EvaluationService(PublishedLogService, ObservableService):
     name = "evaluation"
 
     config = Config()
@@ -155,14 +155,6 @@ class EvaluationService(ObservableService):
     @command
     def consumer_status(self):
         return self.app.consumer_status(self.caller())
-
-    @command
-    def read_events(self, **payload):
-        return self.app.read_events(self.caller(), payload)
-
-    @command
-    def read_aggregate_events(self, **payload):
-        return self.app.read_aggregate_events(self.caller(), payload)
 
     @command
     def backfill_directory(self):

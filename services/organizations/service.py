@@ -11,13 +11,13 @@ from nameko.rpc import rpc
 from shared.errors import EXPECTED_ERRORS
 from shared.identity import Identity
 from shared.metrics import RpcMetrics
-from shared.runtime import EventStore, ObservableService
+from shared.runtime import EventStore, ObservableService, PublishedLogService
 from services.organizations.application import OrganizationsApplication
 
 command = rpc(expected_exceptions=EXPECTED_ERRORS)
 
 
-class OrganizationsService(ObservableService):
+class OrganizationsService(PublishedLogService, ObservableService):
     name = "organizations"
 
     config = Config()
@@ -111,14 +111,6 @@ class OrganizationsService(ObservableService):
     @command
     def get_history(self, aggregate_id):
         return self.app.get_history(self.caller(), aggregate_id)
-
-    @command
-    def read_events(self, **payload):
-        return self.app.read_events(self.caller(), payload)
-
-    @command
-    def read_aggregate_events(self, **payload):
-        return self.app.read_aggregate_events(self.caller(), payload)
 
     # -- operations ----------------------------------------------------------------
     @command
