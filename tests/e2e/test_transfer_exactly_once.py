@@ -115,7 +115,8 @@ def test_a_late_consumer_fills_gaps_from_the_source_by_itself(start_service, rpc
              timeout=15, message="the transfer applied after its gap was filled")
     seen = rows(ndb, "SELECT * FROM dir_members WHERE id = %s", (member,))
     assert [str(r["branch_id"]) for r in seen] == [tree["branches"][1]]
-    # both branches' rosters changed too: their whole history was filled in
-    branches = {str(r["id"]): r["name"] for r in rows(ndb, "SELECT * FROM dir_orgs")}
-    assert set(tree["branches"]) <= set(branches)
+    # both branches' rosters changed too: their whole history is filled in as well
+    wait_for(lambda: set(tree["branches"]) <= {
+        str(r["id"]) for r in rows(ndb, "SELECT id FROM dir_orgs")}, timeout=15,
+        message="both branches filled in")
     assert rows(ndb, "SELECT count(*) AS n FROM inbox_failures")[0]["n"] == 0
