@@ -1,7 +1,6 @@
 """The ``lianchuang`` console command: mint tokens, load demo data, wait for health."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 
