@@ -470,7 +470,20 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
         for node in nodes.values():
             parent = nodes.get(node["parent_id"]) if node["parent_id"] else None
             (parent["children"] if parent else roots).append(node)
+        if as_of:
+            in_branch = self._members_per_branch_as_of(moment)
+            for root in roots:
+                _roll_up_member_counts(root, in_branch)
         return roots
+
+    def _members_per_branch_as_of(self, moment: dt.datetime) -> dict[str, int]:
+        """Members in each branch at a moment: each member's last move recorded by then."""
+        return {str(r["branch_id"]): int(r["n"]) for r in self.query(
+            """SELECT branch_id, count(*) AS n FROM (
+                 SELECT DISTINCT ON (member_id) member_id, to_branch_id AS branch_id
+                 FROM member_moves WHERE recorded_at <= %s
+                 ORDER BY member_id, version DESC) latest
+               WHERE branch_id IS NOT NULL GROUP BY branch_id""", (moment,))}
 
     def list_members(self, caller: Caller, payload: dict) -> dict:
         cmd = ListMembers.parse(payload)
@@ -626,6 +639,13 @@ def _parse_moment(value: str) -> dt.datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
     return moment
+
+
+def _roll_up_member_counts(node: dict, in_branch: dict[str, int]) -> int:
+    """Set ``member_count`` on a node and its subtree; returns the node's count."""
+    node["member_count"] = in_branch.get(node["id"], 0) + sum(
+        _roll_up_member_counts(child, in_branch) for child in node["children"])
+    return node["member_count"]
 
 
 def _org_ref(r) -> dict:

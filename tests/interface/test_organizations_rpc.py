@@ -124,6 +124,10 @@ def test_rename_move_and_tree_as_of(org):
     past_tree = admin.get_tree(as_of=before)
     c1_then = [c for c in past_tree[0]["children"] if c["id"] == org["c1"]["id"]][0]
     assert {b["name"] for b in c1_then["children"]} == {"教工一支部", "学生一支部"}
+    # head counts as they were: the student branch (and its member) was still in c1
+    assert (past_tree[0]["member_count"], c1_then["member_count"]) == (4, 3)
+    now_c1 = [c for c in admin.get_tree()[0]["children"] if c["id"] == org["c1"]["id"]][0]
+    assert now_c1["member_count"] == 2
     with pytest.raises(NotFound):
         admin.get_organization(org["b2"]["id"], as_of="2000-01-01")
     with pytest.raises(ValidationError) as e:
@@ -184,8 +188,14 @@ def test_member_lifecycle_and_history(org):
     m3 = org["m3"]["id"]
     admin.convert_member_to_full(member_id=m3, effective_on="2026-06-01")
     admin.change_member_category(member_id=m3, category="staff", effective_on="2026-07-01")
+    before_transfer = dt.datetime.now(dt.timezone.utc).isoformat()
+    eventlet.sleep(0.01)
     admin.transfer_member(member_id=m3, to_branch_id=org["b1"]["id"], effective_on="2026-08-01",
                           reason="留校工作")
+    c1_then = admin.get_tree(as_of=before_transfer)[0]["children"][1]
+    assert c1_then["name"] == "机电学院党总支"
+    assert {b["name"]: b["member_count"] for b in c1_then["children"]} == \
+        {"教工一支部": 2, "学生一支部": 1}
     admin.set_double_leader(member_id=m3, double_leader=True)
     left = admin.member_leaves(member_id=m3, effective_on="2026-09-01", reason="转出")
     assert (left["status"], left["category"], left["active"], left["double_leader"]) == \
