@@ -30,5 +30,19 @@ def parse_date(value, field: str) -> str:
         raise ValidationError.single(field, f"not a date (YYYY-MM-DD): {value!r}")
 
 
+def parse_moment(value, field: str) -> dt.datetime:
+    """An ISO timestamp (or date, meaning its start in UTC), timezone-aware."""
+    if isinstance(value, dt.datetime):
+        moment = value
+    else:
+        try:
+            moment = dt.datetime.fromisoformat(str(value))
+        except (TypeError, ValueError):
+            raise ValidationError.single(field, f"not an ISO timestamp: {value!r}")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment
+
+
 def today() -> str:
     return dt.date.today().isoformat()

@@ -78,12 +78,16 @@ class EventSourcedApplication(Application[UUID]):
         return rows[0] if rows else None
 
     # -- aggregates ------------------------------------------------------
-    def load(self, aggregate_id: UUID | str, cls: type[A], what: str) -> A:
-        """Load an aggregate of the given class or raise ``NotFound`` naming it."""
+    @staticmethod
+    def _as_uuid(aggregate_id: UUID | str, what: str) -> UUID:
         try:
-            aggregate_id = aggregate_id if isinstance(aggregate_id, UUID) else UUID(str(aggregate_id))
+            return aggregate_id if isinstance(aggregate_id, UUID) else UUID(str(aggregate_id))
         except ValueError:
             raise NotFound(f"{what} {aggregate_id!r} not found (not a valid id)")
+
+    def load(self, aggregate_id: UUID | str, cls: type[A], what: str) -> A:
+        """Load an aggregate of the given class or raise ``NotFound`` naming it."""
+        aggregate_id = self._as_uuid(aggregate_id, what)
         try:
             aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
@@ -102,14 +106,10 @@ class EventSourcedApplication(Application[UUID]):
     def history(self, aggregate_id: UUID | str, what: str = "record") -> list[dict]:
         """Every event of one aggregate, oldest first, as auditors read them:
         who, when, why, on what evidence, and what changed."""
-        try:
-            aggregate_id = aggregate_id if isinstance(aggregate_id, UUID) else UUID(str(aggregate_id))
-        except ValueError:
-            raise NotFound(f"{what} {aggregate_id!r} not found (not a valid id)")
-        events = list(self.events.get(aggregate_id))
-        if not events:
+        envelopes = self.read_aggregate_envelopes(aggregate_id, 0, what)
+        if not envelopes:
             raise NotFound(f"{what} {aggregate_id} not found")
-        return [build_envelope(event, None, self.name) for event in events]
+        return envelopes
 
     def read_envelopes(self, after_position: int = 0, limit: int = 500) -> list[dict]:
         """A page of the notification log as envelopes (as the relay publishes
@@ -119,12 +119,10 @@ class EventSourcedApplication(Application[UUID]):
         return [build_envelope(self.mapper.to_domain_event(n), n.id, self.name)
                 for n in notifications]
 
-    def read_aggregate_envelopes(self, aggregate_id: UUID | str, after_version: int = 0) -> list[dict]:
+    def read_aggregate_envelopes(self, aggregate_id: UUID | str, after_version: int = 0,
+                                 what: str = "record") -> list[dict]:
         """One aggregate's events after a version, as envelopes (no log position)."""
-        try:
-            aggregate_id = aggregate_id if isinstance(aggregate_id, UUID) else UUID(str(aggregate_id))
-        except ValueError:
-            raise NotFound(f"{aggregate_id!r} is not a valid id")
+        aggregate_id = self._as_uuid(aggregate_id, what)
         return [build_envelope(event, None, self.name)
                 for event in self.events.get(aggregate_id, gt=after_version or None)]
 

@@ -25,6 +25,7 @@ from pydantic import Field
 
 from shared.commands import Command
 from shared.config import DatabaseSettings
+from shared.domain import parse_moment
 from shared.directory import DirectoryOperations, OrgDirectory
 from shared.errors import Conflict, Forbidden, NotFound, ValidationError
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
@@ -33,7 +34,7 @@ from shared.projection import Projector
 from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
 from services.evaluation.domain import (STAGE_ZH, STAGES, Assessment, Cycle, Rating, Scheme,
-                                        parse_moment, stage_due)
+                                        stage_due)
 from services.evaluation.projections import EvaluationReadModel
 from services.evaluation.schemes import (DERIVATION_PROVIDERS, apply_quotas, check_entries,
                                          default_schemes, parse_scheme_text, score,

@@ -24,7 +24,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from shared.domain import derived_id, require
+from shared.domain import derived_id, parse_moment, require
 from shared.errors import ValidationError
 
 STAGES = ("self_assessment", "review", "approval")  # the stages with deadlines
@@ -36,20 +36,6 @@ APPEAL_DECISIONS = ("upheld", "dismissed")
 
 def _ts(value: dt.datetime) -> str:
     return value.astimezone(dt.timezone.utc).isoformat()
-
-
-def parse_moment(value, field: str) -> dt.datetime:
-    """An ISO timestamp (or date, meaning its start in UTC), timezone-aware."""
-    if isinstance(value, dt.datetime):
-        moment = value
-    else:
-        try:
-            moment = dt.datetime.fromisoformat(str(value))
-        except (TypeError, ValueError):
-            raise ValidationError.single(field, f"not an ISO timestamp: {value!r}")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment
 
 
 def clean_text(value, field: str, required: bool = True, limit: int = 2000) -> str | None:

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from shared.commands import Command
 from shared.config import DatabaseSettings
-from shared.domain import derived_id
+from shared.domain import derived_id, parse_moment
 from shared.errors import Forbidden, NotFound, ValidationError
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
                              ORG_ADMIN, Caller)
@@ -431,7 +431,7 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
         return result
 
     def _organization_as_of(self, org_id, as_of: str) -> dict:
-        moment = _parse_moment(as_of)
+        moment = parse_moment(as_of, "as_of")
         rows = self.query(
             "SELECT * FROM org_history WHERE valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)",
             (moment, moment))
@@ -454,7 +454,7 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
         """The whole tree (optionally as of a moment), nested from the committee down."""
         caller.require_role(*READERS)
         if as_of:
-            moment = _parse_moment(as_of)
+            moment = parse_moment(as_of, "as_of")
             rows = [dict(_history_out(r)) for r in self.query(
                 "SELECT * FROM org_history WHERE valid_from <= %s AND "
                 "(valid_to IS NULL OR valid_to > %s) ORDER BY level, name", (moment, moment))]
@@ -629,16 +629,6 @@ def _s(value):
 
 def _ratio(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
-
-
-def _parse_moment(value: str) -> dt.datetime:
-    try:
-        moment = dt.datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ValidationError.single("as_of", f"not an ISO date or timestamp: {value!r}")
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment
 
 
 def _roll_up_member_counts(node: dict, in_branch: dict[str, int]) -> int:
