@@ -15,21 +15,33 @@ class DatabaseSettings:
     # eventsourcing asks for a password even when the server trusts the client.
     password: str = "postgres"
     pool_size: int = 4
-    max_overflow: int = 6
+    max_overflow: int = 20
+    # How long a worker waits for a pooled connection before the caller gets
+    # ``Unavailable``: waiting is bounded, never a hang.
+    pool_timeout: float = 5.0
 
     @classmethod
     def from_config(cls, config: dict) -> "DatabaseSettings":
         db = dict(config.get("DATABASE") or {})
         if not db.get("dbname"):
             raise RuntimeError("DATABASE.dbname is not configured")
+        pool_size = int(db.get("pool_size") or 4)
+        max_overflow = int(db.get("max_overflow") or 20)
+        # A worker holds at most two connections at once (a consumer's inbox
+        # transaction while its effect saves events); the projector, the relay
+        # and /health take one each. Below that the pool could run dry with
+        # every worker waiting on another: raise the overflow rather than risk it.
+        needed = connections_needed(int(config.get("max_workers") or 10))
+        max_overflow = max(max_overflow, needed - pool_size)
         return cls(
             dbname=str(db["dbname"]),
             host=str(db.get("host") or "127.0.0.1"),
             port=int(db.get("port") or 5432),
             user=str(db.get("user") or "postgres"),
             password=str(db.get("password") or "postgres"),
-            pool_size=int(db.get("pool_size") or 4),
-            max_overflow=int(db.get("max_overflow") or 6),
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_timeout=float(db.get("pool_timeout") or 5.0),
         )
 
     def conninfo(self, dbname: str | None = None) -> str:
@@ -50,9 +62,18 @@ class DatabaseSettings:
             "POSTGRES_POOL_SIZE": str(self.pool_size),
             "POSTGRES_MAX_OVERFLOW": str(self.max_overflow),
             "POSTGRES_PRE_PING": "y",
+            "POSTGRES_CONNECT_TIMEOUT": str(max(1, round(self.pool_timeout))),
+            # A transaction left idle (a worker killed mid-command) is ended by
+            # the server instead of holding its locks for good.
+            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
             # Never POSTGRES_ENABLE_DB_FUNCTIONS: its insert skips the table lock
             # that keeps notification ids in commit order, which the relay relies on.
         }
+
+
+def connections_needed(max_workers: int) -> int:
+    """Pooled connections that let every worker and background thread proceed."""
+    return 2 * max_workers + 4
 
 
 def service_instance(config: dict) -> str:

@@ -11,6 +11,7 @@ import logging
 from typing import Any, Callable
 
 import eventlet
+from eventlet.semaphore import Semaphore
 
 from shared import metrics
 
@@ -64,6 +65,7 @@ class Projector:
         self.service = service or app.name
         self.batch_size = batch_size
         self._lock_name = f"{app.name}:{name}"
+        self._catching_up = Semaphore(1)
         with app.transaction() as curs:
             # Serialise DDL between instances starting together.
             curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))
@@ -83,7 +85,16 @@ class Projector:
         return int(row["position"]) if row else 0
 
     def catch_up(self) -> int:
-        """Apply every notification not yet applied; returns how many."""
+        """Apply every notification not yet applied; returns how many.
+
+        One green thread of this process catches up at a time (the others wait
+        without holding a connection, then find little or nothing left), and it
+        uses a single connection for the lock, the log and the read models.
+        """
+        with self._catching_up:
+            return self._catch_up()
+
+    def _catch_up(self) -> int:
         applied = 0
         while True:
             with self.app.transaction() as curs:
@@ -118,8 +129,7 @@ class Projector:
         return int(curs.fetchone()["position"])
 
     def _apply_next_batch(self, curs, position: int) -> int:
-        notifications = self.app.recorder.select_notifications(
-            start=position + 1, limit=self.batch_size)
+        notifications = self.app.notifications_in(curs, position, self.batch_size)
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
             for projection in self.projections:

@@ -13,7 +13,7 @@ from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Notification
 
 from shared.config import DatabaseSettings
 from shared.envelope import build_envelope
@@ -110,6 +110,24 @@ class EventSourcedApplication(Application[UUID]):
         if not envelopes:
             raise NotFound(f"{what} {aggregate_id} not found")
         return envelopes
+
+    def notifications_in(self, curs, after_position: int, limit: int) -> list:
+        """A page of the notification log read through ``curs`` (an open transaction).
+
+        The projector reads the log on the connection it already holds (with the
+        projection lock), never a second pooled one: holding one connection while
+        waiting for another is how ten concurrent commands deadlocked the pool.
+        """
+        recorder = self.recorder
+        curs.execute(
+            f'SELECT notification_id, originator_id, originator_version, topic, state '
+            f'FROM "{recorder.datastore.schema}"."{recorder.events_table_name}" '
+            f'WHERE notification_id > %s ORDER BY notification_id LIMIT %s',
+            (after_position, limit))
+        return [Notification(id=row["notification_id"], originator_id=row["originator_id"],
+                             originator_version=row["originator_version"],
+                             topic=row["topic"], state=bytes(row["state"]))
+                for row in curs.fetchall()]
 
     def read_envelopes(self, after_position: int = 0, limit: int = 500) -> list[dict]:
         """A page of the notification log as envelopes (as the relay publishes
