@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from shared.consumer import Inbox
 from shared.identity import OPS, ORG_ADMIN
+from shared.office import Office
 
 DIRECTORY_DDL = (
     """CREATE TABLE IF NOT EXISTS dir_orgs (
@@ -163,6 +164,18 @@ class OrgDirectory:
             "SELECT m.* FROM dir_roles r JOIN dir_members m ON m.id = r.member_id "
             "WHERE r.org_id = %s AND r.role = %s AND m.active", (str(org_id), role))
 
+    def office(self, org_id: str, roles: tuple) -> Office | None:
+        """Who holds ``roles`` in an organisation now, as this copy knows it
+        (what a secretary's token is checked against, ``shared.office``)."""
+        row = self.app.query_one(
+            "SELECT o.level, o.status, array(SELECT r.member_id::text FROM dir_roles r "
+            "WHERE r.org_id = o.id AND r.role = ANY(%s)) AS holders "
+            "FROM dir_orgs o WHERE o.id = %s", (list(roles), org_id))
+        if row is None:
+            return None
+        return Office(level=row["level"], active=row["status"] == "active",
+                      holders=frozenset(row["holders"]))
+
     def status(self) -> dict:
         counts = self.app.query_one(
             "SELECT (SELECT count(*) FROM dir_orgs) AS organizations, "
@@ -186,3 +199,7 @@ class DirectoryOperations:
         queue), paging their log; already-applied events are skipped."""
         caller.require_role(ORG_ADMIN, OPS)
         return self.directory.backfill(read_page)
+
+    def office(self, org_id: str, roles: tuple) -> Office | None:
+        """Secretaries' tokens are checked against the directory copy."""
+        return self.directory.office(org_id, roles)

@@ -11,8 +11,8 @@ from nameko.timer import timer
 
 from shared.consumer import SourceLog, consumes
 from shared.errors import EXPECTED_ERRORS
-from shared.identity import Identity
 from shared.metrics import RpcMetrics
+from shared.office import OfficeIdentity
 from shared.runtime import EventStore, ObservableService, PublishedLogService
 from services.evaluation.application import EvaluationApplication
 
@@ -24,7 +24,7 @@ class EvaluationService(PublishedLogService, ObservableService):
 
     config = Config()
     app = EventStore(EvaluationApplication)
-    caller = Identity()
+    caller = OfficeIdentity()
     rpc_metrics = RpcMetrics()
     organizations_log = SourceLog("organizations")
     # Catch-up reads only; the caller's token travels with the call.

@@ -13,8 +13,8 @@ from nameko.timer import Timer
 
 from shared.consumer import SourceLog, consumes
 from shared.errors import EXPECTED_ERRORS
-from shared.identity import Identity
 from shared.metrics import RpcMetrics
+from shared.office import OfficeIdentity
 from shared.runtime import EventStore, ObservableService
 from services.notifications.application import NotificationsApplication
 from services.notifications.delivery import DeliveryLoop
@@ -64,7 +64,7 @@ class NotificationsService(ObservableService):
 
     config = Config()
     app = NotificationStore(NotificationsApplication)
-    caller = Identity()
+    caller = OfficeIdentity()
     rpc_metrics = RpcMetrics()
     organizations_log = SourceLog("organizations")
     evaluation_log = SourceLog("evaluation")

@@ -9,8 +9,8 @@ from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 
 from shared.errors import EXPECTED_ERRORS
-from shared.identity import Identity
 from shared.metrics import RpcMetrics
+from shared.office import OfficeIdentity
 from shared.runtime import EventStore, ObservableService, PublishedLogService
 from services.organizations.application import OrganizationsApplication
 
@@ -22,7 +22,7 @@ class OrganizationsService(PublishedLogService, ObservableService):
 
     config = Config()
     app = EventStore(OrganizationsApplication)
-    caller = Identity()
+    caller = OfficeIdentity()
     rpc_metrics = RpcMetrics()
 
     # -- the tree --------------------------------------------------------------

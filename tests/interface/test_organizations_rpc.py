@@ -42,6 +42,15 @@ def ids(t, *keys):
     return [t[k]["id"] for k in keys]
 
 
+def secretary_of(t, rpc_as, org_key, member_key):
+    """The member made secretary (书记) of the organisation by 组织部, and a proxy
+    with a secretary token naming that member (``sub``) and organisation."""
+    t["admin"].assign_role(org_id=t[org_key]["id"], member_id=t[member_key]["id"],
+                           role="secretary")
+    role = "college_secretary" if t[org_key]["level"] == 2 else "branch_secretary"
+    return rpc_as(role, sub=t[member_key]["id"], org=t[org_key]["id"]).organizations
+
+
 # -- identity ----------------------------------------------------------------
 def test_calls_without_a_valid_token_are_unauthenticated(org, rpc_as):
     for proxy in (rpc_as(None), rpc_as(raw_token="not-a-token"),
@@ -245,13 +254,13 @@ def test_list_members_paging_filters_and_scope(org, rpc_as):
         admin.list_members(org_id=org["c1"]["id"], page=0, page_size=10000)
     assert set(e.value.fields) == {"page", "page_size"}
     # scope: a college secretary sees its college, a branch secretary its branch
-    college_sec = rpc_as("college_secretary", org=org["c1"]["id"]).organizations
+    college_sec = secretary_of(org, rpc_as, "c1", "m2")
     assert college_sec.list_members(org_id=org["b1"]["id"])["total"] == 2
     with pytest.raises(Forbidden):
         college_sec.list_members(org_id=org["b3"]["id"])
     with pytest.raises(Forbidden):
         college_sec.list_members(org_id=org["committee"]["id"])
-    branch_sec = rpc_as("branch_secretary", org=org["b1"]["id"]).organizations
+    branch_sec = secretary_of(org, rpc_as, "b1", "m1")
     assert branch_sec.list_members(org_id=org["b1"]["id"])["total"] == 2
     with pytest.raises(Forbidden):
         branch_sec.list_members(org_id=org["b2"]["id"])
@@ -266,7 +275,7 @@ def test_list_members_paging_filters_and_scope(org, rpc_as):
 
 
 def test_permissions_for_changes(org, rpc_as):
-    college_sec = rpc_as("college_secretary", org=org["c1"]["id"]).organizations
+    college_sec = secretary_of(org, rpc_as, "c1", "m2")
     # within its college: members and roles
     new = college_sec.register_member(name="钱七", branch_id=org["b2"]["id"], category="student",
                                       status="probationary", joined_on="2026-05-01")
@@ -288,9 +297,9 @@ def test_permissions_for_changes(org, rpc_as):
                                         parent_id=org["c1"]["id"])
     assert org["admin"].get_member(new["id"])["branch_id"] == org["b1"]["id"]
     assert org["admin"].list_members(org_id=org["c2"]["id"])["total"] == 1
-    for role, scope in (("auditor", None), ("branch_secretary", org["b1"]["id"]),
-                        ("member", None), ("ops", None)):
-        proxy = rpc_as(role, org=scope).organizations
+    for proxy in (rpc_as("auditor").organizations, secretary_of(org, rpc_as, "b1", "m1"),
+                  rpc_as("member", sub=org["m1"]["id"]).organizations,
+                  rpc_as("ops").organizations):
         with pytest.raises(Forbidden):
             proxy.rename_organization(org_id=org["b1"]["id"], name="改名")
         with pytest.raises(Forbidden):
@@ -338,10 +347,11 @@ def test_double_leader_coverage(org, rpc_as):
     assert [b["branch_name"] for b in lacking["数字学院党委"]] == ["教工一支部"]
     admin.set_double_leader(member_id=org["m4"]["id"], double_leader=True)
     assert admin.double_leader_coverage()["school"]["coverage"] == 1.0
-    own = rpc_as("college_secretary", org=org["c1"]["id"]).organizations.double_leader_coverage()
+    own = secretary_of(org, rpc_as, "c1", "m2").double_leader_coverage()
     assert [c["college_name"] for c in own["colleges"]] == ["机电学院党总支"]
-    with pytest.raises(Forbidden):
-        rpc_as("branch_secretary", org=org["b1"]["id"]).organizations.double_leader_coverage()
+    with pytest.raises(Forbidden):  # the real branch secretary: the role may not
+        rpc_as("branch_secretary", sub=org["m1"]["id"],
+               org=org["b1"]["id"]).organizations.double_leader_coverage()
 
 
 def test_departments_and_rebuild(org, rpc_as):
@@ -412,14 +422,15 @@ def test_only_one_university_committee_even_at_the_same_moment(start_service, rp
 
 
 def test_auditors_read_the_full_history_with_actor_and_reason(org, rpc_as):
-    college_sec = rpc_as("college_secretary", sub="wang", org=org["c1"]["id"]).organizations
+    college_sec = secretary_of(org, rpc_as, "c1", "m1")
     college_sec.transfer_member(member_id=org["m2"]["id"], to_branch_id=org["b2"]["id"],
                                 effective_on="2026-09-01", reason="工作调动")
     auditor = rpc_as("auditor", sub="jiwei").organizations
     history = auditor.get_history(org["m2"]["id"])
     assert [h["type"] for h in history] == ["member_registered", "member_transferred"]
     transfer = history[1]
-    assert transfer["actor"] == {"sub": "wang", "role": "college_secretary", "org": org["c1"]["id"]}
+    assert transfer["actor"] == {"sub": org["m1"]["id"], "role": "college_secretary",
+                                 "org": org["c1"]["id"]}
     assert transfer["reason"] == "工作调动" and transfer["originator_version"] == 2
     assert transfer["data"]["from_branch_id"] == org["b1"]["id"]
     assert history[0]["actor"]["sub"] == "zuzhibu"
@@ -443,10 +454,53 @@ def test_read_events_pages_through_the_log_in_order(org, rpc_as):
         ops.read_events(after_position=-1, limit=0)
     assert set(e.value.fields) == {"after_position", "limit"}
     with pytest.raises(Forbidden):
-        rpc_as("college_secretary", org=org["c1"]["id"]).organizations.read_events()
+        secretary_of(org, rpc_as, "c1", "m2").read_events()
     member = ops.read_aggregate_events(aggregate_id=org["m1"]["id"], after_version=0)
     assert [(e["type"], e["originator_version"]) for e in member] == [("member_registered", 1)]
     assert ops.read_aggregate_events(aggregate_id=org["m1"]["id"], after_version=1) == []
     with pytest.raises(ValidationError) as e:
         ops.read_aggregate_events(aggregate_id="nope", after_version=-2)
     assert set(e.value.fields) == {"aggregate_id", "after_version"}
+
+
+# -- a secretary's authority comes from the records (任职记录) ------------------------
+def test_a_secretary_token_is_honoured_only_while_the_records_show_that_office(org, rpc_as):
+    admin = org["admin"]
+    b1, c1 = org["b1"]["id"], org["c1"]["id"]
+    admin.assign_role(org_id=b1, member_id=org["m1"]["id"], role="secretary")
+    admin.assign_role(org_id=b1, member_id=org["m2"]["id"], role="deputy_secretary")
+
+    def branch_sec(member_key, scope=b1, role="branch_secretary"):
+        return rpc_as(role, sub=org[member_key]["id"], org=scope).organizations
+
+    assert branch_sec("m1").list_members(org_id=b1)["total"] == 2
+    # 李四 is not 一支部's secretary (张三 is): a correctly signed token is not enough
+    for proxy in (branch_sec("m2"),                       # the deputy (副书记) does not count
+                  rpc_as("branch_secretary", sub="zhang", org=b1).organizations,  # not a member id
+                  branch_sec("m1", scope=org["b2"]["id"]),  # another branch
+                  branch_sec("m1", scope=c1, role="college_secretary"),  # 张三 is no college secretary
+                  branch_sec("m1", scope=c1)):             # a branch secretary naming a college
+        with pytest.raises(Forbidden):
+            proxy.list_members(org_id=b1)
+    # the college's secretary is someone else: 张三's token for the college is refused,
+    # for reads and for changes alike, and nothing changes
+    admin.assign_role(org_id=c1, member_id=org["m2"]["id"], role="secretary")
+    impostor = branch_sec("m1", scope=c1, role="college_secretary")
+    with pytest.raises(Forbidden):
+        impostor.register_member(name="孙八", branch_id=b1, category="teacher", status="full",
+                                 joined_on="2010-01-01")
+    assert admin.list_members(org_id=b1)["total"] == 2
+    college_sec = branch_sec("m2", scope=c1, role="college_secretary")
+    assert college_sec.list_members(org_id=b1)["total"] == 2
+    # revoked: the same token is refused at once
+    admin.revoke_role(org_id=b1, member_id=org["m1"]["id"], role="secretary", reason="换届")
+    with pytest.raises(Forbidden):
+        branch_sec("m1").list_members(org_id=b1)
+    # assigned: the new secretary's token is honoured
+    admin.assign_role(org_id=b1, member_id=org["m2"]["id"], role="secretary", reason="换届")
+    assert branch_sec("m2").list_members(org_id=b1)["total"] == 2
+    # transferred away: the transfer revokes the branch's roles, and the token with them
+    college_sec.transfer_member(member_id=org["m2"]["id"], to_branch_id=org["b2"]["id"],
+                                effective_on="2026-09-01")
+    with pytest.raises(Forbidden):
+        branch_sec("m2").list_members(org_id=b1)
