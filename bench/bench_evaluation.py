@@ -52,7 +52,19 @@ def seed_directory(app, branches: int) -> dict:
     """The org tree as evaluation's directory holds it (consuming organizations'
     events is covered by the e2e tests; here it is the evaluation work)."""
     colleges = [uuid.uuid4() for _ in range(max(1, branches // BRANCHES_PER_COLLEGE))]
-    tree = {"colleges": colleges, "branches": []}
+    tree = {"colleges": colleges, "branches": [], "secretaries": {}}
+
+    def secretary(curs, org, branch):
+        """A member in ``branch`` holding the secretary role (书记) of ``org``: a
+        secretary's token is honoured only for the member the records show."""
+        member = uuid.uuid4()
+        curs.execute("INSERT INTO dir_members (id, name, branch_id, category, status, active, "
+                     "updated_at) VALUES (%s,%s,%s,'teacher','full',true,now())",
+                     (member, f"书记{len(tree['secretaries']) + 1}", branch))
+        curs.execute("INSERT INTO dir_roles (org_id, member_id, role) VALUES (%s,%s,'secretary')",
+                     (org, member))
+        tree["secretaries"][org] = str(member)
+
     with app.transaction() as curs:
         committee = uuid.uuid4()
         curs.execute("INSERT INTO dir_orgs VALUES (%s,'学校党委','committee',1,NULL,NULL,"
@@ -65,6 +77,9 @@ def seed_directory(app, branches: int) -> dict:
             curs.execute("INSERT INTO dir_orgs VALUES (%s,%s,'teacher_branch',3,%s,NULL,"
                          "'active',now())", (branch, f"第{b + 1}党支部", college))
             tree["branches"].append((branch, college))
+            secretary(curs, branch, branch)
+            if college not in tree["secretaries"]:
+                secretary(curs, college, branch)
     return tree
 
 
@@ -104,12 +119,12 @@ def workflow(proxy_cm, rpc, tree, rows):
     rng = random.Random(7)
     submits, reviews, approvals = [], [], []
     for branch, _ in tree["branches"]:
-        as_token(proxy_cm, "branch_secretary", f"sec-{branch}", str(branch))
+        as_token(proxy_cm, "branch_secretary", tree["secretaries"][branch], str(branch))
         payload = entries(scheme, rng)
         call_timed(submits, lambda: rpc.evaluation.submit_self_assessment(
             cycle_id=cycle["id"], org_id=str(branch), **payload))
     for branch, college in tree["branches"]:
-        as_token(proxy_cm, "college_secretary", f"csec-{college}", str(college))
+        as_token(proxy_cm, "college_secretary", tree["secretaries"][college], str(college))
         payload = entries(scheme, rng)
         call_timed(reviews, lambda: rpc.evaluation.submit_review(
             cycle_id=cycle["id"], org_id=str(branch), **payload))

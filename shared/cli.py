@@ -63,17 +63,17 @@ def demo(amqp_uri, secret):
                    "(nothing created means it was already loaded)")
 
         def as_secretary(branch_id):
+            # A secretary's token names the member the records show in office (书记).
             officers = rpc.organizations.get_organization(branch_id)["officers"]
-            sub = next((o["member_id"] for o in officers if o["role"] == "secretary"),
-                       f"secretary-of-{branch_id}")
+            sub = next(o["member_id"] for o in officers if o["role"] == "secretary")
             token = mint_token(secret, sub=sub, role="branch_secretary", org=branch_id, ttl=600)
             return stack.enter_context(ClusterRpcProxy(
                 config, context_data={"auth_token": token}, timeout=60))
 
         click.echo(f"demo contacts: created {notifications_demo.load(rpc)}")
         started = time.time()
-        organizations = len(organizations_demo.plan()[0])
-        created = evaluation_demo.load(rpc, as_secretary, organizations)
+        orgs, _, roles = organizations_demo.plan()
+        created = evaluation_demo.load(rpc, as_secretary, len(orgs), len(roles))
         click.echo(f"demo evaluation: created {created} in {time.time() - started:.1f}s")
 
 

@@ -16,7 +16,7 @@ from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Notification
 
 from shared.config import DatabaseSettings
-from shared.envelope import build_envelope
+from shared.envelope import AUDIT, PUBLIC, build_envelope
 from shared.errors import Conflict, NotFound
 
 A = TypeVar("A")
@@ -105,8 +105,9 @@ class EventSourcedApplication(Application[UUID]):
 
     def history(self, aggregate_id: UUID | str, what: str = "record") -> list[dict]:
         """Every event of one aggregate, oldest first, as auditors read them:
-        who, when, why, on what evidence, and what changed."""
-        envelopes = self.read_aggregate_envelopes(aggregate_id, 0, what)
+        who, when, why, on what evidence, and what changed (personal fields
+        included: the ``AUDIT`` form, never published)."""
+        envelopes = self.read_aggregate_envelopes(aggregate_id, 0, what, audience=AUDIT)
         if not envelopes:
             raise NotFound(f"{what} {aggregate_id} not found")
         return envelopes
@@ -138,10 +139,11 @@ class EventSourcedApplication(Application[UUID]):
                 for n in notifications]
 
     def read_aggregate_envelopes(self, aggregate_id: UUID | str, after_version: int = 0,
-                                 what: str = "record") -> list[dict]:
-        """One aggregate's events after a version, as envelopes (no log position)."""
+                                 what: str = "record", audience: str = PUBLIC) -> list[dict]:
+        """One aggregate's events after a version, as envelopes (no log position);
+        public unless for the service's own auditors."""
         aggregate_id = self._as_uuid(aggregate_id, what)
-        return [build_envelope(event, None, self.name)
+        return [build_envelope(event, None, self.name, audience)
                 for event in self.events.get(aggregate_id, gt=after_version or None)]
 
     def commit(self, *aggregates) -> None:

@@ -27,11 +27,17 @@ def _in(days: float) -> str:
     return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days)).isoformat()
 
 
-def load(admin, as_secretary, branch_count: int, wait: float = 60.0) -> dict:
-    """``admin``: an org_admin proxy; ``as_secretary(branch_id)``: a branch
-    secretary's proxy. ``branch_count``: branches the directory should hold."""
+def load(admin, as_secretary, branch_count: int, role_count: int = 0,
+         wait: float = 60.0) -> dict:
+    """``admin``: an org_admin proxy; ``as_secretary(branch_id)``: the proxy of the
+    branch's secretary (a token naming the member in office). ``branch_count``,
+    ``role_count``: organisations and roles the directory should hold: evaluation
+    honours a secretary's token only once its directory shows the role."""
     deadline = time.time() + wait
-    while admin.evaluation.consumer_status()["org_directory"]["organizations"] < branch_count:
+    while True:
+        directory = admin.evaluation.consumer_status()["org_directory"]
+        if directory["organizations"] >= branch_count and directory["roles"] >= role_count:
+            break
         if time.time() > deadline:
             raise RuntimeError("evaluation has not received the organisation tree yet")
         time.sleep(0.5)

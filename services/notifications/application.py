@@ -79,6 +79,10 @@ class DeactivateContact(Command):
     reason: str = Field(min_length=1)
 
 
+class ContactHistory(Command):
+    recipient_id: str = Field(min_length=1, max_length=100)
+
+
 class ListContacts(Command):
     group: Optional[str] = Field(default=None, max_length=100)
     page: int = Field(default=1, ge=1)
@@ -366,6 +370,13 @@ class NotificationsApplication(DirectoryOperations, EventSourcedApplication):
         if row is None:
             raise NotFound(f"contact {recipient_id} not found")
         return _contact_out(row)
+
+    def get_contact_history(self, caller: Caller, payload: dict) -> list[dict]:
+        """A contact's every change with actor and reason, contact details included
+        (for 纪委办 auditors and 组织部; the bus never carries them)."""
+        caller.require_role(ORG_ADMIN, AUDITOR)
+        cmd = ContactHistory.parse(payload)
+        return self.history(contact_id_for(cmd.recipient_id.strip()), "contact")
 
     def list_contacts(self, caller: Caller, payload: dict) -> dict:
         caller.require_role(*STAFF_READERS)

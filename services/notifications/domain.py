@@ -23,6 +23,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import derived_id, require
+from shared.envelope import personal_data
 from shared.errors import ValidationError
 
 INBOX, EMAIL, WEBHOOK = "inbox", "email", "webhook"
@@ -82,6 +83,10 @@ def clean_preferences(preferences, notice_types) -> dict[str, list[str]]:
     return cleaned
 
 
+# Contact details never leave this service: no other service needs them
+# (docs/events.md); the auditors' history keeps them.
+@personal_data(Registered=("name", "email", "webhook_url"),
+               Changed=("changes.name", "changes.email", "changes.webhook_url"))
 class Contact(Aggregate):
     """联系人: where and how a person receives notices."""
 

@@ -108,6 +108,10 @@ class NotificationsService(ObservableService):
         return self.app.get_contact(self.caller(), payload)
 
     @command
+    def get_contact_history(self, **payload):
+        return self.app.get_contact_history(self.caller(), payload)
+
+    @command
     def list_contacts(self, **payload):
         return self.app.list_contacts(self.caller(), payload)
 

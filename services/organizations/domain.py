@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import derived_id, parse_date, require, today
+from shared.envelope import personal_data
 
 COMMITTEE, COLLEGE, BRANCH = 1, 2, 3
 
@@ -78,6 +79,9 @@ def clean_name(name, field: str = "name") -> str:
     return name
 
 
+# Personal data kept off the bus (docs/events.md): the member's name is already
+# on member_registered, which consumers need; no consumer needs it again here.
+@personal_data(RoleAssigned=("member_name",))
 class Organization(Aggregate):
     """A Party organisation (党组织) at one of the three levels."""
 
@@ -294,6 +298,9 @@ class SiblingName(Aggregate):
         self.holder = None
 
 
+# The ID number (工号/学号) stays in this service: no consumer needs it. The name
+# stays public: notifications addresses notices by it (…同志) — see docs/events.md.
+@personal_data(Registered=("staff_no",))
 class Member(Aggregate):
     """A Party member (党员): one branch at a time, with dated status changes."""
 

@@ -23,7 +23,9 @@ def sleep_until(moment: str) -> None:
 
 @pytest.fixture
 def tree(start_service, rpc_as):
-    """学校党委 → 机电学院党总支 → 一支部, 二支部, with a member in 一支部."""
+    """学校党委 → 机电学院党总支 → 一支部, 二支部, with a member in 一支部 and the
+    secretaries (书记) 组织部 assigned: 一支部's, 二支部's and the college's (from
+    一支部). A secretary's token names that member (``sub``), as the records show."""
     start_service("organizations")
     start_service("evaluation")
     orgs = rpc_as("org_admin").organizations
@@ -34,10 +36,18 @@ def tree(start_service, rpc_as):
     b2 = orgs.create_organization(name="教工二支部", kind="teacher_branch", parent_id=college["id"])
     member = orgs.register_member(name="李四", branch_id=b1["id"], category="teacher",
                                   status="full", joined_on="2015-07-01")
+    secretaries = {}
+    for key, name, org, branch in (("sec1", "张书记", b1, b1), ("sec2", "王书记", b2, b2),
+                                   ("college_sec", "赵书记", college, b1)):
+        secretaries[key] = orgs.register_member(name=name, branch_id=branch["id"],
+                                                category="teacher", status="full",
+                                                joined_on="2008-07-01")["id"]
+        orgs.assign_role(org_id=org["id"], member_id=secretaries[key], role="secretary")
     ops = rpc_as("ops").evaluation
-    wait_for(lambda: ops.consumer_status()["org_directory"]["members"] == 1, 15,
-             message="evaluation's directory has the tree")
-    return {"college": college["id"], "b1": b1["id"], "b2": b2["id"], "member": member["id"]}
+    wait_for(lambda: ops.consumer_status()["org_directory"]["roles"] == 3, 15,
+             message="evaluation's directory has the tree and its secretaries")
+    return {"college": college["id"], "b1": b1["id"], "b2": b2["id"], "member": member["id"],
+            **secretaries}
 
 
 def full_entries(scheme: dict, fraction: float, appraisal: float) -> dict:
@@ -56,9 +66,9 @@ def error_of(call) -> LianchuangError:
 
 def test_full_workflow_with_return_late_extension_objection_and_appeal(tree, rpc_as):
     admin = rpc_as("org_admin").evaluation
-    sec1 = rpc_as("branch_secretary", sub="sec1", org=tree["b1"]).evaluation
-    sec2 = rpc_as("branch_secretary", sub="sec2", org=tree["b2"]).evaluation
-    reviewer = rpc_as("college_secretary", sub="wang", org=tree["college"]).evaluation
+    sec1 = rpc_as("branch_secretary", sub=tree["sec1"], org=tree["b1"]).evaluation
+    sec2 = rpc_as("branch_secretary", sub=tree["sec2"], org=tree["b2"]).evaluation
+    reviewer = rpc_as("college_secretary", sub=tree["college_sec"], org=tree["college"]).evaluation
     member = rpc_as("member", sub=tree["member"]).evaluation
     scheme = admin.get_scheme("model_branch")["definition"]
 
@@ -157,6 +167,8 @@ def test_new_branch_joins_and_dissolved_branch_drops_out(tree, rpc_as):
                                   parent_id=tree["college"])
     wait_for(lambda: b3["id"] in admin.get_cycle(cycle["id"])["org_ids"], 15,
              message="new branch added to the open cycle")
+    orgs.transfer_member(member_id=tree["sec2"], to_branch_id=tree["b1"],
+                         effective_on="2026-09-01", reason="支部调整")
     orgs.dissolve_organization(org_id=tree["b2"], reason="支部调整")
     wait_for(lambda: tree["b2"] in admin.get_cycle(cycle["id"])["dropped"], 15,
              message="dissolved branch dropped")

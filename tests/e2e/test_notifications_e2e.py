@@ -36,8 +36,10 @@ def test_rating_change_in_evaluation_reaches_inbox_and_email(start_service, rpc_
                              publicity_days=1 / 86400,
                              deadlines={"self_assessment": iso(600), "review": iso(1200),
                                         "approval": iso(1800)})
-    for key, fraction in (("branch", 0.9), ("branch2", 0.7)):
-        rpc_as("branch_secretary", sub=ids[key], org=ids[key]).evaluation.submit_self_assessment(
+    for key, secretary, fraction in (("branch", "secretary", 0.9),
+                                     ("branch2", "secretary2", 0.7)):
+        rpc_as("branch_secretary", sub=ids[secretary],
+               org=ids[key]).evaluation.submit_self_assessment(
             cycle_id=cycle["id"], org_id=ids[key], **full_entries(scheme, fraction, 80))
         admin.submit_review(cycle_id=cycle["id"], org_id=ids[key],
                             **full_entries(scheme, fraction, 80))

@@ -23,13 +23,13 @@ def open_cycle(admin, **extra):
 
 def test_two_reviewers_at_once_one_wins_the_other_gets_conflict(tree, rpc_as):  # noqa: F811
     admin = rpc_as("org_admin").evaluation
-    sec = rpc_as("branch_secretary", sub="sec1", org=tree["b1"]).evaluation
+    sec = rpc_as("branch_secretary", sub=tree["sec1"], org=tree["b1"]).evaluation
     scheme = admin.get_scheme("model_branch")["definition"]
     cid = open_cycle(admin)["id"]
     submitted = sec.submit_self_assessment(cycle_id=cid, org_id=tree["b1"],
                                            **full_entries(scheme, 0.8, 80))
     version = submitted["version"]  # both reviewers read this version
-    reviewers = [rpc_as("college_secretary", sub="wang", org=tree["college"]).evaluation,
+    reviewers = [rpc_as("college_secretary", sub=tree["college_sec"], org=tree["college"]).evaluation,
                  rpc_as("org_admin", sub="zhao").evaluation]
 
     def review(proxy, fraction):
@@ -91,7 +91,7 @@ def test_permissions(tree, rpc_as):  # noqa: F811
     with pytest.raises(Forbidden):
         auditor.approve(cycle_id=cid, org_ids=[tree["b1"]])
     with pytest.raises(Forbidden):
-        rpc_as("branch_secretary", sub="s", org=tree["b1"]).evaluation.grade_directly(
+        rpc_as("branch_secretary", sub=tree["sec1"], org=tree["b1"]).evaluation.grade_directly(
             cycle_id=cid, org_id=tree["b1"], stars=5, reason="r", evidence=["e"])
     with pytest.raises(Forbidden):
         other_college.evaluation.return_assessment(cycle_id=cid, org_id=tree["b1"], comments="c")
@@ -111,11 +111,11 @@ def test_permissions(tree, rpc_as):  # noqa: F811
 def test_downgrade_restoration_direct_grading_and_distribution(tree, rpc_as):  # noqa: F811
     admin = rpc_as("org_admin").evaluation
     auditor = rpc_as("auditor").evaluation
-    sec1 = rpc_as("branch_secretary", sub="sec1", org=tree["b1"]).evaluation
+    sec1 = rpc_as("branch_secretary", sub=tree["sec1"], org=tree["b1"]).evaluation
     scheme = admin.get_scheme("model_branch")["definition"]
     cid = open_cycle(admin, publicity_days=1 / 86400)["id"]
     for b, fraction in (("b1", 0.9), ("b2", 0.7)):
-        rpc_as("branch_secretary", sub=b, org=tree[b]).evaluation.submit_self_assessment(
+        rpc_as("branch_secretary", sub=tree["sec" + b[1]], org=tree[b]).evaluation.submit_self_assessment(
             cycle_id=cid, org_id=tree[b], **full_entries(scheme, fraction, 80))
         admin.submit_review(cycle_id=cid, org_id=tree[b], **full_entries(scheme, fraction, 80))
     # b1: (90 × 70%) + 80 × 30% = 63 + 24 = 87 → ★4; b2: 49 + 24 = 73 → ★3
@@ -170,14 +170,14 @@ def test_downgrade_restoration_direct_grading_and_distribution(tree, rpc_as):  #
 
 def test_college_cycle_college_secretary_self_assesses_org_admin_reviews(tree, rpc_as):  # noqa: F811
     admin = rpc_as("org_admin").evaluation
-    college_sec = rpc_as("college_secretary", sub="wang", org=tree["college"]).evaluation
+    college_sec = rpc_as("college_secretary", sub=tree["college_sec"], org=tree["college"]).evaluation
     scheme = admin.get_scheme("benchmark_college")["definition"]
     cycle = admin.open_cycle(name="2026标杆院系考评", level=2, period="2026",
                              deadlines={"self_assessment": iso(600), "review": iso(1200),
                                         "approval": iso(1800)})
     assert cycle["org_ids"] == [tree["college"]] and cycle["scheme_id"] == "benchmark_college"
     with pytest.raises(Forbidden):
-        rpc_as("branch_secretary", sub="s", org=tree["b1"]).evaluation.submit_self_assessment(
+        rpc_as("branch_secretary", sub=tree["sec1"], org=tree["b1"]).evaluation.submit_self_assessment(
             cycle_id=cycle["id"], org_id=tree["college"], **full_entries(scheme, 0.8, 80))
     out = college_sec.submit_self_assessment(cycle_id=cycle["id"], org_id=tree["college"],
                                              **full_entries(scheme, 0.8, 80))
@@ -226,3 +226,39 @@ def test_relay_publishes_the_contract_events(tree, rpc_as, rabbit_config):  # no
     # the fall is saved with the change that caused it: consecutive versions
     assert fell["originator_version"] == changed["originator_version"] + 1
     assert received["rating_major_problem_recorded"][0]["evidence"] == ["通报"]
+
+
+def test_a_secretary_token_follows_the_directory_copy_of_the_records(tree, rpc_as):  # noqa: F811
+    """Evaluation honours a secretary's token only while its own copy of the org
+    records (dir_roles) shows that member as secretary: assignments and
+    revocations take effect once the consumer applied them."""
+    admin = rpc_as("org_admin").evaluation
+    orgs = rpc_as("org_admin").organizations
+    cid = open_cycle(admin)["id"]
+
+    def board(member_id):
+        proxy = rpc_as("branch_secretary", sub=member_id, org=tree["b1"]).evaluation
+        try:
+            return [o["org_id"] for o in proxy.progress_board(cid)["organizations"]]
+        except Forbidden:
+            return "Forbidden"
+
+    assert board(tree["sec1"]) == [tree["b1"]]
+    # 一支部's secretary is 张书记: 二支部's secretary, or 李四, naming 一支部 is refused
+    assert board(tree["sec2"]) == "Forbidden"
+    assert board(tree["member"]) == "Forbidden"
+    orgs.revoke_role(org_id=tree["b1"], member_id=tree["sec1"], role="secretary", reason="换届")
+    wait_for(lambda: board(tree["sec1"]) == "Forbidden", 15,
+             message="the revocation reaches evaluation's directory")
+    orgs.assign_role(org_id=tree["b1"], member_id=tree["member"], role="secretary", reason="换届")
+    wait_for(lambda: board(tree["member"]) == [tree["b1"]], 15,
+             message="the assignment reaches evaluation's directory")
+    sec = rpc_as("branch_secretary", sub=tree["member"], org=tree["b1"]).evaluation
+    scheme = admin.get_scheme("model_branch")["definition"]
+    out = sec.submit_self_assessment(cycle_id=cid, org_id=tree["b1"],
+                                     **full_entries(scheme, 0.8, 80))
+    assert out["stage"] == "review"
+    with pytest.raises(Forbidden):
+        rpc_as("branch_secretary", sub=tree["sec1"], org=tree["b1"]).evaluation \
+            .submit_self_assessment(cycle_id=cid, org_id=tree["b1"],
+                                    **full_entries(scheme, 0.8, 80))
