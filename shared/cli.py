@@ -19,7 +19,10 @@ def main():
 @click.option("--role", required=True,
               type=click.Choice(["org_admin", "college_secretary", "branch_secretary", "member",
                                  "auditor", "ops"]))
-@click.option("--sub", required=True, help="who the token speaks for")
+@click.option("--sub", required=True,
+              help="who the token speaks for; for member and secretary roles the member id "
+                   "(a secretary's token is honoured only while the records show that "
+                   "member as secretary of --org)")
 @click.option("--org", "org", default=None, help="organisation scope (id)")
 @click.option("--ttl", default=3600, show_default=True, type=int, help="seconds")
 @click.option("--secret", envvar="AUTH_SECRET", default=DEFAULT_SECRET, show_default=False,
