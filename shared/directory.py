@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from shared.consumer import Inbox
 from shared.identity import OPS, ORG_ADMIN
-from shared.office import Office
+from shared.office import Office, read_office
 
 DIRECTORY_DDL = (
     """CREATE TABLE IF NOT EXISTS dir_orgs (
@@ -167,14 +167,7 @@ class OrgDirectory:
     def office(self, org_id: str, roles: tuple) -> Office | None:
         """Who holds ``roles`` in an organisation now, as this copy knows it
         (what a secretary's token is checked against, ``shared.office``)."""
-        row = self.app.query_one(
-            "SELECT o.level, o.status, array(SELECT r.member_id::text FROM dir_roles r "
-            "WHERE r.org_id = o.id AND r.role = ANY(%s)) AS holders "
-            "FROM dir_orgs o WHERE o.id = %s", (list(roles), org_id))
-        if row is None:
-            return None
-        return Office(level=row["level"], active=row["status"] == "active",
-                      holders=frozenset(row["holders"]))
+        return read_office(self.app, org_id, roles, orgs="dir_orgs", role_table="dir_roles")
 
     def status(self) -> dict:
         counts = self.app.query_one(

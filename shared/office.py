@@ -55,6 +55,20 @@ class Office:
 OfficeLookup = Callable[[str, tuple], Optional[Office]]
 
 
+def read_office(app, org_id: str, roles: tuple, orgs: str, role_table: str) -> Office | None:
+    """An ``OfficeLookup`` over a service's own tables: ``orgs`` (``id, level,
+    status``) and ``role_table`` (``org_id, member_id, role``) — organizations'
+    read model or a consumer's directory copy. Table names are code, never input."""
+    row = app.query_one(
+        f"SELECT o.level, o.status, array(SELECT r.member_id::text FROM {role_table} r "
+        f"WHERE r.org_id = o.id AND r.role = ANY(%s)) AS holders "
+        f"FROM {orgs} o WHERE o.id = %s", (list(roles), org_id))
+    if row is None:
+        return None
+    return Office(level=row["level"], active=row["status"] == "active",
+                  holders=frozenset(row["holders"]))
+
+
 def _canonical(value) -> str | None:
     try:
         return str(UUID(str(value)))

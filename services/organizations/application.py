@@ -18,7 +18,7 @@ from shared.domain import derived_id, parse_moment
 from shared.errors import Forbidden, NotFound, ValidationError
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
                              ORG_ADMIN, Caller)
-from shared.office import Office
+from shared.office import Office, read_office
 from shared.projection import Projector
 from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
@@ -162,14 +162,7 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
     def office(self, org_id: str, roles: tuple) -> Office | None:
         """Who holds ``roles`` in an organisation now (``org_roles``): what a
         secretary's token is checked against (``shared.office``)."""
-        row = self.query_one(
-            "SELECT o.level, o.status, array(SELECT r.member_id::text FROM org_roles r "
-            "WHERE r.org_id = o.id AND r.role = ANY(%s)) AS holders "
-            "FROM org_view o WHERE o.id = %s", (list(roles), org_id))
-        if row is None:
-            return None
-        return Office(level=row["level"], active=row["status"] == "active",
-                      holders=frozenset(row["holders"]))
+        return read_office(self, org_id, roles, orgs="org_view", role_table="org_roles")
 
     def college_of(self, org_id) -> UUID | None:
         """The level-2 organisation an organisation belongs to (itself at level 2)."""
