@@ -68,7 +68,9 @@ def demo(amqp_uri, secret):
         def as_secretary(branch_id):
             # A secretary's token names the member the records show in office (书记).
             officers = rpc.organizations.get_organization(branch_id)["officers"]
-            sub = next(o["member_id"] for o in officers if o["role"] == "secretary")
+            sub = next((o["member_id"] for o in officers if o["role"] == "secretary"), None)
+            if sub is None:
+                raise click.ClickException(f"branch {branch_id} has no secretary (书记) on record")
             token = mint_token(secret, sub=sub, role="branch_secretary", org=branch_id, ttl=600)
             return stack.enter_context(ClusterRpcProxy(
                 config, context_data={"auth_token": token}, timeout=60))
