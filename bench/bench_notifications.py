@@ -139,7 +139,8 @@ def main():
     requests.put(f"{MANAGEMENT}/permissions/{run}/guest", auth=AUTH,
                  json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
     amqp_uri = f"pyamqp://guest:guest@127.0.0.1:5672/{run}"
-    config = {"AMQP_URI": amqp_uri, "AUTH_SECRET": "bench", "WEB_SERVER_ADDRESS": "127.0.0.1:0",
+    config = {"AMQP_URI": amqp_uri, "AUTH_SECRET": "bench-secret-0123456789-0123456789-abcdef",
+              "WEB_SERVER_ADDRESS": "127.0.0.1:0",
               "DATABASE": {"dbname": settings.dbname, "pool_size": 4, "max_overflow": 8},
               "RELAY": {"poll_interval": 0.2}, "max_workers": 10,
               "NOTIFICATIONS": {"webhook": {"secret": "bench"},

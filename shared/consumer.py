@@ -26,6 +26,7 @@ from nameko.messaging import Consumer
 from nameko.standalone.events import get_event_exchange
 
 from shared import metrics
+from shared.secrets import AUTH_SECRET, load_secret
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +249,7 @@ class SourceLog(DependencyProvider):
 
     def setup(self):
         self.amqp_uri = self.container.config["AMQP_URI"]
-        self.secret = self.container.config["AUTH_SECRET"]
+        self.secret = load_secret(AUTH_SECRET, self.container.config)
         self.caller_name = f"service:{self.container.service_name}"
 
     def read_aggregate(self, originator_id: str, after_version: int) -> list[dict]:

@@ -1,7 +1,8 @@
 """Identity: signed tokens carried in nameko context data, and the caller they name.
 
-A token is an HS256 JWT (HMAC-SHA256 with the secret from config ``AUTH_SECRET``)
-holding ``sub`` (who), ``role``, ``org`` (organisation scope, optional) and ``exp``.
+A token is an HS256 JWT (HMAC-SHA256 with the secret ``AUTH_SECRET``, loaded by
+``shared.secrets``: no default outside development mode) holding ``sub`` (who,
+never empty), ``role``, ``org`` (organisation scope, optional) and ``exp``.
 Portals pass it as the context data key ``auth_token``.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ import jwt
 from nameko.extensions import DependencyProvider
 
 from shared.errors import Forbidden, Unauthenticated
+from shared.secrets import AUTH_SECRET, load_secret
 
 CONTEXT_KEY = "auth_token"
 
@@ -59,7 +61,7 @@ def mint_token(secret: str, sub: str, role: str, org: str | None = None,
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if role in SCOPED_ROLES and not org:
         raise ValueError(f"role {role!r} needs an organisation scope (--org)")
-    if not sub:
+    if not sub or not str(sub).strip():
         raise ValueError("sub must not be empty")
     issued = int(now if now is not None else time.time())
     claims = {"sub": sub, "role": role, "iat": issued, "exp": issued + int(ttl)}
@@ -80,12 +82,15 @@ def verify_token(secret: str, token: str | None) -> Caller:
         raise Unauthenticated("token signature is not valid")
     except jwt.PyJWTError as exc:
         raise Unauthenticated(f"token not valid: {exc}")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.strip():
+        raise Unauthenticated("token names no subject (sub is empty)")
     role = claims.get("role")
     if role not in ROLES:
         raise Unauthenticated(f"token names an unknown role {role!r}")
     if role in SCOPED_ROLES and not claims.get("org"):
         raise Unauthenticated(f"token for role {role!r} has no organisation scope")
-    return Caller(sub=str(claims["sub"]), role=role, org=claims.get("org"))
+    return Caller(sub=sub, role=role, org=claims.get("org"))
 
 
 class CallerResolver:
@@ -104,10 +109,7 @@ class Identity(DependencyProvider):
     ``Unauthenticated``. Authorisation (role and scope) is the application's."""
 
     def setup(self):
-        secret = self.container.config.get("AUTH_SECRET")
-        if not secret:
-            raise RuntimeError("AUTH_SECRET is not configured")
-        self.secret = secret
+        self.secret = load_secret(AUTH_SECRET, self.container.config)
 
     def get_dependency(self, worker_ctx):
         return CallerResolver(self.secret, worker_ctx.context_data.get(CONTEXT_KEY))
