@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import jwt
 from nameko.extensions import DependencyProvider
+from nameko.rpc import Rpc
 
-from shared.errors import Forbidden, Unauthenticated
+from shared.errors import EXPECTED_ERRORS, Forbidden, Unauthenticated
 from shared.secrets import AUTH_SECRET, load_secret
 
 CONTEXT_KEY = "auth_token"
@@ -27,6 +28,8 @@ OPS = "ops"  # 信息资源中心
 ROLES = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, MEMBER, AUDITOR, OPS)
 # Roles whose token must name the organisation they act for.
 SCOPED_ROLES = (COLLEGE_SECRETARY, BRANCH_SECRETARY)
+# Roles that read everything and change nothing: refused by every ``@mutation``.
+READ_ONLY_ROLES = (AUDITOR,)
 
 
 @dataclass(frozen=True)
@@ -93,23 +96,40 @@ def verify_token(secret: str, token: str | None) -> Caller:
     return Caller(sub=sub, role=role, org=claims.get("org"))
 
 
+class Mutation(Rpc):
+    """An RPC entrypoint that changes something (a command). Its caller is
+    refused with ``Forbidden`` when the role is read-only (the auditor, 纪委办,
+    reads everything and changes nothing), before the payload is even read."""
+
+
+# Every mutating RPC method is declared with this instead of ``rpc``.
+mutation = Mutation.decorator(expected_exceptions=EXPECTED_ERRORS)
+
+
 class CallerResolver:
     """What a worker gets: resolves the caller from its context data on demand."""
 
-    def __init__(self, secret: str, token: str | None):
+    def __init__(self, secret: str, token: str | None, mutating: bool = False):
         self._secret = secret
         self._token = token
+        self._mutating = mutating
 
     def __call__(self) -> Caller:
-        return verify_token(self._secret, self._token)
+        caller = verify_token(self._secret, self._token)
+        if self._mutating and caller.role in READ_ONLY_ROLES:
+            raise Forbidden(f"role '{caller.role}' (纪委办) reads everything and changes "
+                            "nothing: this call changes records")
+        return caller
 
 
 class Identity(DependencyProvider):
     """Gives each worker ``self.caller()``, which verifies the token or raises
-    ``Unauthenticated``. Authorisation (role and scope) is the application's."""
+    ``Unauthenticated`` (and, for a ``@mutation``, refuses read-only roles).
+    Authorisation (role and scope) is otherwise the application's."""
 
     def setup(self):
         self.secret = load_secret(AUTH_SECRET, self.container.config)
 
     def get_dependency(self, worker_ctx):
-        return CallerResolver(self.secret, worker_ctx.context_data.get(CONTEXT_KEY))
+        return CallerResolver(self.secret, worker_ctx.context_data.get(CONTEXT_KEY),
+                              mutating=isinstance(worker_ctx.entrypoint, Mutation))
