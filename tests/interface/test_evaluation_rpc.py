@@ -227,7 +227,7 @@ def test_relay_publishes_the_contract_events(tree, rpc_as, rabbit_config):  # no
     assert {"score", "scheme_version"} <= set(changed["data"])
     fell = received["rating_fell_to_three_or_below"][0]
     assert (fell["data"]["stars"], fell["data"]["previous_stars"]) == (2, None)
-    assert fell["data"]["rectification_due"] and fell["actor"]["role"] == "auditor"
+    assert fell["data"]["rectification_due"] and fell["actor"]["role"] == "org_admin"
     # the fall is saved with the change that caused it: consecutive versions
     assert fell["originator_version"] == changed["originator_version"] + 1
     assert received["rating_major_problem_recorded"][0]["evidence"] == ["通报"]
