@@ -30,8 +30,6 @@ test: install infra
 
 # Benchmarks beside their raw baselines (kombu round trip, psycopg insert).
 # bench-evaluation fills the store with 1,000,000 events: about ten minutes.
-# Benchmarks run in development mode (public development keys; see shared/secrets.py).
-bench bench-evaluation: export LIANCHUANG_DEV_MODE := 1
 bench: install infra
 	$(VENV)/bin/python -m bench.bench_foundation
 	$(VENV)/bin/python -m bench.bench_notifications

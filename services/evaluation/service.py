@@ -159,8 +159,8 @@ class EvaluationService(PublishedLogService, ObservableService):
     @mutation
     def backfill_directory(self):
         return self.app.backfill_directory(
-            self.caller(), lambda after, limit: self.organizations.read_events(
-                after_position=after, limit=limit))
+            self.caller(), lambda after, limit: self.organizations_log.verified(
+                self.organizations.read_events(after_position=after, limit=limit)))
 
     @mutation
     def rebuild_read_models(self):
