@@ -42,6 +42,8 @@ from nameko.standalone.events import get_event_exchange  # noqa: E402
 
 from bench.bench_foundation import kombu_round_trip, raw_insert  # noqa: E402
 from bench.common import bench_db, print_table, summary  # noqa: E402
+from shared.secrets import event_signing_key  # noqa: E402
+from shared.signing import sign_envelope  # noqa: E402
 from shared.config import DatabaseSettings  # noqa: E402
 
 MANAGEMENT = "http://127.0.0.1:15672/api"
@@ -88,6 +90,7 @@ class Source:
         self.exchange = get_event_exchange("evaluation", {"AMQP_URI": amqp_uri})
         self.versions: dict = {}
         self.position = 0
+        self.key = event_signing_key("evaluation")  # as evaluation's relay signs
 
     def publish(self, event_type: str, originator, data: dict) -> None:
         version = self.versions.get(originator, 0) + 1
@@ -100,6 +103,7 @@ class Source:
                     "occurred_at": dt.datetime.now(dt.timezone.utc).isoformat(),
                     "actor": {"sub": "bench", "role": "org_admin"}, "reason": None,
                     "evidence": None, "data": data}
+        envelope = sign_envelope(envelope, self.key)
         with producers[self.conn].acquire(block=True) as producer:
             producer.publish(envelope, exchange=self.exchange, routing_key=event_type,
                              serializer="json", declare=[self.exchange], retry=True)
@@ -139,7 +143,8 @@ def main():
     requests.put(f"{MANAGEMENT}/permissions/{run}/guest", auth=AUTH,
                  json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
     amqp_uri = f"pyamqp://guest:guest@127.0.0.1:5672/{run}"
-    config = {"AMQP_URI": amqp_uri, "AUTH_SECRET": "bench", "WEB_SERVER_ADDRESS": "127.0.0.1:0",
+    config = {"AMQP_URI": amqp_uri, "AUTH_SECRET": "bench-secret-0123456789-0123456789-abcdef",
+              "WEB_SERVER_ADDRESS": "127.0.0.1:0",
               "DATABASE": {"dbname": settings.dbname, "pool_size": 4, "max_overflow": 8},
               "RELAY": {"poll_interval": 0.2}, "max_workers": 10,
               "NOTIFICATIONS": {"webhook": {"secret": "bench"},

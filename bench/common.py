@@ -1,4 +1,5 @@
 """Shared bench helpers: timing, percentiles, a table printer, bench databases."""
+import os
 import statistics
 import time
 
@@ -6,6 +7,10 @@ import psycopg
 
 from shared.config import DatabaseSettings
 from shared.store import ensure_database
+
+# Benchmarks run in development mode: the services they start use the public
+# development keys (shared/secrets.py), unless keys are set in the environment.
+os.environ.setdefault("LIANCHUANG_DEV_MODE", "1")
 
 PG = dict(host="127.0.0.1", port=5432, user="postgres", password="postgres")
 

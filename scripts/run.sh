@@ -5,6 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p .run
 export PSYCOPG_WAIT_FUNC=wait_select
+# Development mode: services without AUTH_SECRET, event keys or cipher keys use
+# public development values (each logs a warning). Never for real records.
+export LIANCHUANG_DEV_MODE=1
+export WEBHOOK_SECRET="${WEBHOOK_SECRET:-lianchuang-development-only-webhook-secret}"
+echo "make run: LIANCHUANG_DEV_MODE=1 (public development secrets; not for real records)" >&2
 declare -A PORTS=([organizations]=8001 [evaluation]=8002 [notifications]=8003)
 declare -A CLASSES=([organizations]=OrganizationsService [evaluation]=EvaluationService [notifications]=NotificationsService)
 

@@ -1,13 +1,30 @@
 """The ``lianchuang`` console command: mint tokens, load demo data, wait for health."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
 import click
 
-DEFAULT_SECRET = "lianchuang-dev-secret-change-me-in-production"
 DEFAULT_AMQP = "pyamqp://guest:guest@127.0.0.1:5672/"
+
+
+def token_secret(secret: str | None) -> str:
+    """The secret to sign with: --secret / AUTH_SECRET, else AUTH_SECRET_FILE, else
+    (nothing configured) the development secret, with a note on stderr: such a
+    token is accepted only by services running with LIANCHUANG_DEV_MODE=1
+    (``make run``)."""
+    from shared.secrets import AUTH_SECRET, DEV_MODE_VAR, MissingSecret, dev_secret, load_secret
+
+    try:
+        return load_secret(AUTH_SECRET, {AUTH_SECRET: secret} if secret else None)
+    except MissingSecret as exc:
+        if secret or os.environ.get(f"{AUTH_SECRET}_FILE"):
+            raise click.UsageError(str(exc))
+    click.echo(f"note: no {AUTH_SECRET} configured; signed with the development secret, "
+               f"accepted only by services running with {DEV_MODE_VAR}=1 (make run)", err=True)
+    return dev_secret(AUTH_SECRET)
 
 
 @click.group()
@@ -25,12 +42,13 @@ def main():
                    "member as secretary of --org)")
 @click.option("--org", "org", default=None, help="organisation scope (id)")
 @click.option("--ttl", default=3600, show_default=True, type=int, help="seconds")
-@click.option("--secret", envvar="AUTH_SECRET", default=DEFAULT_SECRET, show_default=False,
-              help="HMAC secret (env AUTH_SECRET)")
+@click.option("--secret", envvar="AUTH_SECRET", default=None, show_default=False,
+              help="HMAC secret (env AUTH_SECRET or AUTH_SECRET_FILE; at least 32 bytes)")
 def token(role, sub, org, ttl, secret):
     """Print a signed token for ROLE, acting as SUB, scoped to ORG."""
     from shared.identity import mint_token
 
+    secret = token_secret(secret)
     try:
         click.echo(mint_token(secret, sub=sub, role=role, org=org, ttl=ttl))
     except ValueError as exc:
@@ -39,9 +57,11 @@ def token(role, sub, org, ttl, secret):
 
 @main.command()
 @click.option("--amqp-uri", envvar="AMQP_URI", default=DEFAULT_AMQP)
-@click.option("--secret", envvar="AUTH_SECRET", default=DEFAULT_SECRET)
+@click.option("--secret", envvar="AUTH_SECRET", default=None,
+              help="HMAC secret (env AUTH_SECRET or AUTH_SECRET_FILE)")
 def demo(amqp_uri, secret):
     """Load the demo university through the organizations RPC (idempotent)."""
+    secret = token_secret(secret)
     import eventlet
 
     eventlet.monkey_patch()

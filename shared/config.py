@@ -1,7 +1,7 @@
 """Settings read from a service's nameko config (YAML with ``${VAR:default}``)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,9 @@ class DatabaseSettings:
     # How long a worker waits for a pooled connection before the caller gets
     # ``Unavailable``: waiting is bounded, never a hang.
     pool_timeout: float = 5.0
+    # Encrypts stored events at rest (eventsourcing's AES-GCM cipher, base64 AES
+    # key, shared.secrets.event_cipher_key); None stores them in plain text.
+    cipher_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, config: dict) -> "DatabaseSettings":
@@ -68,7 +71,17 @@ class DatabaseSettings:
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
             # Never POSTGRES_ENABLE_DB_FUNCTIONS: its insert skips the table lock
             # that keeps notification ids in commit order, which the relay relies on.
+            **self._cipher_env(),
         }
+
+    def _cipher_env(self) -> dict:
+        if not self.cipher_key:
+            return {}
+        return {"CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
+                "CIPHER_KEY": self.cipher_key}
+
+    def with_cipher(self, cipher_key: str | None) -> "DatabaseSettings":
+        return replace(self, cipher_key=cipher_key)
 
 
 def connections_needed(max_workers: int) -> int:

@@ -26,6 +26,8 @@ from nameko.messaging import Consumer
 from nameko.standalone.events import get_event_exchange
 
 from shared import metrics
+from shared.secrets import AUTH_SECRET, event_signing_key, load_secret
+from shared.signing import reject, signature_problem, verified
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +229,20 @@ class StreamHandler(EventHandler):
         self.queue = Queue(
             f"evt-{self.source_service}-all--{self.container.service_name}.{self.method_name}",
             exchange=exchange, routing_key="#", durable=True, auto_delete=False)
+        self.signing_key = event_signing_key(self.source_service, self.container.config)
         Consumer.setup(self)
+
+    def handle_message(self, body, message):
+        """Only a genuine event of the source (signature verified, shared.signing)
+        reaches the worker and its inbox; anything else is acknowledged (so it
+        is never redelivered), counted and logged."""
+        problem = signature_problem(body, self.signing_key, self.source_service)
+        if problem is not None:
+            self.queue_consumer.ack_message(message)
+            reject(self.container.service_name, self.source_service, problem, body,
+                   f"queue {self.queue.name}")
+            return
+        super().handle_message(body, message)
 
 
 consumes = StreamHandler.decorator
@@ -248,7 +263,8 @@ class SourceLog(DependencyProvider):
 
     def setup(self):
         self.amqp_uri = self.container.config["AMQP_URI"]
-        self.secret = self.container.config["AUTH_SECRET"]
+        self.secret = load_secret(AUTH_SECRET, self.container.config)
+        self.signing_key = event_signing_key(self.source_service, self.container.config)
         self.caller_name = f"service:{self.container.service_name}"
 
     def read_aggregate(self, originator_id: str, after_version: int) -> list[dict]:
@@ -259,8 +275,34 @@ class SourceLog(DependencyProvider):
         token = mint_token(self.secret, sub=self.caller_name, role=OPS, ttl=60)
         with ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, context_data={"auth_token": token},
                              timeout=self.timeout) as rpc:
-            return getattr(rpc, self.source_service).read_aggregate_events(
+            envelopes = getattr(rpc, self.source_service).read_aggregate_events(
                 aggregate_id=originator_id, after_version=after_version)
+        # Signed like published events: whoever answers on the broker cannot
+        # slip in an event of its own (one left out stays a gap, tried again).
+        return verified(envelopes, self.signing_key, self.container.service_name,
+                        self.source_service, "read_aggregate_events")
+
+    def verified(self, envelopes: list, via: str = "read_events") -> list[dict]:
+        """The genuine (signature-verified) envelopes of the source among
+        ``envelopes`` read over RPC (e.g. a ``read_events`` page); others are
+        counted and logged and left out."""
+        return verified(envelopes, self.signing_key, self.container.service_name,
+                        self.source_service, via)
 
     def get_dependency(self, worker_ctx):
-        return self.read_aggregate
+        return SourceLogReader(self)
+
+
+class SourceLogReader:
+    """What a worker gets from ``SourceLog``: call it as ``fill_gap``
+    (originator_id, after_version); ``verified(envelopes)`` checks a page read
+    some other way."""
+
+    def __init__(self, source_log: SourceLog):
+        self._log = source_log
+
+    def __call__(self, originator_id: str, after_version: int) -> list[dict]:
+        return self._log.read_aggregate(originator_id, after_version)
+
+    def verified(self, envelopes: list, via: str = "read_events") -> list[dict]:
+        return self._log.verified(envelopes, via)

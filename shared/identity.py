@@ -1,7 +1,8 @@
 """Identity: signed tokens carried in nameko context data, and the caller they name.
 
-A token is an HS256 JWT (HMAC-SHA256 with the secret from config ``AUTH_SECRET``)
-holding ``sub`` (who), ``role``, ``org`` (organisation scope, optional) and ``exp``.
+A token is an HS256 JWT (HMAC-SHA256 with the secret ``AUTH_SECRET``, loaded by
+``shared.secrets``: no default outside development mode) holding ``sub`` (who,
+never empty), ``role``, ``org`` (organisation scope, optional) and ``exp``.
 Portals pass it as the context data key ``auth_token``.
 """
 from __future__ import annotations
@@ -11,8 +12,10 @@ from dataclasses import dataclass
 
 import jwt
 from nameko.extensions import DependencyProvider
+from nameko.rpc import Rpc
 
-from shared.errors import Forbidden, Unauthenticated
+from shared.errors import EXPECTED_ERRORS, Forbidden, Unauthenticated
+from shared.secrets import AUTH_SECRET, load_secret
 
 CONTEXT_KEY = "auth_token"
 
@@ -25,6 +28,8 @@ OPS = "ops"  # 信息资源中心
 ROLES = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, MEMBER, AUDITOR, OPS)
 # Roles whose token must name the organisation they act for.
 SCOPED_ROLES = (COLLEGE_SECRETARY, BRANCH_SECRETARY)
+# Roles that read everything and change nothing: refused by every ``@mutation``.
+READ_ONLY_ROLES = (AUDITOR,)
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,7 @@ def mint_token(secret: str, sub: str, role: str, org: str | None = None,
         raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
     if role in SCOPED_ROLES and not org:
         raise ValueError(f"role {role!r} needs an organisation scope (--org)")
-    if not sub:
+    if not sub or not str(sub).strip():
         raise ValueError("sub must not be empty")
     issued = int(now if now is not None else time.time())
     claims = {"sub": sub, "role": role, "iat": issued, "exp": issued + int(ttl)}
@@ -80,34 +85,51 @@ def verify_token(secret: str, token: str | None) -> Caller:
         raise Unauthenticated("token signature is not valid")
     except jwt.PyJWTError as exc:
         raise Unauthenticated(f"token not valid: {exc}")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.strip():
+        raise Unauthenticated("token names no subject (sub is empty)")
     role = claims.get("role")
     if role not in ROLES:
         raise Unauthenticated(f"token names an unknown role {role!r}")
     if role in SCOPED_ROLES and not claims.get("org"):
         raise Unauthenticated(f"token for role {role!r} has no organisation scope")
-    return Caller(sub=str(claims["sub"]), role=role, org=claims.get("org"))
+    return Caller(sub=sub, role=role, org=claims.get("org"))
+
+
+class Mutation(Rpc):
+    """An RPC entrypoint that changes something (a command). Its caller is
+    refused with ``Forbidden`` when the role is read-only (the auditor, 纪委办,
+    reads everything and changes nothing), before the payload is even read."""
+
+
+# Every mutating RPC method is declared with this instead of ``rpc``.
+mutation = Mutation.decorator(expected_exceptions=EXPECTED_ERRORS)
 
 
 class CallerResolver:
     """What a worker gets: resolves the caller from its context data on demand."""
 
-    def __init__(self, secret: str, token: str | None):
+    def __init__(self, secret: str, token: str | None, mutating: bool = False):
         self._secret = secret
         self._token = token
+        self._mutating = mutating
 
     def __call__(self) -> Caller:
-        return verify_token(self._secret, self._token)
+        caller = verify_token(self._secret, self._token)
+        if self._mutating and caller.role in READ_ONLY_ROLES:
+            raise Forbidden(f"role '{caller.role}' (纪委办) reads everything and changes "
+                            "nothing: this call changes records")
+        return caller
 
 
 class Identity(DependencyProvider):
     """Gives each worker ``self.caller()``, which verifies the token or raises
-    ``Unauthenticated``. Authorisation (role and scope) is the application's."""
+    ``Unauthenticated`` (and, for a ``@mutation``, refuses read-only roles).
+    Authorisation (role and scope) is otherwise the application's."""
 
     def setup(self):
-        secret = self.container.config.get("AUTH_SECRET")
-        if not secret:
-            raise RuntimeError("AUTH_SECRET is not configured")
-        self.secret = secret
+        self.secret = load_secret(AUTH_SECRET, self.container.config)
 
     def get_dependency(self, worker_ctx):
-        return CallerResolver(self.secret, worker_ctx.context_data.get(CONTEXT_KEY))
+        return CallerResolver(self.secret, worker_ctx.context_data.get(CONTEXT_KEY),
+                              mutating=isinstance(worker_ctx.entrypoint, Mutation))

@@ -29,6 +29,11 @@ EVENTS_CONSUMED = Counter(
 CONSUMER_FAILURES = Counter(
     "lianchuang_consumer_failures_total", "Events whose effect raised an error (redelivered later)",
     ["service", "consumer", "source"])
+EVENTS_REJECTED = Counter(
+    "lianchuang_events_rejected_total",
+    "Events dropped unapplied because their signature is missing or does not verify "
+    "(reason: missing, mismatch, wrong_source, malformed)",
+    ["service", "source", "reason"])
 RELAY_LAG_EVENTS = Gauge(
     "lianchuang_relay_lag_events", "Events in the store not yet published", ["service"])
 RELAY_LAG_SECONDS = Gauge(

@@ -1,7 +1,8 @@
 """The relay (outbox): the only path from the event store to RabbitMQ.
 
 It follows the service's notification log and publishes each domain event as
-a nameko event on ``<service>.events`` (routing key = event type) with
+a nameko event on ``<service>.events`` (routing key = event type), signed with
+the service's event key (``shared.signing``), with
 publisher confirms and persistent delivery. Its position is saved in
 PostgreSQL only after the broker confirmed, so a crash re-publishes at most the
 last batch, which consumers recognise by event id and skip.
@@ -24,6 +25,8 @@ from nameko.standalone.events import get_event_exchange
 
 from shared import metrics
 from shared.envelope import build_envelope
+from shared.secrets import event_signing_key
+from shared.signing import sign_envelope
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class Relay:
             config["AMQP_URI"], use_confirms=True, delivery_mode=PERSISTENT,
             serializer="json", declare=[self.exchange])
         self.relay_name = f"{service_name}.events"
+        self.signing_key = event_signing_key(service_name, config)
         self._conninfo = app.settings.conninfo()
         self._conn: psycopg.Connection | None = None
         self.is_leader = False
@@ -105,7 +109,8 @@ class Relay:
         published = []
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
-            envelope = build_envelope(event, notification.id, self.service_name)
+            envelope = sign_envelope(
+                build_envelope(event, notification.id, self.service_name), self.signing_key)
             # Blocks until the broker confirms (publisher confirms).
             self.publisher.publish(envelope, exchange=self.exchange,
                                    routing_key=envelope["type"],

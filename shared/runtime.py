@@ -16,6 +16,8 @@ from werkzeug.wrappers import Response
 from shared.config import DatabaseSettings, service_instance
 from shared.errors import EXPECTED_ERRORS
 from shared.relay import Relay
+from shared.secrets import event_cipher_key, event_signing_key
+from shared.signing import sign_envelope
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,8 @@ class EventStore(DependencyProvider):
     def setup(self):
         config = self.container.config
         self.instance = service_instance(config)
-        self.app = self.app_class(DatabaseSettings.from_config(config))
+        self.app = self.app_class(DatabaseSettings.from_config(config).with_cipher(
+            event_cipher_key(self.container.service_name, config)))
         self.relay = None
         relay_cfg = config.get("RELAY") or {}
         if relay_cfg.get("enabled", True) not in (False, "false", "no", "0", 0):
@@ -107,15 +110,20 @@ def render_business_gauges(gauges: list[dict]) -> bytes:
 
 class PublishedLogService:
     """Mixin: the service's event log over RPC (the application mixes in
-    ``shared.published_log.PublishedLogQueries``)."""
+    ``shared.published_log.PublishedLogQueries``). Envelopes are signed as the
+    relay signs them, so a consumer filling a gap verifies them the same way."""
+
+    def _signed(self, envelopes: list[dict]) -> list[dict]:
+        key = event_signing_key(self.name, self.config)
+        return [sign_envelope(e, key) for e in envelopes]
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def read_events(self, **payload):
-        return self.app.read_events(self.caller(), payload)
+        return self._signed(self.app.read_events(self.caller(), payload))
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def read_aggregate_events(self, **payload):
-        return self.app.read_aggregate_events(self.caller(), payload)
+        return self._signed(self.app.read_aggregate_events(self.caller(), payload))
 
 
 class ObservableService:

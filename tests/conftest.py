@@ -19,6 +19,9 @@ from shared.identity import mint_token  # noqa: E402
 from shared.store import ensure_database  # noqa: E402
 
 SECRET = "test-secret-for-lianchuang-tests-only-0123456789"
+# Per source service: the HMAC key its relay signs events with (shared.secrets).
+EVENT_KEYS = {s: f"test-event-key-of-{s}-0123456789-abcdefghij" for s in
+              ("organizations", "evaluation", "notifications")}
 SERVICES = ("organizations", "evaluation", "notifications")
 PG = dict(host=os.environ.get("POSTGRES_HOST", "127.0.0.1"),
           port=int(os.environ.get("POSTGRES_PORT", "5432")),
@@ -72,6 +75,9 @@ def service_config(rabbit_config, settings: DatabaseSettings, **extra) -> dict:
     config = {
         "AMQP_URI": rabbit_config["AMQP_URI"],
         "AUTH_SECRET": SECRET,
+        "EVENT_SIGNING_KEYS": dict(EVENT_KEYS),
+        **{f"{s.upper()}_CIPHER_KEY": f"test-cipher-key-of-{s}-0123456789-abcdefgh"
+           for s in SERVICES},
         "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
         "DATABASE": {"dbname": settings.dbname, "pool_size": settings.pool_size,
                      "max_overflow": settings.max_overflow, **PG},

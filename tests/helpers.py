@@ -31,3 +31,8 @@ def build_tree(admin, branches=3, members_per_branch=5):
             member_ids.append(member["id"])
     return {"committee": committee["id"], "college": college["id"], "branches": branch_ids,
             "members": member_ids}
+
+
+def stored_events(settings, service: str) -> list[dict]:
+    """The raw rows of a service's event store (eventsourcing's ``<app name>_events``)."""
+    return rows(settings, f'SELECT * FROM "{service}_events" ORDER BY notification_id')

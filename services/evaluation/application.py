@@ -785,7 +785,7 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
 
     def record_major_problem(self, caller: Caller, payload: dict) -> dict:
         """重大问题: downgrade at once to the level the scheme sets."""
-        caller.require_role(ORG_ADMIN, AUDITOR)
+        caller.require_role(ORG_ADMIN)  # 纪委办 (auditor) reports; 组织部 records
         cmd = RecordMajorProblem.parse(payload)
         org = self._org(cmd.org_id)
         if org["level"] not in (2, 3):

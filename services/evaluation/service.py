@@ -11,6 +11,7 @@ from nameko.timer import timer
 
 from shared.consumer import SourceLog, consumes
 from shared.errors import EXPECTED_ERRORS
+from shared.identity import mutation
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import EventStore, ObservableService, PublishedLogService
@@ -35,7 +36,7 @@ class EvaluationService(PublishedLogService, ObservableService):
         self.app.directory.handle(envelope, fill_gap=self.organizations_log)
 
     # -- schemes (评价指标体系) ------------------------------------------------------
-    @command
+    @mutation
     def publish_scheme(self, **payload):
         return self.app.publish_scheme(self.caller(), payload)
 
@@ -48,15 +49,15 @@ class EvaluationService(PublishedLogService, ObservableService):
         return self.app.list_schemes(self.caller())
 
     # -- cycles (考评周期) ---------------------------------------------------------
-    @command
+    @mutation
     def open_cycle(self, **payload):
         return self.app.open_cycle(self.caller(), payload)
 
-    @command
+    @mutation
     def add_cycle_organization(self, **payload):
         return self.app.add_cycle_organization(self.caller(), payload)
 
-    @command
+    @mutation
     def drop_cycle_organization(self, **payload):
         return self.app.drop_cycle_organization(self.caller(), payload)
 
@@ -73,43 +74,43 @@ class EvaluationService(PublishedLogService, ObservableService):
         return self.app.progress_board(self.caller(), cycle_id)
 
     # -- the workflow ------------------------------------------------------------
-    @command
+    @mutation
     def submit_self_assessment(self, **payload):
         return self.app.submit_self_assessment(self.caller(), payload)
 
-    @command
+    @mutation
     def submit_review(self, **payload):
         return self.app.submit_review(self.caller(), payload)
 
-    @command
+    @mutation
     def return_assessment(self, **payload):
         return self.app.return_assessment(self.caller(), payload)
 
-    @command
+    @mutation
     def extend_deadline(self, **payload):
         return self.app.extend_deadline(self.caller(), payload)
 
-    @command
+    @mutation
     def approve(self, **payload):
         return self.app.approve(self.caller(), payload)
 
-    @command
+    @mutation
     def grade_directly(self, **payload):
         return self.app.grade_directly(self.caller(), payload)
 
-    @command
+    @mutation
     def close_publicity(self, **payload):
         return self.app.close_publicity(self.caller(), payload)
 
-    @command
+    @mutation
     def lodge_objection(self, **payload):
         return self.app.lodge_objection(self.caller(), payload)
 
-    @command
+    @mutation
     def lodge_appeal(self, **payload):
         return self.app.lodge_appeal(self.caller(), payload)
 
-    @command
+    @mutation
     def decide_appeal(self, **payload):
         return self.app.decide_appeal(self.caller(), payload)
 
@@ -130,19 +131,19 @@ class EvaluationService(PublishedLogService, ObservableService):
     def star_distribution(self, college_id=None):
         return self.app.star_distribution(self.caller(), college_id)
 
-    @command
+    @mutation
     def record_major_problem(self, **payload):
         return self.app.record_major_problem(self.caller(), payload)
 
-    @command
+    @mutation
     def plan_rectification(self, **payload):
         return self.app.plan_rectification(self.caller(), payload)
 
-    @command
+    @mutation
     def complete_rectification(self, **payload):
         return self.app.complete_rectification(self.caller(), payload)
 
-    @command
+    @mutation
     def verify_rectification(self, **payload):
         return self.app.verify_rectification(self.caller(), payload)
 
@@ -156,12 +157,12 @@ class EvaluationService(PublishedLogService, ObservableService):
     def consumer_status(self):
         return self.app.consumer_status(self.caller())
 
-    @command
+    @mutation
     def backfill_directory(self):
         return self.app.backfill_directory(
-            self.caller(), lambda after, limit: self.organizations.read_events(
-                after_position=after, limit=limit))
+            self.caller(), lambda after, limit: self.organizations_log.verified(
+                self.organizations.read_events(after_position=after, limit=limit)))
 
-    @command
+    @mutation
     def rebuild_read_models(self):
         return self.app.rebuild_read_models(self.caller())

@@ -13,6 +13,7 @@ from nameko.timer import Timer
 
 from shared.consumer import SourceLog, consumes
 from shared.errors import EXPECTED_ERRORS
+from shared.identity import mutation
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import EventStore, ObservableService
@@ -87,19 +88,19 @@ class NotificationsService(ObservableService):
             log.info("stage deadline reminders raised: %d", reminded)
 
     # -- contacts (联系人) -------------------------------------------------------
-    @command
+    @mutation
     def register_contact(self, **payload):
         return self.app.register_contact(self.caller(), payload)
 
-    @command
+    @mutation
     def update_contact(self, **payload):
         return self.app.update_contact(self.caller(), payload)
 
-    @command
+    @mutation
     def set_preferences(self, **payload):
         return self.app.set_preferences(self.caller(), payload)
 
-    @command
+    @mutation
     def deactivate_contact(self, **payload):
         return self.app.deactivate_contact(self.caller(), payload)
 
@@ -124,7 +125,7 @@ class NotificationsService(ObservableService):
     def unread_count(self):
         return self.app.unread_count(self.caller())
 
-    @command
+    @mutation
     def mark_read(self, **payload):
         return self.app.mark_read(self.caller(), payload)
 
@@ -133,7 +134,7 @@ class NotificationsService(ObservableService):
     def list_dead_letters(self, **payload):
         return self.app.list_dead_letters(self.caller(), payload)
 
-    @command
+    @mutation
     def retry_dead_letter(self, **payload):
         return self.app.retry_dead_letter(self.caller(), payload)
 
@@ -145,8 +146,8 @@ class NotificationsService(ObservableService):
     def consumer_status(self):
         return self.app.consumer_status(self.caller())
 
-    @command
+    @mutation
     def backfill_directory(self):
         return self.app.backfill_directory(
-            self.caller(), lambda after, limit: self.organizations.read_events(
-                after_position=after, limit=limit))
+            self.caller(), lambda after, limit: self.organizations_log.verified(
+                self.organizations.read_events(after_position=after, limit=limit)))

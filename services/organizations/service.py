@@ -9,6 +9,7 @@ from nameko.dependency_providers import Config
 from nameko.rpc import rpc
 
 from shared.errors import EXPECTED_ERRORS
+from shared.identity import mutation
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import EventStore, ObservableService, PublishedLogService
@@ -26,56 +27,56 @@ class OrganizationsService(PublishedLogService, ObservableService):
     rpc_metrics = RpcMetrics()
 
     # -- the tree --------------------------------------------------------------
-    @command
+    @mutation
     def create_organization(self, **payload):
         return self.app.create_organization(self.caller(), payload)
 
-    @command
+    @mutation
     def rename_organization(self, **payload):
         return self.app.rename_organization(self.caller(), payload)
 
-    @command
+    @mutation
     def move_organization(self, **payload):
         return self.app.move_organization(self.caller(), payload)
 
-    @command
+    @mutation
     def merge_branches(self, **payload):
         return self.app.merge_branches(self.caller(), payload)
 
-    @command
+    @mutation
     def dissolve_organization(self, **payload):
         return self.app.dissolve_organization(self.caller(), payload)
 
     # -- members and roles ---------------------------------------------------------
-    @command
+    @mutation
     def register_member(self, **payload):
         return self.app.register_member(self.caller(), payload)
 
-    @command
+    @mutation
     def transfer_member(self, **payload):
         return self.app.transfer_member(self.caller(), payload)
 
-    @command
+    @mutation
     def convert_member_to_full(self, **payload):
         return self.app.convert_member_to_full(self.caller(), payload)
 
-    @command
+    @mutation
     def change_member_category(self, **payload):
         return self.app.change_member_category(self.caller(), payload)
 
-    @command
+    @mutation
     def set_double_leader(self, **payload):
         return self.app.set_double_leader(self.caller(), payload)
 
-    @command
+    @mutation
     def member_leaves(self, **payload):
         return self.app.member_leaves(self.caller(), payload)
 
-    @command
+    @mutation
     def assign_role(self, **payload):
         return self.app.assign_role(self.caller(), payload)
 
-    @command
+    @mutation
     def revoke_role(self, **payload):
         return self.app.revoke_role(self.caller(), payload)
 
@@ -113,6 +114,6 @@ class OrganizationsService(PublishedLogService, ObservableService):
         return self.app.get_history(self.caller(), aggregate_id)
 
     # -- operations ----------------------------------------------------------------
-    @command
+    @mutation
     def rebuild_read_models(self):
         return self.app.rebuild_read_models(self.caller())

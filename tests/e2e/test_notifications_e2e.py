@@ -47,7 +47,7 @@ def test_rating_change_in_evaluation_reaches_inbox_and_email(start_service, rpc_
     eventlet.sleep(1.1)
     admin.close_publicity(cycle_id=cycle["id"], org_ids=[ids["branch"], ids["branch2"]])
     # 重大问题: 教工第一党支部 ★4 → ★2 at once, a fall that owes a rectification (整改).
-    rpc_as("auditor").evaluation.record_major_problem(
+    rpc_as("org_admin").evaluation.record_major_problem(
         org_id=ids["branch"], problem_id="2026-01", description="违规发放津贴",
         reason="纪委通报", evidence=["纪委通报〔2026〕3号"])
 

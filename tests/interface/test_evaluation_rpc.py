@@ -137,11 +137,16 @@ def test_downgrade_restoration_direct_grading_and_distribution(tree, rpc_as):  #
     assert (admin.get_rating(tree["b2"])["stars"], admin.get_rating(tree["b2"])["cause"]) == \
         (5, "direct_grading")
 
-    # 重大问题 recorded by an auditor: ★4 → ★2 (the scheme's downgrade level) at once
+    # 重大问题 reported by 纪委办, recorded by 组织部 (the auditor changes nothing):
+    # ★4 → ★2 (the scheme's downgrade level) at once
+    with pytest.raises(Forbidden):
+        auditor.record_major_problem(org_id=tree["b1"], problem_id="2026-01",
+                                     description="违规发放津贴", reason="纪委通报",
+                                     evidence=["纪委通报〔2026〕3号"])
     before = dt.datetime.now(dt.timezone.utc).isoformat()
-    out = auditor.record_major_problem(org_id=tree["b1"], problem_id="2026-01",
-                                       description="违规发放津贴", reason="纪委通报",
-                                       evidence=["纪委通报〔2026〕3号"])
+    out = admin.record_major_problem(org_id=tree["b1"], problem_id="2026-01",
+                                     description="违规发放津贴", reason="纪委通报",
+                                     evidence=["纪委通报〔2026〕3号"])
     assert (out["stars"], out["underlying_stars"], out["problems"][0]["status"]) == (2, 4, "open")
     with pytest.raises(Forbidden):  # verification belongs to 组织部
         auditor.verify_rectification(org_id=tree["b1"], problem_id="2026-01", reason="ok")
@@ -154,7 +159,7 @@ def test_downgrade_restoration_direct_grading_and_distribution(tree, rpc_as):  #
     history = admin.rating_history(tree["b1"])
     assert [(h["stars_before"], h["stars_after"], h["cause"]) for h in history] == [
         (None, 4, "cycle"), (4, 2, "major_problem"), (2, 4, "rectification_verified")]
-    assert history[1]["evidence"] == ["纪委通报〔2026〕3号"] and history[1]["actor"]["role"] == "auditor"
+    assert history[1]["evidence"] == ["纪委通报〔2026〕3号"] and history[1]["actor"]["role"] == "org_admin"
     # as of just before the problem: ★4; during it: ★2 — rebuilt from the store as well
     assert admin.get_rating(tree["b1"], as_of=before)["stars"] == 4
     during = auditor.get_rating(tree["b1"], as_of=history[1]["valid_from"], replay=True)
@@ -199,7 +204,7 @@ def test_relay_publishes_the_contract_events(tree, rpc_as, rabbit_config):  # no
         queue(conn.default_channel).declare()
         cycle = open_cycle(admin)
         # an unrated branch with a 重大问题: capped at the scheme's ★2 at once
-        rpc_as("auditor").evaluation.record_major_problem(
+        admin.record_major_problem(
             org_id=tree["b1"], problem_id="p1", description="违规", reason="纪委通报",
             evidence=["通报"])
         received = {}
@@ -222,7 +227,7 @@ def test_relay_publishes_the_contract_events(tree, rpc_as, rabbit_config):  # no
     assert {"score", "scheme_version"} <= set(changed["data"])
     fell = received["rating_fell_to_three_or_below"][0]
     assert (fell["data"]["stars"], fell["data"]["previous_stars"]) == (2, None)
-    assert fell["data"]["rectification_due"] and fell["actor"]["role"] == "auditor"
+    assert fell["data"]["rectification_due"] and fell["actor"]["role"] == "org_admin"
     # the fall is saved with the change that caused it: consecutive versions
     assert fell["originator_version"] == changed["originator_version"] + 1
     assert received["rating_major_problem_recorded"][0]["evidence"] == ["通报"]

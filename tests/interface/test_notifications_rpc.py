@@ -13,7 +13,8 @@ import pytest
 from nameko.standalone.events import event_dispatcher
 
 from shared.errors import Forbidden, NotFound, Unauthenticated, ValidationError
-from tests.conftest import wait_for
+from shared.signing import sign_envelope
+from tests.conftest import EVENT_KEYS, wait_for
 
 FAST = {"delivery": {"poll_interval": 0.05, "backoff_base": 0.1, "backoff_max": 0.3,
                      "max_attempts": 30},
@@ -50,6 +51,8 @@ class Publisher:
                 "reason": reason, "evidence": None, "data": data}
 
     def send(self, envelope: dict) -> dict:
+        """Signs it with the source's event key, as its relay would."""
+        envelope = sign_envelope(envelope, EVENT_KEYS[self.source].encode())
         self.dispatch(self.source, envelope["type"], envelope)
         return envelope
 
