@@ -94,6 +94,16 @@ class Projector:
         with self._catching_up:
             return self._catch_up()
 
+    def catch_up_in(self, curs) -> int:
+        """Apply every notification not yet applied within the caller's open
+        transaction (a command recording its events: see ``shared.store``)."""
+        applied = 0
+        position = self._lock_and_read_position(curs)
+        while count := self._apply_next_batch(curs, position):
+            applied += count
+            position = self._read_position(curs)
+        return applied
+
     def _catch_up(self) -> int:
         applied = 0
         while True:

@@ -8,13 +8,12 @@ import logging
 from eventlet.event import Event
 from kombu import Connection
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Gauge, generate_latest
 from werkzeug.wrappers import Response
 
 from shared.config import DatabaseSettings, service_instance
-from shared.errors import EXPECTED_ERRORS
+from shared.entrypoints import query
 from shared.relay import Relay
 
 log = logging.getLogger(__name__)
@@ -109,11 +108,11 @@ class PublishedLogService:
     """Mixin: the service's event log over RPC (the application mixes in
     ``shared.published_log.PublishedLogQueries``)."""
 
-    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    @query
     def read_events(self, **payload):
         return self.app.read_events(self.caller(), payload)
 
-    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    @query
     def read_aggregate_events(self, **payload):
         return self.app.read_aggregate_events(self.caller(), payload)
 

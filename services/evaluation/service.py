@@ -6,17 +6,16 @@ application checks role and organisation scope. See docs/rpc.md.
 import shared  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg loads)
 
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from shared.consumer import SourceLog, consumes
-from shared.errors import EXPECTED_ERRORS
+from shared.entrypoints import CommandContext, command, query
 from shared.identity import Identity
 from shared.metrics import RpcMetrics
 from shared.runtime import EventStore, ObservableService, PublishedLogService
 from services.evaluation.application import EvaluationApplication
 
-command = rpc(expected_exceptions=EXPECTED_ERRORS)
 
 
 class EvaluationService(PublishedLogService, ObservableService):
@@ -25,6 +24,7 @@ class EvaluationService(PublishedLogService, ObservableService):
     config = Config()
     app = EventStore(EvaluationApplication)
     caller = Identity()
+    command_context = CommandContext()
     rpc_metrics = RpcMetrics()
     organizations_log = SourceLog("organizations")
     # Catch-up reads only; the caller's token travels with the call.
@@ -39,11 +39,11 @@ class EvaluationService(PublishedLogService, ObservableService):
     def publish_scheme(self, **payload):
         return self.app.publish_scheme(self.caller(), payload)
 
-    @command
+    @query
     def get_scheme(self, scheme_id, version=None):
         return self.app.get_scheme(self.caller(), scheme_id, version)
 
-    @command
+    @query
     def list_schemes(self):
         return self.app.list_schemes(self.caller())
 
@@ -60,15 +60,15 @@ class EvaluationService(PublishedLogService, ObservableService):
     def drop_cycle_organization(self, **payload):
         return self.app.drop_cycle_organization(self.caller(), payload)
 
-    @command
+    @query
     def get_cycle(self, cycle_id):
         return self.app.get_cycle(self.caller(), cycle_id)
 
-    @command
+    @query
     def list_cycles(self):
         return self.app.list_cycles(self.caller())
 
-    @command
+    @query
     def progress_board(self, cycle_id):
         return self.app.progress_board(self.caller(), cycle_id)
 
@@ -113,20 +113,20 @@ class EvaluationService(PublishedLogService, ObservableService):
     def decide_appeal(self, **payload):
         return self.app.decide_appeal(self.caller(), payload)
 
-    @command
+    @query
     def get_assessment(self, cycle_id, org_id):
         return self.app.get_assessment(self.caller(), cycle_id, org_id)
 
     # -- ratings (星级) ------------------------------------------------------------
-    @command
+    @query
     def get_rating(self, org_id, as_of=None, replay=False):
         return self.app.get_rating(self.caller(), org_id, as_of=as_of, replay=replay)
 
-    @command
+    @query
     def rating_history(self, org_id):
         return self.app.rating_history(self.caller(), org_id)
 
-    @command
+    @query
     def star_distribution(self, college_id=None):
         return self.app.star_distribution(self.caller(), college_id)
 
@@ -152,7 +152,7 @@ class EvaluationService(PublishedLogService, ObservableService):
         self.app.close_expired_publicity()
 
     # -- operations ----------------------------------------------------------------
-    @command
+    @query
     def consumer_status(self):
         return self.app.consumer_status(self.caller())
 

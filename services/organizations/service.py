@@ -6,15 +6,13 @@ application checks role and organisation scope. See docs/rpc.md.
 import shared  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg loads)
 
 from nameko.dependency_providers import Config
-from nameko.rpc import rpc
 
-from shared.errors import EXPECTED_ERRORS
+from shared.entrypoints import CommandContext, command, query
 from shared.identity import Identity
 from shared.metrics import RpcMetrics
 from shared.runtime import EventStore, ObservableService, PublishedLogService
 from services.organizations.application import OrganizationsApplication
 
-command = rpc(expected_exceptions=EXPECTED_ERRORS)
 
 
 class OrganizationsService(PublishedLogService, ObservableService):
@@ -23,6 +21,7 @@ class OrganizationsService(PublishedLogService, ObservableService):
     config = Config()
     app = EventStore(OrganizationsApplication)
     caller = Identity()
+    command_context = CommandContext()
     rpc_metrics = RpcMetrics()
 
     # -- the tree --------------------------------------------------------------
@@ -80,35 +79,35 @@ class OrganizationsService(PublishedLogService, ObservableService):
         return self.app.revoke_role(self.caller(), payload)
 
     # -- queries ---------------------------------------------------------------
-    @command
+    @query
     def get_organization(self, org_id, as_of=None):
         return self.app.get_organization(self.caller(), org_id, as_of=as_of)
 
-    @command
+    @query
     def get_tree(self, as_of=None, include_closed=False):
         return self.app.get_tree(self.caller(), as_of=as_of, include_closed=include_closed)
 
-    @command
+    @query
     def get_path(self, org_id):
         return self.app.get_path(self.caller(), org_id)
 
-    @command
+    @query
     def list_members(self, **payload):
         return self.app.list_members(self.caller(), payload)
 
-    @command
+    @query
     def get_member(self, member_id):
         return self.app.get_member(self.caller(), member_id)
 
-    @command
+    @query
     def double_leader_coverage(self, college_id=None):
         return self.app.double_leader_coverage(self.caller(), college_id)
 
-    @command
+    @query
     def list_departments(self):
         return self.app.list_departments(self.caller())
 
-    @command
+    @query
     def get_history(self, aggregate_id):
         return self.app.get_history(self.caller(), aggregate_id)
 
