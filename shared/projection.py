@@ -157,6 +157,8 @@ class Projector:
                 self.catch_up()
                 lag = (self.app.recorder.max_notification_id() or 0) - self.position()
                 metrics.PROJECTION_LAG.labels(self.service, self.name).set(lag)
+                metrics.dependency_ok(self.service, "database")
             except Exception:  # keep following; the error is logged and retried
                 log.exception("projection %s failed to catch up", self.name)
+                metrics.dependency_failed(self.service, "database")
             stopping.wait(poll_interval)
