@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export PSYCOPG_WAIT_FUNC := wait_select
 
-.PHONY: install infra run stop test bench bench-evaluation reset clean
+.PHONY: install infra run stop test faults bench bench-evaluation reset clean
 
 install: $(STAMP)
 
@@ -27,6 +27,12 @@ stop:
 
 test: install infra
 	$(VENV)/bin/pytest -q --timeout 300 tests
+
+# The fault suite alone (make test runs it too): workers, brokers and databases
+# killed under load, hostile input, forged events. Private RabbitMQ/PostgreSQL
+# processes on loopback ports for the cases that kill them.
+faults: install infra
+	$(VENV)/bin/pytest -q --timeout 300 -m faults tests
 
 # Benchmarks beside their raw baselines (kombu round trip, psycopg insert).
 # bench-evaluation fills the store with 1,000,000 events: about ten minutes.

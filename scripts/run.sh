@@ -14,9 +14,26 @@ declare -A PORTS=([organizations]=8001 [evaluation]=8002 [notifications]=8003)
 declare -A CLASSES=([organizations]=OrganizationsService [evaluation]=EvaluationService [notifications]=NotificationsService)
 
 scripts/stop.sh >/dev/null 2>&1 || true
+rm -f .run/stopping
+
+# A supervisor per service, as a process manager would be in production: a
+# service that exits (a crash, a fatal broker error) is started again after a
+# second, and the restart is written to its log. scripts/stop.sh ends both.
+supervise() {
+  local svc=$1
+  while [ ! -e .run/stopping ]; do
+    .venv/bin/nameko run --config "services/$svc/config.yaml" "services.$svc.service:${CLASSES[$svc]}" \
+      >>".run/$svc.log" 2>&1 &
+    echo $! >".run/$svc.service.pid"
+    wait $! && status=0 || status=$?
+    [ -e .run/stopping ] && break
+    echo "$(date -Is) supervisor: $svc exited with status $status; restarting in 1 s" >>".run/$svc.log"
+    sleep 1
+  done
+}
 for svc in organizations evaluation notifications; do
-  .venv/bin/nameko run --config "services/$svc/config.yaml" "services.$svc.service:${CLASSES[$svc]}" \
-    >".run/$svc.log" 2>&1 &
+  : >".run/$svc.log"
+  supervise "$svc" &
   echo $! >".run/$svc.pid"
 done
 urls=()

@@ -57,6 +57,8 @@ class DatabaseSettings:
     def eventsourcing_env(self) -> dict:
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
+            # The library's recorder plus the hook commands record their key in.
+            "APPLICATION_RECORDER_TOPIC": "shared.store:CommandRecorder",
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),

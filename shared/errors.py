@@ -58,7 +58,14 @@ class Conflict(LianchuangError):
     """Someone else changed the same thing first; reload and try again."""
 
 
-EXPECTED_ERRORS = (ValidationError, NotFound, Forbidden, Unauthenticated, Conflict)
+@deserialize_to_instance
+class Unavailable(LianchuangError):
+    """The service cannot reach its database or broker right now; retry later
+    (with the same ``command_id``, so a command that did go through is not
+    applied twice)."""
+
+
+EXPECTED_ERRORS = (ValidationError, NotFound, Forbidden, Unauthenticated, Conflict, Unavailable)
 
 
 def validation_error_from_pydantic(exc) -> ValidationError:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import jwt
 from nameko.extensions import DependencyProvider
-from nameko.rpc import Rpc
 
-from shared.errors import EXPECTED_ERRORS, Forbidden, Unauthenticated
+from shared.entrypoints import Mutation
+from shared.errors import Forbidden, Unauthenticated
 from shared.secrets import AUTH_SECRET, load_secret
 
 CONTEXT_KEY = "auth_token"
@@ -28,7 +28,7 @@ OPS = "ops"  # 信息资源中心
 ROLES = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, MEMBER, AUDITOR, OPS)
 # Roles whose token must name the organisation they act for.
 SCOPED_ROLES = (COLLEGE_SECRETARY, BRANCH_SECRETARY)
-# Roles that read everything and change nothing: refused by every ``@mutation``.
+# Roles that read everything and change nothing: refused by every ``@command`` (a ``Mutation`` entrypoint).
 READ_ONLY_ROLES = (AUDITOR,)
 
 
@@ -96,14 +96,8 @@ def verify_token(secret: str, token: str | None) -> Caller:
     return Caller(sub=sub, role=role, org=claims.get("org"))
 
 
-class Mutation(Rpc):
-    """An RPC entrypoint that changes something (a command). Its caller is
-    refused with ``Forbidden`` when the role is read-only (the auditor, 纪委办,
-    reads everything and changes nothing), before the payload is even read."""
-
-
-# Every mutating RPC method is declared with this instead of ``rpc``.
-mutation = Mutation.decorator(expected_exceptions=EXPECTED_ERRORS)
+# ``Mutation`` (shared.entrypoints) is the entrypoint of every method that
+# changes something; ``shared.entrypoints.command`` declares one.
 
 
 class CallerResolver:
@@ -124,7 +118,7 @@ class CallerResolver:
 
 class Identity(DependencyProvider):
     """Gives each worker ``self.caller()``, which verifies the token or raises
-    ``Unauthenticated`` (and, for a ``@mutation``, refuses read-only roles).
+    ``Unauthenticated`` (and, for a ``@command``, refuses read-only roles).
     Authorisation (role and scope) is otherwise the application's."""
 
     def setup(self):

@@ -42,6 +42,14 @@ RELAY_LEADER = Gauge(
     "lianchuang_relay_leader", "1 where this instance holds the relay lock", ["service", "instance"])
 RELAY_POSITION = Gauge(
     "lianchuang_relay_position", "Last notification id confirmed by the broker", ["service"])
+DEPENDENCY_UP = Gauge(
+    "lianchuang_dependency_up",
+    "1 while the service last reached this dependency (database, broker), 0 after a failure",
+    ["service", "dependency"])
+DEPENDENCY_FAILURES = Counter(
+    "lianchuang_dependency_failures_total",
+    "Failures to reach a dependency (database, broker) seen by the service's background work",
+    ["service", "dependency"])
 PROJECTION_LAG = Gauge(
     "lianchuang_projection_lag_events", "Events not yet applied to read models",
     ["service", "projection"])
@@ -70,3 +78,12 @@ class RpcMetrics(DependencyProvider):
 
     def worker_teardown(self, worker_ctx):
         self.started.pop(worker_ctx, None)
+
+
+def dependency_ok(service: str, dependency: str) -> None:
+    DEPENDENCY_UP.labels(service, dependency).set(1)
+
+
+def dependency_failed(service: str, dependency: str) -> None:
+    DEPENDENCY_UP.labels(service, dependency).set(0)
+    DEPENDENCY_FAILURES.labels(service, dependency).inc()

@@ -94,6 +94,16 @@ class Projector:
         with self._catching_up:
             return self._catch_up()
 
+    def catch_up_in(self, curs) -> int:
+        """Apply every notification not yet applied within the caller's open
+        transaction (a command recording its events: see ``shared.store``)."""
+        applied = 0
+        position = self._lock_and_read_position(curs)
+        while count := self._apply_next_batch(curs, position):
+            applied += count
+            position = self._read_position(curs)
+        return applied
+
     def _catch_up(self) -> int:
         applied = 0
         while True:
@@ -147,6 +157,8 @@ class Projector:
                 self.catch_up()
                 lag = (self.app.recorder.max_notification_id() or 0) - self.position()
                 metrics.PROJECTION_LAG.labels(self.service, self.name).set(lag)
+                metrics.dependency_ok(self.service, "database")
             except Exception:  # keep following; the error is logged and retried
                 log.exception("projection %s failed to catch up", self.name)
+                metrics.dependency_failed(self.service, "database")
             stopping.wait(poll_interval)

@@ -142,10 +142,19 @@ class Relay:
             try:
                 if self.step() >= self.batch_size:
                     continue  # more waiting: no pause
-            except Exception:
-                log.exception("relay %s failed; will retry", self.relay_name)
+            except Exception as exc:
+                log.warning("relay %s failed (%s); will retry", self.relay_name, exc)
+                metrics.dependency_failed(self.service_name, _dependency_of(exc))
                 self.release()
                 stopping.wait(1.0)
                 continue
+            metrics.dependency_ok(self.service_name, "broker")
             stopping.wait(self.poll_interval)
         self.release()
+
+
+def _dependency_of(exc: Exception) -> str:
+    """Which dependency an error of the relay's loop points at."""
+    from eventsourcing.persistence import PersistenceError
+
+    return "database" if isinstance(exc, (psycopg.Error, PersistenceError)) else "broker"

@@ -8,13 +8,13 @@ import logging
 from eventlet.event import Event
 from kombu import Connection
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
 from nameko.web.handlers import http
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Gauge, generate_latest
 from werkzeug.wrappers import Response
 
+from shared import metrics
 from shared.config import DatabaseSettings, service_instance
-from shared.errors import EXPECTED_ERRORS
+from shared.entrypoints import query
 from shared.relay import Relay
 from shared.secrets import event_cipher_key, event_signing_key
 from shared.signing import sign_envelope
@@ -76,19 +76,29 @@ class EventStore(DependencyProvider):
         return self.app
 
 
-def check_health(app, amqp_uri: str) -> tuple[bool, dict]:
+def check_health(app, amqp_uri: str, service: str = "") -> tuple[bool, dict]:
+    """What is up and what is down: the database and the broker (both needed
+    to serve), and, for the record, this instance's relay role and read-model lag."""
     checks = {}
     try:
         app.query("SELECT 1")
         checks["database"] = "ok"
+        if service:
+            metrics.dependency_ok(service, "database")
     except Exception as exc:
         checks["database"] = f"error: {exc}"
+        if service:
+            metrics.dependency_failed(service, "database")
     try:
         with Connection(amqp_uri, connect_timeout=2) as conn:
             conn.ensure_connection(max_retries=1)
         checks["broker"] = "ok"
+        if service:
+            metrics.dependency_ok(service, "broker")
     except Exception as exc:
         checks["broker"] = f"error: {exc}"
+        if service:
+            metrics.dependency_failed(service, "broker")
     return all(v == "ok" for v in checks.values()), checks
 
 
@@ -117,11 +127,11 @@ class PublishedLogService:
         key = event_signing_key(self.name, self.config)
         return [sign_envelope(e, key) for e in envelopes]
 
-    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    @query
     def read_events(self, **payload):
         return self._signed(self.app.read_events(self.caller(), payload))
 
-    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    @query
     def read_aggregate_events(self, **payload):
         return self._signed(self.app.read_aggregate_events(self.caller(), payload))
 
@@ -135,7 +145,7 @@ class ObservableService:
 
     @http("GET", "/health")
     def health(self, request):
-        ok, checks = check_health(self.app, self.config["AMQP_URI"])
+        ok, checks = check_health(self.app, self.config["AMQP_URI"], self.name)
         body = {"service": self.name, "status": "ok" if ok else "unavailable", "checks": checks}
         return Response(json.dumps(body), status=200 if ok else 503,
                         mimetype="application/json")

@@ -8,18 +8,88 @@ the events only through the relay (``shared.relay``).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterable, TypeVar
+import contextvars
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, TypeVar
 from uuid import UUID
 
 import psycopg
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Notification
+from eventsourcing.postgres import PostgresApplicationRecorder
 
 from shared.config import DatabaseSettings
 from shared.envelope import AUDIT, PUBLIC, build_envelope
 from shared.errors import Conflict, NotFound
 
 A = TypeVar("A")
+log = logging.getLogger(__name__)
+
+COMMAND_LOG_DDL = """
+CREATE TABLE IF NOT EXISTS command_log (
+    command_key text PRIMARY KEY,
+    method text NOT NULL,
+    caller text NOT NULL,
+    result text,
+    atomic boolean NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+
+@dataclass
+class CommandRun:
+    """The command a worker is running: its key (see ``shared.entrypoints``)."""
+
+    key: str
+    method: str
+    caller_sub: str
+    recorded: bool = False  # key and result saved with the events
+    saved: bool = False  # events saved without recording the key (plain commit)
+
+
+@dataclass
+class CommitTransaction:
+    """The transaction a command's events are being recorded in: while its
+    result is rendered, reads go through ``curs`` and aggregates this command
+    saves are served as saved (the rest of the store is unchanged, since the
+    events table is locked until this transaction ends)."""
+
+    curs: Any
+    aggregates: dict = field(default_factory=dict)
+
+
+_running_command: contextvars.ContextVar[CommandRun | None] = contextvars.ContextVar(
+    "lianchuang_running_command", default=None)
+_commit_transaction: contextvars.ContextVar[CommitTransaction | None] = \
+    contextvars.ContextVar("lianchuang_commit_transaction", default=None)
+
+
+class _AbortRecording(BaseException):
+    """Carries an error out of the library's insert so that its transaction
+    rolls back (it catches ``Exception`` there and would commit the events)."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(repr(error))
+        self.error = error
+
+
+class CommandRecorder(PostgresApplicationRecorder):
+    """The library's recorder, with one hook: ``within_transaction(curs)`` runs
+    after the events are inserted, in their transaction (the events table lock
+    still held). Commands use it to bring read models up to date and record
+    their key and result atomically with their events."""
+
+    def _fetch_ids_after_insert_events(self, curs, stored_events, **kwargs):
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        within = kwargs.get("within_transaction")
+        if within is not None:
+            try:
+                within(curs)
+            except BaseException as exc:  # noqa: B036 - re-raised by commit()
+                raise _AbortRecording(exc) from None
+        return ids
 
 
 def ensure_database(settings: DatabaseSettings) -> None:
@@ -56,6 +126,13 @@ class EventSourcedApplication(Application[UUID]):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{self.name}:schema",))
         self.projector = None  # set by shared.projection.Projector
+        with self.transaction() as curs:
+            curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                         (f"{self.name}:command_log",))
+            curs.execute(COMMAND_LOG_DDL)
+        # Test hook: called after a command's transaction committed, before its
+        # result is returned (to simulate a worker dying just there).
+        self.after_command_commit: Callable[[str], None] | None = None
 
     # -- infrastructure -------------------------------------------------
     @property
@@ -64,11 +141,25 @@ class EventSourcedApplication(Application[UUID]):
 
     @contextlib.contextmanager
     def transaction(self):
-        """A read-model transaction (dict rows) on the service's database."""
+        """A read-model transaction (dict rows) on the service's database
+        (inside a command's recording, that transaction)."""
+        tx = _commit_transaction.get()
+        if tx is not None:
+            yield tx.curs
+            return
         with self.datastore.transaction(commit=True) as curs:
             yield curs
 
     def query(self, sql: str, params: Iterable | dict = ()) -> list[dict]:
+        tx = _commit_transaction.get()
+        if tx is not None:
+            # The library records in pipeline mode: a result's description is
+            # known only after fetching, which syncs the pipeline.
+            tx.curs.execute(sql, params)
+            try:
+                return list(tx.curs.fetchall())
+            except psycopg.ProgrammingError:  # a statement without rows
+                return []
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(sql, params)
             return list(curs.fetchall()) if curs.description else []
@@ -88,6 +179,12 @@ class EventSourcedApplication(Application[UUID]):
     def load(self, aggregate_id: UUID | str, cls: type[A], what: str) -> A:
         """Load an aggregate of the given class or raise ``NotFound`` naming it."""
         aggregate_id = self._as_uuid(aggregate_id, what)
+        tx = _commit_transaction.get()
+        if tx is not None and aggregate_id in tx.aggregates:
+            aggregate = tx.aggregates[aggregate_id]
+            if not isinstance(aggregate, cls):
+                raise NotFound(f"{what} {aggregate_id} not found")
+            return aggregate
         try:
             aggregate = self.repository.get(aggregate_id)
         except AggregateNotFoundError:
@@ -97,6 +194,9 @@ class EventSourcedApplication(Application[UUID]):
         return aggregate
 
     def exists(self, aggregate_id: UUID) -> bool:
+        tx = _commit_transaction.get()
+        if tx is not None and aggregate_id in tx.aggregates:
+            return True
         try:
             self.repository.get(aggregate_id)
         except AggregateNotFoundError:
@@ -146,17 +246,111 @@ class EventSourcedApplication(Application[UUID]):
         return [build_envelope(event, None, self.name, audience)
                 for event in self.events.get(aggregate_id, gt=after_version or None)]
 
-    def commit(self, *aggregates) -> None:
+    # -- commands ------------------------------------------------------------
+    def run_command(self, key: str | None, method: str, caller, run: Callable[[], Any]) -> Any:
+        """Run a command once per key (see ``shared.entrypoints``).
+
+        A key already recorded returns the recorded result and applies
+        nothing. Otherwise the command runs; the ``commit(..., result=...)``
+        that saves its events records the key and result in the same
+        transaction. A command that saved without ``result=`` has its result
+        recorded just after (not atomic: documented as such).
+        """
+        if key is None:
+            return run()
+        recorded = self._recorded_command(key, method, caller.sub)
+        if recorded is not None:
+            return recorded
+        command = CommandRun(key=key, method=method, caller_sub=caller.sub)
+        token = _running_command.set(command)
+        try:
+            result = run()
+        except Conflict:
+            recorded = self._recorded_command(key, method, caller.sub)
+            if recorded is not None:
+                return recorded  # the same command, delivered twice at once
+            raise
+        finally:
+            _running_command.reset(token)
+        if not command.recorded and command.saved:
+            with self.transaction() as curs:
+                curs.execute(
+                    "INSERT INTO command_log (command_key, method, caller, result, atomic) "
+                    "VALUES (%s, %s, %s, %s, false) ON CONFLICT DO NOTHING",
+                    (key, method, caller.sub, _dump_result(result)))
+        return result
+
+    def _recorded_command(self, key: str, method: str, caller_sub: str) -> Any | None:
+        row = self.query_one("SELECT method, caller, result FROM command_log "
+                             "WHERE command_key = %s", (key,))
+        if row is None:
+            return None
+        if row["method"] != method or row["caller"] != caller_sub:
+            raise Conflict(f"command_id: already used for {row['method']} by another call; "
+                           "choose a new command_id for a new command")
+        return json.loads(row["result"]) if row["result"] is not None else {}
+
+    def commit(self, *aggregates, result: Callable[[], Any] | None = None) -> Any:
         """Save in one atomic append; a concurrent writer's version clash is a Conflict.
 
         Read models are brought up to date before returning, so a portal reads
-        its own writes.
+        its own writes. With ``result`` (what the command answers) inside a
+        command that runs under a key, the read models are updated, the
+        result rendered and the key recorded in the events' own transaction:
+        a worker dying after this commit leaves an answer for the redelivery.
         """
+        command = _running_command.get()
+        if command is None or command.recorded or result is None:
+            self._save(*aggregates)
+            if command is not None:
+                command.saved = True
+            if self.projector is not None:
+                self.projector.catch_up()
+            return result() if result is not None else None
+
+        answer: list = []
+
+        def within_transaction(curs):
+            if self.projector is not None:
+                self.projector.catch_up_in(curs)
+            token = _commit_transaction.set(CommitTransaction(
+                curs, {a.id: a for a in aggregates if a is not None}))
+            try:
+                value = result()
+            finally:
+                _commit_transaction.reset(token)
+            curs.execute(
+                "INSERT INTO command_log (command_key, method, caller, result, atomic) "
+                "VALUES (%s, %s, %s, %s, true)",
+                (command.key, command.method, command.caller_sub, _dump_result(value)))
+            answer.append(value)
+
+        self._save(*aggregates, within_transaction=within_transaction)
+        if not answer:  # nothing changed, nothing recorded: answer as usual
+            return result()
+        command.recorded = True
+        if self.after_command_commit is not None:
+            self.after_command_commit(command.method)
+        return answer[0]
+
+    def _save(self, *aggregates, **kwargs) -> None:
         try:
-            self.save(*aggregates)
+            self.save(*aggregates, **kwargs)
+        except _AbortRecording as abort:
+            error = abort.error
+            if isinstance(error, (IntegrityError, psycopg.IntegrityError)):
+                raise Conflict("changed concurrently by someone else; reload and try again"
+                               ) from error
+            raise error
         except IntegrityError as exc:
             raise Conflict(
                 "changed concurrently by someone else; reload and try again"
             ) from exc
-        if self.projector is not None:
-            self.projector.catch_up()
+
+
+def _dump_result(value: Any) -> str:
+    """A command's answer as JSON text (text, not jsonb: an answer is stored
+    exactly as given)."""
+    from shared.envelope import jsonable
+
+    return json.dumps(jsonable(value), ensure_ascii=False)

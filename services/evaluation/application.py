@@ -309,8 +309,7 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
             scheme = Scheme.register(definition["scheme_id"], definition["level"],
                                      caller.as_actor())
         version = scheme.publish(definition, caller.as_actor(), cmd.reason)
-        self.commit(scheme)
-        return self.get_scheme(caller, definition["scheme_id"], version)
+        return self.commit(scheme, result=lambda: self.get_scheme(caller, definition["scheme_id"], version))
 
     def get_scheme(self, caller: Caller, scheme_id: str, version: int | None = None) -> dict:
         caller.require_role(*ROLES)
@@ -359,8 +358,7 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
         assessments = [Assessment.start(cycle.id, o["id"], o["name"], o["level"],
                                         self._college_of_row(o), caller.as_actor())
                        for o in orgs]
-        self.commit(cycle, *assessments)
-        return self.get_cycle(caller, cycle.id)
+        return self.commit(cycle, *assessments, result=lambda: self.get_cycle(caller, cycle.id))
 
     def _college_of_row(self, row: dict) -> str | None:
         if row["level"] == 2:
@@ -520,8 +518,7 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
         result = score(definition, entries, self._derive(a, cycle))
         a.submit(stage, entries, result, cycle, self.clock(), caller.as_actor(), cmd.comments,
                  entries["evidence"])
-        self.commit(a)
-        return self._assessment_out(a, cycle)
+        return self.commit(a, result=lambda: self._assessment_out(a, cycle))
 
     def submit_self_assessment(self, caller: Caller, payload: dict) -> dict:
         """自评: the organisation's secretary submits scores, evidence, comments."""
@@ -537,8 +534,7 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
         cycle = self._cycle(cmd.cycle_id)
         a = self._assessment(cycle, cmd.org_id, expected_version)
         act(a)
-        self.commit(a)
-        return self._assessment_out(a, cycle)
+        return self.commit(a, result=lambda: self._assessment_out(a, cycle))
 
     def return_assessment(self, caller: Caller, payload: dict) -> dict:
         cmd = ReturnAssessment.parse(payload)
@@ -589,8 +585,7 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
             verdict = outcome.get(a.org_id, {"stars": a.reviewed["stars"], "notes": []})
             a.approve(a.reviewed["score"], verdict["stars"], verdict["notes"], cycle, now,
                       caller.as_actor(), cmd.reason)
-        self.commit(*batch)
-        return {"approved": [self._assessment_out(a, cycle) for a in batch]}
+        return self.commit(*batch, result=lambda: {"approved": [self._assessment_out(a, cycle) for a in batch]})
 
     def _quota_groups(self, cycle: Cycle, definition: dict) -> tuple[dict, dict]:
         sizes = {"school": 0}
@@ -622,8 +617,7 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
         for org_id in dict.fromkeys(cmd.org_ids):
             changed += self._finalise(cycle, definition, org_id, now, caller.as_actor(),
                                       cmd.reason)
-        self.commit(*changed)
-        return {"final": [self._assessment_out(a, cycle) for a in changed[::2]]}
+        return self.commit(*changed, result=lambda: {"final": [self._assessment_out(a, cycle) for a in changed[::2]]})
 
     def _finalise(self, cycle: Cycle, definition: dict, org_id, now: dt.datetime,
                   actor: dict, reason) -> list:
@@ -686,8 +680,7 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
                                 definition["major_problem"]["rectification_days"],
                                 caller.as_actor(), cmd.reason, list(cmd.evidence))
             pending.append(rating)
-        self.commit(*pending)
-        return self._assessment_out(a, cycle)
+        return self.commit(*pending, result=lambda: self._assessment_out(a, cycle))
 
     def lodge_objection(self, caller: Caller, payload: dict) -> dict:
         """异议: a member of the organisation objects during publicity."""
@@ -699,9 +692,9 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
             raise Forbidden(f"members lodge objections in their own organisation only; "
                             f"you are not a member of {a.org_name}")
         a.lodge_objection(cmd.text, self.clock(), caller.as_actor())
-        self.commit(a)
-        return {"cycle_id": str(cycle.id), "org_id": a.org_id, "objections": len(a.objections),
-                "publicity_ends_at": a.publicity_ends_at}
+        return self.commit(a, result=lambda: {
+            "cycle_id": str(cycle.id), "org_id": a.org_id, "objections": len(a.objections),
+            "publicity_ends_at": a.publicity_ends_at})
 
     def lodge_appeal(self, caller: Caller, payload: dict) -> dict:
         """申诉: the organisation's secretary appeals within the window after final."""
@@ -797,8 +790,7 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
                                     mp["downgrade_to"], mp["rectification_days"],
                                     self.clock().date(), caller.as_actor(), cmd.reason,
                                     list(cmd.evidence))
-        self.commit(rating)
-        return self.get_rating(caller, org["id"])
+        return self.commit(rating, result=lambda: self.get_rating(caller, org["id"]))
 
     def _rating_for_change(self, caller: Caller, org_id, secretary_may: bool) -> Rating:
         org = self._org(org_id)
@@ -819,16 +811,14 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
         rating = self._rating_for_change(caller, cmd.org_id, True)
         rating.plan_rectification(cmd.problem_id, cmd.plan, cmd.due.isoformat(),
                                   caller.as_actor())
-        self.commit(rating)
-        return self.get_rating(caller, cmd.org_id)
+        return self.commit(rating, result=lambda: self.get_rating(caller, cmd.org_id))
 
     def complete_rectification(self, caller: Caller, payload: dict) -> dict:
         cmd = CompleteRectification.parse(payload)
         rating = self._rating_for_change(caller, cmd.org_id, True)
         rating.complete_rectification(cmd.problem_id, caller.as_actor(), cmd.reason,
                                       list(cmd.evidence))
-        self.commit(rating)
-        return self.get_rating(caller, cmd.org_id)
+        return self.commit(rating, result=lambda: self.get_rating(caller, cmd.org_id))
 
     def verify_rectification(self, caller: Caller, payload: dict) -> dict:
         cmd = VerifyRectification.parse(payload)
@@ -838,8 +828,7 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
                                     definition["major_problem"]["rectification_days"],
                                     caller.as_actor(), cmd.reason,
                                     list(cmd.evidence) if cmd.evidence else None)
-        self.commit(rating)
-        return self.get_rating(caller, cmd.org_id)
+        return self.commit(rating, result=lambda: self.get_rating(caller, cmd.org_id))
 
     def get_rating(self, caller: Caller, org_id, as_of: str | None = None,
                    replay: bool = False) -> dict:

@@ -6,18 +6,16 @@ application checks role and organisation scope. See docs/rpc.md.
 import shared  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg loads)
 
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from shared.consumer import SourceLog, consumes
-from shared.errors import EXPECTED_ERRORS
-from shared.identity import mutation
+from shared.entrypoints import CommandContext, command, query
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import EventStore, ObservableService, PublishedLogService
 from services.evaluation.application import EvaluationApplication
 
-command = rpc(expected_exceptions=EXPECTED_ERRORS)
 
 
 class EvaluationService(PublishedLogService, ObservableService):
@@ -26,6 +24,7 @@ class EvaluationService(PublishedLogService, ObservableService):
     config = Config()
     app = EventStore(EvaluationApplication)
     caller = OfficeIdentity()
+    command_context = CommandContext()
     rpc_metrics = RpcMetrics()
     organizations_log = SourceLog("organizations")
     # Catch-up reads only; the caller's token travels with the call.
@@ -36,114 +35,114 @@ class EvaluationService(PublishedLogService, ObservableService):
         self.app.directory.handle(envelope, fill_gap=self.organizations_log)
 
     # -- schemes (评价指标体系) ------------------------------------------------------
-    @mutation
+    @command
     def publish_scheme(self, **payload):
         return self.app.publish_scheme(self.caller(), payload)
 
-    @command
+    @query
     def get_scheme(self, scheme_id, version=None):
         return self.app.get_scheme(self.caller(), scheme_id, version)
 
-    @command
+    @query
     def list_schemes(self):
         return self.app.list_schemes(self.caller())
 
     # -- cycles (考评周期) ---------------------------------------------------------
-    @mutation
+    @command
     def open_cycle(self, **payload):
         return self.app.open_cycle(self.caller(), payload)
 
-    @mutation
+    @command
     def add_cycle_organization(self, **payload):
         return self.app.add_cycle_organization(self.caller(), payload)
 
-    @mutation
+    @command
     def drop_cycle_organization(self, **payload):
         return self.app.drop_cycle_organization(self.caller(), payload)
 
-    @command
+    @query
     def get_cycle(self, cycle_id):
         return self.app.get_cycle(self.caller(), cycle_id)
 
-    @command
+    @query
     def list_cycles(self):
         return self.app.list_cycles(self.caller())
 
-    @command
+    @query
     def progress_board(self, cycle_id):
         return self.app.progress_board(self.caller(), cycle_id)
 
     # -- the workflow ------------------------------------------------------------
-    @mutation
+    @command
     def submit_self_assessment(self, **payload):
         return self.app.submit_self_assessment(self.caller(), payload)
 
-    @mutation
+    @command
     def submit_review(self, **payload):
         return self.app.submit_review(self.caller(), payload)
 
-    @mutation
+    @command
     def return_assessment(self, **payload):
         return self.app.return_assessment(self.caller(), payload)
 
-    @mutation
+    @command
     def extend_deadline(self, **payload):
         return self.app.extend_deadline(self.caller(), payload)
 
-    @mutation
+    @command
     def approve(self, **payload):
         return self.app.approve(self.caller(), payload)
 
-    @mutation
+    @command
     def grade_directly(self, **payload):
         return self.app.grade_directly(self.caller(), payload)
 
-    @mutation
+    @command
     def close_publicity(self, **payload):
         return self.app.close_publicity(self.caller(), payload)
 
-    @mutation
+    @command
     def lodge_objection(self, **payload):
         return self.app.lodge_objection(self.caller(), payload)
 
-    @mutation
+    @command
     def lodge_appeal(self, **payload):
         return self.app.lodge_appeal(self.caller(), payload)
 
-    @mutation
+    @command
     def decide_appeal(self, **payload):
         return self.app.decide_appeal(self.caller(), payload)
 
-    @command
+    @query
     def get_assessment(self, cycle_id, org_id):
         return self.app.get_assessment(self.caller(), cycle_id, org_id)
 
     # -- ratings (星级) ------------------------------------------------------------
-    @command
+    @query
     def get_rating(self, org_id, as_of=None, replay=False):
         return self.app.get_rating(self.caller(), org_id, as_of=as_of, replay=replay)
 
-    @command
+    @query
     def rating_history(self, org_id):
         return self.app.rating_history(self.caller(), org_id)
 
-    @command
+    @query
     def star_distribution(self, college_id=None):
         return self.app.star_distribution(self.caller(), college_id)
 
-    @mutation
+    @command
     def record_major_problem(self, **payload):
         return self.app.record_major_problem(self.caller(), payload)
 
-    @mutation
+    @command
     def plan_rectification(self, **payload):
         return self.app.plan_rectification(self.caller(), payload)
 
-    @mutation
+    @command
     def complete_rectification(self, **payload):
         return self.app.complete_rectification(self.caller(), payload)
 
-    @mutation
+    @command
     def verify_rectification(self, **payload):
         return self.app.verify_rectification(self.caller(), payload)
 
@@ -153,16 +152,16 @@ class EvaluationService(PublishedLogService, ObservableService):
         self.app.close_expired_publicity()
 
     # -- operations ----------------------------------------------------------------
-    @command
+    @query
     def consumer_status(self):
         return self.app.consumer_status(self.caller())
 
-    @mutation
+    @command
     def backfill_directory(self):
         return self.app.backfill_directory(
             self.caller(), lambda after, limit: self.organizations_log.verified(
                 self.organizations.read_events(after_position=after, limit=limit)))
 
-    @mutation
+    @command
     def rebuild_read_models(self):
         return self.app.rebuild_read_models(self.caller())

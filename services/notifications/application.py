@@ -331,8 +331,7 @@ class NotificationsApplication(DirectoryOperations, EventSourcedApplication):
         if self.exists(contact.id):
             raise ValidationError.single("recipient_id",
                                          f"{contact.recipient_id} is already registered")
-        self.commit(contact)
-        return self.get_contact(caller, {"recipient_id": contact.recipient_id})
+        return self.commit(contact, result=lambda: self.get_contact(caller, {"recipient_id": contact.recipient_id}))
 
     def update_contact(self, caller: Caller, payload: dict) -> dict:
         cmd = UpdateContact.parse(payload)
@@ -341,8 +340,7 @@ class NotificationsApplication(DirectoryOperations, EventSourcedApplication):
         self._may_manage_contact(caller, cmd.recipient_id, "groups" in changes)
         contact = self._contact(cmd.recipient_id)
         contact.change(caller.as_actor(), cmd.reason, **changes)
-        self.commit(contact)
-        return self.get_contact(caller, {"recipient_id": contact.recipient_id})
+        return self.commit(contact, result=lambda: self.get_contact(caller, {"recipient_id": contact.recipient_id}))
 
     def set_preferences(self, caller: Caller, payload: dict) -> dict:
         cmd = SetPreferences.parse(payload)
@@ -351,16 +349,14 @@ class NotificationsApplication(DirectoryOperations, EventSourcedApplication):
         contact = self._contact(recipient_id)
         contact.set_preferences(cmd.preferences, self.rules.notice_types, caller.as_actor(),
                                 cmd.reason)
-        self.commit(contact)
-        return self.get_contact(caller, {"recipient_id": recipient_id})
+        return self.commit(contact, result=lambda: self.get_contact(caller, {"recipient_id": recipient_id}))
 
     def deactivate_contact(self, caller: Caller, payload: dict) -> dict:
         caller.require_role(ORG_ADMIN)
         cmd = DeactivateContact.parse(payload)
         contact = self._contact(cmd.recipient_id)
         contact.deactivate(caller.as_actor(), cmd.reason)
-        self.commit(contact)
-        return self.get_contact(caller, {"recipient_id": cmd.recipient_id})
+        return self.commit(contact, result=lambda: self.get_contact(caller, {"recipient_id": cmd.recipient_id}))
 
     def get_contact(self, caller: Caller, payload: dict) -> dict:
         recipient_id = str(payload.get("recipient_id") or caller.sub)

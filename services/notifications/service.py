@@ -8,12 +8,11 @@ import shared  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg loads)
 import logging
 
 from nameko.dependency_providers import Config
-from nameko.rpc import RpcProxy, rpc
+from nameko.rpc import RpcProxy
 from nameko.timer import Timer
 
 from shared.consumer import SourceLog, consumes
-from shared.errors import EXPECTED_ERRORS
-from shared.identity import mutation
+from shared.entrypoints import CommandContext, command, query
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import EventStore, ObservableService
@@ -21,7 +20,6 @@ from services.notifications.application import NotificationsApplication
 from services.notifications.delivery import DeliveryLoop
 
 log = logging.getLogger(__name__)
-command = rpc(expected_exceptions=EXPECTED_ERRORS)
 
 
 def _enabled(value) -> bool:
@@ -66,6 +64,7 @@ class NotificationsService(ObservableService):
     config = Config()
     app = NotificationStore(NotificationsApplication)
     caller = OfficeIdentity()
+    command_context = CommandContext()
     rpc_metrics = RpcMetrics()
     organizations_log = SourceLog("organizations")
     evaluation_log = SourceLog("evaluation")
@@ -88,65 +87,65 @@ class NotificationsService(ObservableService):
             log.info("stage deadline reminders raised: %d", reminded)
 
     # -- contacts (联系人) -------------------------------------------------------
-    @mutation
+    @command
     def register_contact(self, **payload):
         return self.app.register_contact(self.caller(), payload)
 
-    @mutation
+    @command
     def update_contact(self, **payload):
         return self.app.update_contact(self.caller(), payload)
 
-    @mutation
+    @command
     def set_preferences(self, **payload):
         return self.app.set_preferences(self.caller(), payload)
 
-    @mutation
+    @command
     def deactivate_contact(self, **payload):
         return self.app.deactivate_contact(self.caller(), payload)
 
-    @command
+    @query
     def get_contact(self, **payload):
         return self.app.get_contact(self.caller(), payload)
 
-    @command
+    @query
     def get_contact_history(self, **payload):
         return self.app.get_contact_history(self.caller(), payload)
 
-    @command
+    @query
     def list_contacts(self, **payload):
         return self.app.list_contacts(self.caller(), payload)
 
     # -- inbox (站内信) ------------------------------------------------------------
-    @command
+    @query
     def list_inbox(self, **payload):
         return self.app.list_inbox(self.caller(), payload)
 
-    @command
+    @query
     def unread_count(self):
         return self.app.unread_count(self.caller())
 
-    @mutation
+    @command
     def mark_read(self, **payload):
         return self.app.mark_read(self.caller(), payload)
 
     # -- ops -----------------------------------------------------------------------
-    @command
+    @query
     def list_dead_letters(self, **payload):
         return self.app.list_dead_letters(self.caller(), payload)
 
-    @mutation
+    @command
     def retry_dead_letter(self, **payload):
         return self.app.retry_dead_letter(self.caller(), payload)
 
-    @command
+    @query
     def list_deliveries(self, **payload):
         return self.app.list_deliveries(self.caller(), payload)
 
-    @command
+    @query
     def consumer_status(self):
         return self.app.consumer_status(self.caller())
 
-    @mutation
+    @command
     def backfill_directory(self):
         return self.app.backfill_directory(
             self.caller(), lambda after, limit: self.organizations_log.verified(

@@ -216,8 +216,7 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
             except ValidationError:
                 raise ValidationError.single(
                     "kind", "the university committee (学校党委) already exists") from None
-        self.commit(org, *claims)
-        return self.get_organization(caller, org.id)
+        return self.commit(org, *claims, result=lambda: self.get_organization(caller, org.id))
 
     def _claim_name(self, parent_id, name: str, org_id) -> SiblingName:
         return self._claim(SiblingName.key_for(parent_id), name, org_id)
@@ -245,8 +244,7 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
         released = self._release_name(org)
         org.rename(cmd.name, caller.as_actor(), cmd.reason)
         claim = self._claim_name(org.parent_id, org.name, org.id)
-        self.commit(*[a for a in (org, released, claim) if a is not None])
-        return self.get_organization(caller, org.id)
+        return self.commit(*[a for a in (org, released, claim) if a is not None], result=lambda: self.get_organization(caller, org.id))
 
     def move_organization(self, caller: Caller, payload: dict) -> dict:
         caller.require_role(ORG_ADMIN)
@@ -257,8 +255,7 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
         released = self._release_name(org)
         org.move(new_parent, ancestors, caller.as_actor(), cmd.reason)
         claim = self._claim_name(org.parent_id, org.name, org.id)
-        self.commit(*[a for a in (org, released, claim) if a is not None])
-        return self.get_organization(caller, org.id)
+        return self.commit(*[a for a in (org, released, claim) if a is not None], result=lambda: self.get_organization(caller, org.id))
 
     def merge_branches(self, caller: Caller, payload: dict) -> dict:
         """Merge a branch into another: its members are transferred, it is closed."""
@@ -269,10 +266,10 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
         members = [self.load(member_id, Member, "member") for member_id in source.member_ids]
         source.merge_into(target, members, caller.as_actor(), cmd.reason)
         released = self._release_name(source)
-        self.commit(*[a for a in (source, target, released, *members) if a is not None])
-        result = self.get_organization(caller, target.id)
-        result["members_moved"] = len(members)
-        return result
+        return self.commit(
+            *[a for a in (source, target, released, *members) if a is not None],
+            result=lambda: {**self.get_organization(caller, target.id),
+                            "members_moved": len(members)})
 
     def dissolve_organization(self, caller: Caller, payload: dict) -> dict:
         caller.require_role(ORG_ADMIN)
@@ -283,8 +280,7 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
             (str(org.id),))["n"]
         org.dissolve(children, caller.as_actor(), cmd.reason)
         released = self._release_name(org)
-        self.commit(*[a for a in (org, released) if a is not None])
-        return self.get_organization(caller, org.id)
+        return self.commit(*[a for a in (org, released) if a is not None], result=lambda: self.get_organization(caller, org.id))
 
     # -- members -----------------------------------------------------------
     def register_member(self, caller: Caller, payload: dict) -> dict:
@@ -297,8 +293,7 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
             cmd.name, branch, cmd.category, cmd.status, cmd.joined_on, caller.as_actor(),
             full_on=cmd.full_on, double_leader=cmd.double_leader, staff_no=cmd.staff_no,
             reason=cmd.reason, member_id=cmd.member_id)
-        self.commit(member, branch)
-        return self.get_member(caller, member.id)
+        return self.commit(member, branch, result=lambda: self.get_member(caller, member.id))
 
     def _member_for_change(self, caller: Caller, member_id) -> Member:
         member = self.load(member_id, Member, "member")
@@ -333,15 +328,13 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
         orgs = self._revocations(member, loaded, "member_id = %s AND org_id = %s",
                                  (str(member.id), str(from_branch.id)), caller.as_actor(),
                                  "转出 transferred out")
-        self.commit(member, from_branch, to_branch, *orgs)
-        return self.get_member(caller, member.id)
+        return self.commit(member, from_branch, to_branch, *orgs, result=lambda: self.get_member(caller, member.id))
 
     def _change_member(self, caller: Caller, member_id, change) -> dict:
         """Load a member the caller may manage, apply ``change(member, actor)``, save."""
         member = self._member_for_change(caller, member_id)
         change(member, caller.as_actor())
-        self.commit(member)
-        return self.get_member(caller, member.id)
+        return self.commit(member, result=lambda: self.get_member(caller, member.id))
 
     def convert_member_to_full(self, caller: Caller, payload: dict) -> dict:
         cmd = ConvertMember.parse(payload)
@@ -365,8 +358,7 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
         member.leave(branch, cmd.effective_on, caller.as_actor(), cmd.reason)
         orgs = self._revocations(member, {branch.id: branch}, "member_id = %s",
                                  (str(member.id),), caller.as_actor(), "离开 left")
-        self.commit(member, branch, *orgs)
-        return self.get_member(caller, member.id)
+        return self.commit(member, branch, *orgs, result=lambda: self.get_member(caller, member.id))
 
     def assign_role(self, caller: Caller, payload: dict) -> dict:
         cmd = AssignRole.parse(payload)
@@ -375,16 +367,14 @@ class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
         member = self.load(cmd.member_id, Member, "member")
         member_college = self.college_of(member.branch_id) if member.branch_id else None
         org.assign_role(member, cmd.role, member_college, caller.as_actor(), cmd.reason)
-        self.commit(org)
-        return self.get_organization(caller, org.id)
+        return self.commit(org, result=lambda: self.get_organization(caller, org.id))
 
     def revoke_role(self, caller: Caller, payload: dict) -> dict:
         cmd = RevokeRole.parse(payload)
         self._may_manage_members(caller, cmd.org_id)
         org = self.load(cmd.org_id, Organization, "organisation")
         org.revoke_role(cmd.member_id, cmd.role, caller.as_actor(), cmd.reason)
-        self.commit(org)
-        return self.get_organization(caller, org.id)
+        return self.commit(org, result=lambda: self.get_organization(caller, org.id))
 
     # -- queries -------------------------------------------------------------
     def _path_rows(self, org_id) -> list[dict]:
