@@ -10,9 +10,10 @@ from tests.helpers import rows
 
 
 def _registered(settings, name):
-    """Member.Registered events stored for a name (the store, not a read model)."""
-    return [r for r in rows(settings, "SELECT topic, state FROM organizations_events")
-            if r["topic"].endswith("Member.Registered") and name.encode() in bytes(r["state"])]
+    """Member.Registered events in the store (each test registers one name;
+    stored states are encrypted, so the topic is what can be counted)."""
+    return rows(settings, "SELECT originator_id FROM organizations_events "
+                          "WHERE topic LIKE '%%Member.Registered'")
 
 
 @pytest.fixture
