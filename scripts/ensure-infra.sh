@@ -39,6 +39,18 @@ if ! port_open "$AMQP_HOST" 5672; then
   wait_port "$AMQP_HOST" 5672 90 || hint RabbitMQ "$AMQP_HOST:5672"
 fi
 
+# Every service instance keeps a pool of up to 2 x max_workers + 4 connections,
+# and the suite runs several instances at once: 100 (the default) is too few.
+if local_host "$PGHOST" && command -v psql >/dev/null; then
+  max_conn=$(psql -h "$PGHOST" -p "$PGPORT" -U "${POSTGRES_USER:-postgres}" -Atc "SHOW max_connections" 2>/dev/null || echo 0)
+  if [ "${max_conn:-0}" -lt 300 ] && command -v pg_ctlcluster >/dev/null; then
+    echo "raising PostgreSQL max_connections from $max_conn to 400 (restart)…"
+    psql -h "$PGHOST" -p "$PGPORT" -U "${POSTGRES_USER:-postgres}" -qc "ALTER SYSTEM SET max_connections = 400"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -1)" main restart
+    wait_port "$PGHOST" "$PGPORT" 60 || hint PostgreSQL "$PGHOST:$PGPORT"
+  fi
+fi
+
 # The test suite's per-test virtual hosts are made through the management API.
 if local_host "$AMQP_HOST" && ! port_open "$AMQP_HOST" 15672; then
   if command -v rabbitmq-plugins >/dev/null; then
