@@ -39,6 +39,7 @@ faults: install infra
 bench: install infra
 	$(VENV)/bin/python -m bench.bench_foundation
 	$(VENV)/bin/python -m bench.bench_notifications
+	$(VENV)/bin/python -m bench.bench_parking 10000 3
 
 bench-evaluation: install infra
 	$(VENV)/bin/python -m bench.bench_evaluation

@@ -23,7 +23,7 @@ from kombu import Connection, Exchange, Producer, Queue  # noqa: E402
 from nameko.containers import ServiceContainer  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
-from bench.common import PG, bench_db, print_table, summary, timed  # noqa: E402
+from bench.common import PG, bench_db, print_table, small_tree, summary, timed  # noqa: E402
 from services.organizations.application import OrganizationsApplication  # noqa: E402
 from services.organizations.service import OrganizationsService  # noqa: E402
 from shared.identity import Caller, mint_token  # noqa: E402
@@ -96,11 +96,7 @@ def main(n=500):
     settings = bench_db("organizations")
     app = OrganizationsApplication(settings)
     admin = Caller("bench", "org_admin")
-    committee = app.create_organization(admin, {"name": "学校党委", "kind": "committee"})
-    college = app.create_organization(admin, {"name": "机电学院党总支", "kind": "general_branch",
-                                              "parent_id": committee["id"]})
-    branch = app.create_organization(admin, {"name": "教工一支部", "kind": "teacher_branch",
-                                             "parent_id": college["id"]})
+    _, college, branch = small_tree(app, admin)
     member = app.register_member(admin, {"name": "张三", "branch_id": branch["id"],
                                          "category": "teacher", "status": "full",
                                          "joined_on": "2010-07-01"})

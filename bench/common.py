@@ -51,3 +51,13 @@ def print_table(rows: list[tuple[str, dict, dict | None]]) -> None:
         ratio_p = f"{s['p99_ms'] / base['p99_ms']:.2f}" if base else "1.00"
         print(f"{name:58} {s['n']:>6} {s['median_ms']:>10.3f} {s['p99_ms']:>9.3f} "
               f"{ratio_m:>9} {ratio_p:>7}")
+
+
+def small_tree(app, admin) -> tuple[dict, dict, dict]:
+    """A committee, one college and one teacher branch, through the application."""
+    committee = app.create_organization(admin, {"name": "学校党委", "kind": "committee"})
+    college = app.create_organization(admin, {"name": "机电学院党总支", "kind": "general_branch",
+                                              "parent_id": committee["id"]})
+    branch = app.create_organization(admin, {"name": "教工一支部", "kind": "teacher_branch",
+                                             "parent_id": college["id"]})
+    return committee, college, branch

@@ -9,6 +9,13 @@ same transaction. Per aggregate it applies version n only after n-1:
 
 Consumers subscribe to every event type of a source (routing key ``#``) so that
 an aggregate's versions form an unbroken sequence.
+
+An effect that keeps raising (``max_attempts`` times, counted in
+``inbox_failures``) parks its event (``shared.parking``): the message is
+acknowledged, the event recorded with its error, and later events of that
+aggregate are held behind it (acknowledged too) until ops retry or skip it over
+RPC; other aggregates go on. A skip advances ``last_version`` so those held
+behind it apply.
 """
 from __future__ import annotations
 
@@ -28,6 +35,8 @@ from nameko.standalone.events import get_event_exchange
 from shared import metrics
 from shared.secrets import AUTH_SECRET, event_signing_key, load_secret
 from shared.signing import reject, signature_problem, verified
+from shared.parking import (CONSUMER, HELD, PARKED, Gap, ParkingLot, describe_error,
+                            is_transient, load_envelope, safe_json, safe_text)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,17 @@ INBOX_DDL = (
 )
 
 APPLIED, DUPLICATE = "applied", "duplicate"
+# Outcomes of an event parked (its effect failed) or held behind a parked one.
+PARKED_OUTCOME, HELD_OUTCOME = PARKED, HELD
+
+
+class EffectFailed(Exception):
+    """The effect of ``envelope`` (an earlier event read to fill a gap) raised."""
+
+    def __init__(self, envelope: dict, cause: BaseException):
+        super().__init__(f"{envelope.get('event_id')}: {type(cause).__name__}: {cause}")
+        self.envelope = envelope
+        self.cause = cause
 
 
 class OutOfOrder(Exception):
@@ -90,7 +110,8 @@ class KeyedLocks:
 class Inbox:
     def __init__(self, app, consumer: str, service: str, wait_for_predecessor: float = 2.0,
                  gap_fill_after: float = 0.5, retry_pause: float = 0.05,
-                 failure_pause: float = 1.0):
+                 failure_pause: float = 1.0, max_attempts: int = 3,
+                 effect: Callable[[object, dict], None] | None = None):
         self.app = app
         self.consumer = consumer
         self.service = service
@@ -101,39 +122,143 @@ class Inbox:
         self.gap_fill_after = gap_fill_after
         self.retry_pause = retry_pause
         self.failure_pause = failure_pause
+        # An effect that raised this many times parks its event.
+        self.max_attempts = max(1, int(max_attempts))
+        # The effect ops' retries apply (``handle`` may be given its own per call).
+        self.effect = effect
         self.locks = KeyedLocks()
         with app.transaction() as curs:
             curs.execute("SELECT pg_advisory_xact_lock(hashtext('inbox_ddl'))")
             for statement in INBOX_DDL:
                 curs.execute(statement)
+        self.parking = ParkingLot(app, CONSUMER, consumer, service)
+        self.parking.resolver = self._resolve_parked
+        self.parking.owner = self
 
     def process(self, envelope: dict, effect: Callable[[object, dict], None]) -> str:
-        """Apply ``effect(curs, envelope)`` once, in order, atomically with tracking."""
+        """Apply ``effect(curs, envelope)`` once, in order, atomically with tracking.
+
+        While an earlier event of the aggregate is parked, this one is held
+        behind it (recorded, not applied): ``HELD_OUTCOME``.
+        """
         originator_id = envelope["originator_id"]
         version = int(envelope["originator_version"])
         with self.app.transaction() as curs:
-            curs.execute(
-                "INSERT INTO inbox_positions (consumer, originator_id) VALUES (%s, %s) "
-                "ON CONFLICT DO NOTHING", (self.consumer, originator_id))
-            curs.execute(
-                "SELECT last_version FROM inbox_positions "
-                "WHERE consumer = %s AND originator_id = %s FOR UPDATE",
-                (self.consumer, originator_id))
-            last = int(curs.fetchone()["last_version"])
+            last = self._lock_position(curs, originator_id)
             if version <= last:
                 return DUPLICATE
+            waiting = self.parking.open_rows(curs, originator_id)
+            if waiting:
+                if any(r["event_id"] == envelope["event_id"] for r in waiting):
+                    return HELD_OUTCOME if waiting[0]["event_id"] != envelope["event_id"] \
+                        else PARKED_OUTCOME
+                if waiting[0]["status"] == PARKED or version != last + 1:
+                    head = waiting[0]
+                    self.parking.hold(
+                        curs, event_id=envelope["event_id"], originator_id=originator_id,
+                        version=version, event_type=envelope.get("type", ""),
+                        behind=head["event_id"] if head["status"] == PARKED
+                        else head["waiting_behind"] or head["event_id"],
+                        position=envelope.get("position"), envelope=envelope)
+                    return HELD_OUTCOME
             if version > last + 1:
                 raise OutOfOrder(
                     f"{envelope['event_id']} arrived before version {last + 1} was applied",
                     last_applied=last)
-            effect(curs, envelope)
-            curs.execute(
-                "UPDATE inbox_positions SET last_version = %s, last_event_position = %s, "
-                "applied_at = now() WHERE consumer = %s AND originator_id = %s",
-                (version, envelope.get("position"), self.consumer, originator_id))
-            curs.execute("DELETE FROM inbox_failures WHERE consumer = %s AND event_id = %s",
-                         (self.consumer, envelope["event_id"]))
+            self._apply(curs, envelope, effect)
+            if waiting:  # the predecessor the held ones were waiting for arrived
+                self.parking.release(curs, originator_id,
+                                     lambda row: self._apply_held(curs, row, effect),
+                                     skip_head=False, actor=("inbox", "system"),
+                                     reason=f"{envelope['event_id']} arrived")
         return APPLIED
+
+    def _lock_position(self, curs, originator_id) -> int:
+        curs.execute(
+            "INSERT INTO inbox_positions (consumer, originator_id) VALUES (%s, %s) "
+            "ON CONFLICT DO NOTHING", (self.consumer, originator_id))
+        curs.execute(
+            "SELECT last_version FROM inbox_positions "
+            "WHERE consumer = %s AND originator_id = %s FOR UPDATE",
+            (self.consumer, originator_id))
+        return int(curs.fetchone()["last_version"])
+
+    def _apply(self, curs, envelope: dict, effect) -> None:
+        effect(curs, envelope)
+        self._advance(curs, envelope)
+        curs.execute("DELETE FROM inbox_failures WHERE consumer = %s AND event_id = %s",
+                     (self.consumer, envelope["event_id"]))
+
+    def _advance(self, curs, envelope: dict) -> None:
+        curs.execute(
+            "UPDATE inbox_positions SET last_version = %s, last_event_position = %s, "
+            "applied_at = now() WHERE consumer = %s AND originator_id = %s",
+            (int(envelope["originator_version"]), envelope.get("position"), self.consumer,
+             envelope["originator_id"]))
+
+    def _apply_held(self, curs, row: dict, effect) -> None:
+        """Apply a parked or held event (its stored envelope), in version order."""
+        curs.execute("SELECT last_version FROM inbox_positions "
+                     "WHERE consumer = %s AND originator_id = %s",
+                     (self.consumer, row["originator_id"]))
+        found = curs.fetchone()
+        last = int(found["last_version"]) if found else 0
+        if row["originator_version"] != last + 1:
+            raise Gap(f"version {last + 1} of {row['originator_id']} not received yet")
+        self._apply(curs, load_envelope(row["envelope"]), effect)
+
+    def park(self, envelope: dict, error: str) -> str:
+        """Record ``envelope`` as parked (unless it was applied meanwhile)."""
+        originator_id = envelope["originator_id"]
+        with self.app.transaction() as curs:
+            try:
+                with curs.connection.transaction():
+                    last = self._lock_position(curs, originator_id)
+            except Exception as exc:  # e.g. not a uuid: park it all the same
+                if is_transient(exc):
+                    raise
+                last = -1
+            if int(envelope["originator_version"]) <= last:
+                return DUPLICATE
+            self.parking.park(
+                curs, event_id=envelope["event_id"], originator_id=originator_id,
+                version=int(envelope["originator_version"]), event_type=envelope.get("type", ""),
+                error=error, position=envelope.get("position"), envelope=envelope)
+            curs.execute("DELETE FROM inbox_failures WHERE consumer = %s AND event_id = %s",
+                         (self.consumer, safe_text(envelope["event_id"], None)))
+        return PARKED_OUTCOME
+
+    def status(self) -> dict:
+        """What ``consumer_status`` shows of this consumer's parked events."""
+        return self.parking.summary()
+
+    def process_or_park(self, envelope: dict, effect) -> str:
+        """``process``, parking the event at once if its effect raises (for
+        replays ops start, e.g. a directory backfill: no redelivery to wait for)."""
+        try:
+            return self.process(envelope, effect)
+        except OutOfOrder:
+            raise
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            return self.park(envelope, describe_error(exc))
+
+    def _resolve_parked(self, originator_id: str, parked_id: int, skip: bool,
+                        actor: tuple[str, str], reason: str) -> dict:
+        """Ops' retry or skip: under the aggregate's lock and its position row."""
+        from shared.errors import ValidationError
+
+        if self.effect is None:
+            raise ValidationError.single("parked_id", f"{self.consumer} cannot replay events")
+        effect = self.effect
+        with self.locks.hold(str(originator_id)):
+            with self.app.transaction() as curs:
+                self._lock_position(curs, originator_id)
+                return self.parking.release(
+                    curs, originator_id, lambda row: self._apply_held(curs, row, effect),
+                    skip_head=skip, actor=actor, reason=reason, parked_id=parked_id,
+                    on_skip=lambda row: self._advance(curs, load_envelope(row["envelope"])))
 
     def handle(self, envelope: dict, effect: Callable[[object, dict], None],
                fill_gap: Callable[[str, int], list] | None = None) -> str:
@@ -163,13 +288,28 @@ class Inbox:
             metrics.EVENTS_CONSUMED.labels(*labels, "deferred").inc()
             raise
         except Exception as exc:
+            failed, cause = ((exc.envelope, exc.cause) if isinstance(exc, EffectFailed)
+                             else (envelope, exc))
             metrics.EVENTS_CONSUMED.labels(*labels, "failed").inc()
             metrics.CONSUMER_FAILURES.labels(*labels).inc()
-            log.exception("consumer %s failed on %s", self.consumer, envelope.get("event_id"))
-            self._record_failure(envelope, exc)
-            eventlet.sleep(self.failure_pause)
-            raise
+            log.exception("consumer %s failed on %s", self.consumer,
+                          safe_text(failed.get("event_id"), 200))
+            attempts = self._record_failure(failed, cause)
+            if is_transient(cause) or attempts < self.max_attempts:
+                eventlet.sleep(self.failure_pause)
+                raise
+            outcome = self._park_and_go_on(envelope, failed, effect, cause)
         metrics.EVENTS_CONSUMED.labels(*labels, outcome).inc()
+        return outcome
+
+    def _park_and_go_on(self, envelope: dict, failed: dict, effect, cause) -> str:
+        """The effect raised ``max_attempts`` times: park the failed event; the
+        message is then acknowledged (when it was an earlier event read to fill
+        a gap, this one is held behind it)."""
+        with self.locks.hold(str(envelope["originator_id"])):
+            outcome = self.park(failed, describe_error(cause))
+            if failed is not envelope:
+                outcome = self.process(envelope, effect)
         return outcome
 
     def _fill_gap(self, envelope: dict, effect, last_applied: int, fill_gap, labels) -> None:
@@ -178,7 +318,12 @@ class Inbox:
                          key=lambda e: int(e["originator_version"]))
         for earlier in missing:
             if int(earlier["originator_version"]) < version:
-                outcome = self.process(earlier, effect)
+                try:
+                    outcome = self.process(earlier, effect)
+                except OutOfOrder:
+                    raise
+                except Exception as exc:
+                    raise EffectFailed(earlier, exc) from exc
                 metrics.EVENTS_CONSUMED.labels(*labels, f"gap_{outcome}").inc()
 
     def _process_when_predecessor_applied(self, envelope: dict, effect, wait: float) -> str:
@@ -191,7 +336,9 @@ class Inbox:
                     raise
                 eventlet.sleep(self.retry_pause)
 
-    def _record_failure(self, envelope: dict, exc: Exception) -> None:
+    def _record_failure(self, envelope: dict, exc: BaseException) -> int:
+        """Count a failed attempt (whatever the envelope and error hold); returns
+        the attempts so far, 0 if even that could not be recorded."""
         from psycopg.types.json import Jsonb
 
         try:
@@ -200,11 +347,14 @@ class Inbox:
                     "INSERT INTO inbox_failures (consumer, event_id, last_error, envelope) "
                     "VALUES (%s, %s, %s, %s) ON CONFLICT (consumer, event_id) DO UPDATE SET "
                     "attempts = inbox_failures.attempts + 1, last_error = EXCLUDED.last_error, "
-                    "last_failed_at = now()",
-                    (self.consumer, envelope.get("event_id", "?"),
-                     f"{type(exc).__name__}: {exc}", Jsonb(envelope)))
+                    "last_failed_at = now() RETURNING attempts",
+                    (self.consumer, safe_text(envelope.get("event_id", "?"), None),
+                     describe_error(exc), Jsonb(safe_json(envelope))))
+                return int(curs.fetchone()["attempts"])
         except Exception:
-            log.exception("could not record the failure of %s", envelope.get("event_id"))
+            log.exception("could not record the failure of %s",
+                          safe_text(envelope.get("event_id"), 200))
+            return 0
 
     def failures(self) -> list[dict]:
         return self.app.query(

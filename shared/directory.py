@@ -40,6 +40,7 @@ class OrgDirectory:
             for statement in DIRECTORY_DDL:
                 curs.execute(statement)
         self.inbox = Inbox(app, consumer=f"{service}.org_directory", service=service)
+        self.inbox.effect = self.apply  # what ops' retry of a parked event applies
         self._effects = {
             "organization_created": self._org_created,
             "organization_renamed": self._org_renamed,
@@ -134,7 +135,7 @@ class OrgDirectory:
         ``read_events`` RPC). Events already applied are skipped, so this is
         safe while live events keep arriving: it is how a consumer that joined
         late, or lost its queue, catches up."""
-        counts = {"applied": 0, "duplicate": 0}
+        counts = {"applied": 0, "duplicate": 0, "parked": 0, "held": 0}
         after = 0
         while True:
             page = read_page(after, page_size)
@@ -142,7 +143,7 @@ class OrgDirectory:
                 return counts
             for envelope in page:
                 with self.inbox.locks.hold(str(envelope["originator_id"])):
-                    counts[self.inbox.process(envelope, self.apply)] += 1
+                    counts[self.inbox.process_or_park(envelope, self.apply)] += 1
             after = page[-1]["position"]
 
     # -- queries ---------------------------------------------------------------
@@ -180,7 +181,8 @@ class OrgDirectory:
         return {**{k: int(v) for k, v in counts.items()},
                 "failures": [{**f, "first_failed_at": f["first_failed_at"].isoformat(),
                               "last_failed_at": f["last_failed_at"].isoformat()}
-                             for f in self.inbox.failures()]}
+                             for f in self.inbox.failures()],
+                "parked": self.inbox.status()}
 
 
 class DirectoryOperations:

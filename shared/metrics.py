@@ -24,7 +24,7 @@ EVENTS_PUBLISHED = Counter(
     ["service", "event_type"])
 EVENTS_CONSUMED = Counter(
     "lianchuang_events_consumed_total",
-    "Events a consumer received, by outcome (applied, duplicate, deferred, failed)",
+    "Events a consumer received, by outcome (applied, duplicate, deferred, failed, parked, held)",
     ["service", "consumer", "source", "outcome"])
 CONSUMER_FAILURES = Counter(
     "lianchuang_consumer_failures_total", "Events whose effect raised an error (redelivered later)",
@@ -50,6 +50,13 @@ DEPENDENCY_FAILURES = Counter(
     "lianchuang_dependency_failures_total",
     "Failures to reach a dependency (database, broker) seen by the service's background work",
     ["service", "dependency"])
+EVENTS_PARKED = Counter(
+    "lianchuang_events_parked_total",
+    "Events a projection or consumer parked after its handler kept raising (see list_parked)",
+    ["service", "consumer"])
+PARKED_RESOLVED = Counter(
+    "lianchuang_parked_resolved_total", "Parked events ops retried or skipped",
+    ["service", "consumer", "action"])
 PROJECTION_LAG = Gauge(
     "lianchuang_projection_lag_events", "Events not yet applied to read models",
     ["service", "projection"])

@@ -4,6 +4,12 @@ A ``Projector`` applies new notifications to each projection's tables and
 records the position it reached in the same transaction, under a
 transaction-level advisory lock, so two instances of a service never apply
 the same event twice or out of order. Read models can be rebuilt from zero.
+
+An event whose projection raises is parked (``shared.parking``): each batch is
+applied in one savepoint, and when that fails, event by event, each in its own
+savepoint; the failing event is recorded with its error, later events of the
+same aggregate are held behind it, the others are applied and the position
+moves on. Ops retry or skip it over RPC (``ParkedEventsService``).
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ import eventlet
 from eventlet.semaphore import Semaphore
 
 from shared import metrics
+from shared.envelope import snake
+from shared.parking import PROJECTION, ParkingLot, describe_error, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +85,8 @@ class Projector:
                 "INSERT INTO projection_positions (name) VALUES (%s) ON CONFLICT DO NOTHING",
                 (name,),
             )
+        self.parking = ParkingLot(app, PROJECTION, name, self.service)
+        self.parking.resolver = self._resolve_parked
         app.projector = self
 
     def position(self) -> int:
@@ -123,8 +133,16 @@ class Projector:
             for projection in self.projections:
                 for table in projection.tables:
                     curs.execute(f"TRUNCATE {table} CASCADE")
+            # Events parked or held so far are tried again from nothing (parked
+            # again if they still fail); skipped ones stay skipped.
+            curs.execute(
+                "UPDATE parked_events SET status = 'applied', waiting_behind = NULL, "
+                "resolved_at = now(), resolved_by = 'rebuild_read_models', resolved_role = NULL, "
+                "resolved_reason = 'applied when the read models were rebuilt' "
+                "WHERE component = %s AND status IN ('parked', 'held')", (self.name,))
+            skipped = self.parking.skipped_ids(curs)
             position = 0
-            while count := self._apply_next_batch(curs, position):
+            while count := self._apply_next_batch(curs, position, skipped):
                 applied += count
                 position = self._read_position(curs)
         return applied
@@ -138,16 +156,84 @@ class Projector:
                      (self.name,))
         return int(curs.fetchone()["position"])
 
-    def _apply_next_batch(self, curs, position: int) -> int:
+    def _apply_next_batch(self, curs, position: int, skipped: frozenset | set = frozenset()
+                          ) -> int:
         notifications = self.app.notifications_in(curs, position, self.batch_size)
-        for notification in notifications:
-            event = self.app.mapper.to_domain_event(notification)
-            for projection in self.projections:
-                projection.apply(curs, event)
-        if notifications:
-            curs.execute("UPDATE projection_positions SET position = %s, updated_at = now() "
-                         "WHERE name = %s", (notifications[-1].id, self.name))
+        if not notifications:
+            return 0
+        heads = self.parking.open_heads(curs)
+        if not self._apply_all(curs, notifications, heads, skipped):
+            for notification in notifications:
+                self._apply_or_park(curs, notification, heads, skipped)
+        curs.execute("UPDATE projection_positions SET position = %s, updated_at = now() "
+                     "WHERE name = %s", (notifications[-1].id, self.name))
         return len(notifications)
+
+    def _apply(self, curs, notification) -> None:
+        event = self.app.mapper.to_domain_event(notification)
+        for projection in self.projections:
+            projection.apply(curs, event)
+
+    def _apply_all(self, curs, notifications, heads: dict, skipped) -> bool:
+        """The usual case: the whole batch in one savepoint (events of records
+        already parked are held, skipped ones left out); False if one raised
+        (then nothing of the batch is left applied)."""
+        try:
+            with curs.connection.transaction():
+                for notification in notifications:
+                    self._apply_or_hold(curs, notification, heads, skipped)
+            return True
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            return False
+
+    def _apply_or_hold(self, curs, notification, heads: dict, skipped) -> None:
+        """Apply one event, or hold it behind its record's parked event."""
+        originator = str(notification.originator_id)
+        event_id = _event_id(notification)
+        if event_id in skipped:
+            return
+        where = dict(event_id=event_id, originator_id=originator,
+                     version=notification.originator_version,
+                     event_type=_event_type(notification.topic), position=notification.id)
+        if originator in heads:
+            self.parking.hold(curs, behind=heads[originator], **where)
+            return
+        self._apply(curs, notification)
+
+    def _apply_or_park(self, curs, notification, heads: dict, skipped) -> None:
+        """One event in its own savepoint: parked if it raises."""
+        try:
+            with curs.connection.transaction():
+                self._apply_or_hold(curs, notification, heads, skipped)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            originator = str(notification.originator_id)
+            event_id = _event_id(notification)
+            self.parking.park(curs, error=describe_error(exc), event_id=event_id,
+                              originator_id=originator, version=notification.originator_version,
+                              event_type=_event_type(notification.topic),
+                              position=notification.id)
+            heads[originator] = event_id
+
+    def _resolve_parked(self, originator_id: str, parked_id: int, skip: bool,
+                        actor: tuple[str, str], reason: str) -> dict:
+        """Retry or skip a parked event, then apply those held behind it, under
+        the same lock (and on the same connection) as a catch-up."""
+        with self._catching_up:
+            with self.app.transaction() as curs:
+                self._lock_and_read_position(curs)
+                return self.parking.release(
+                    curs, originator_id, lambda row: self._apply_at(curs, row["position"]),
+                    skip_head=skip, actor=actor, reason=reason, parked_id=parked_id)
+
+    def _apply_at(self, curs, position: int) -> None:
+        found = self.app.notifications_in(curs, position - 1, 1)
+        if not found or found[0].id != position:
+            raise LookupError(f"no event at position {position}")
+        self._apply(curs, found[0])
 
     def run_forever(self, stopping: eventlet.event.Event, poll_interval: float = 0.5):
         """Background follower: keeps read models current even when an instance
@@ -162,3 +248,12 @@ class Projector:
                 log.exception("projection %s failed to catch up", self.name)
                 metrics.dependency_failed(self.service, "database")
             stopping.wait(poll_interval)
+
+
+def _event_id(notification) -> str:
+    return f"{notification.originator_id}:{notification.originator_version}"
+
+
+def _event_type(topic: str) -> str:
+    """``services.x.domain:Member.Registered`` -> ``member_registered``."""
+    return "_".join(snake(part) for part in topic.rsplit(":", 1)[-1].split("."))

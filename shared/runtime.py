@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from shared import metrics
 from shared.config import DatabaseSettings, service_instance
-from shared.entrypoints import query
+from shared.entrypoints import command, query
 from shared.relay import Relay
 from shared.secrets import event_cipher_key, event_signing_key
 from shared.signing import sign_envelope
@@ -48,6 +48,7 @@ class EventStore(DependencyProvider):
                 poll_interval=float(relay_cfg.get("poll_interval", 0.2)))
         self.stopping = Event()
         self.projection_poll = float((config.get("PROJECTIONS") or {}).get("poll_interval", 0.5))
+        configure_parking(self.app, config)
 
     def start(self):
         if self.app.projector is not None:
@@ -153,6 +154,7 @@ class ObservableService:
     @http("GET", "/metrics")
     def metrics(self, request):
         payload = generate_latest(REGISTRY)
+        payload += parked_metrics(self.app)
         gauges = getattr(self.app, "business_gauges", None)
         if gauges is not None:
             try:
@@ -160,3 +162,52 @@ class ObservableService:
             except Exception:
                 log.exception("business gauges failed")
         return Response(payload, mimetype=CONTENT_TYPE_LATEST)
+
+
+# -- parked events (停放的事件) ------------------------------------------------------
+def parked_metrics(app) -> bytes:
+    """``lianchuang_parked_events`` read at scrape time (see ``shared.parking``)."""
+    gauges = getattr(app, "parked_gauges", None)
+    if gauges is None:
+        return b""
+    try:
+        return render_business_gauges(gauges())
+    except Exception:
+        log.exception("parked event gauges failed")
+        return b""
+
+
+def configure_parking(app, config: dict) -> None:
+    """``CONSUMERS: {max_attempts, failure_pause}``: how many times a consumer
+    tries an event's effect (pausing between) before it parks the event."""
+    settings = config.get("CONSUMERS") or {}
+    for lot in (getattr(app, "parking_lots", None) or {}).values():
+        inbox = lot.owner
+        if inbox is None:
+            continue
+        if settings.get("max_attempts") not in (None, ""):
+            inbox.max_attempts = max(1, int(settings["max_attempts"]))
+        if settings.get("failure_pause") not in (None, ""):
+            inbox.failure_pause = float(settings["failure_pause"])
+
+
+class ParkedEventsService:
+    """Mixin: events a projection or consumer parked, over RPC (the application
+    mixes in ``shared.parking.ParkingOperations``). Listing: org_admin, ops,
+    auditor; retry and skip: org_admin, ops, with a ``reason``."""
+
+    @query
+    def consumer_status(self):
+        return self.app.consumer_status(self.caller())
+
+    @query
+    def list_parked(self, **payload):
+        return self.app.list_parked(self.caller(), payload)
+
+    @command
+    def retry_parked(self, **payload):
+        return self.app.retry_parked(self.caller(), payload)
+
+    @command
+    def skip_parked(self, **payload):
+        return self.app.skip_parked(self.caller(), payload)

@@ -30,6 +30,7 @@ from shared.directory import DirectoryOperations, OrgDirectory
 from shared.errors import Conflict, Forbidden, NotFound, ValidationError
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
                              ORG_ADMIN, ROLES, Caller)
+from shared.parking import ParkingOperations
 from shared.projection import Projector
 from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
@@ -170,7 +171,8 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourcedApplication):
+class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLogQueries,
+                            EventSourcedApplication):
     name = "evaluation"
     # Ratings and assessments are read as of any moment: snapshots keep a
     # replay short however many events an organisation has accumulated.
@@ -936,7 +938,8 @@ class EvaluationApplication(DirectoryOperations, PublishedLogQueries, EventSourc
     def consumer_status(self, caller: Caller) -> dict:
         """What this service has applied of other services' events (for ops)."""
         caller.require_role(ORG_ADMIN, OPS, AUDITOR)
-        return {"org_directory": self.directory.status()}
+        return {"org_directory": self.directory.status(),
+                "read_models": {"parked": self.projector.parking.summary()}}
 
     def rebuild_read_models(self, caller: Caller) -> dict:
         caller.require_role(ORG_ADMIN, OPS)

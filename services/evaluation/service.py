@@ -13,12 +13,13 @@ from shared.consumer import SourceLog, consumes
 from shared.entrypoints import CommandContext, command, query
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
-from shared.runtime import EventStore, ObservableService, PublishedLogService
+from shared.runtime import (EventStore, ObservableService, ParkedEventsService,
+                            PublishedLogService)
 from services.evaluation.application import EvaluationApplication
 
 
 
-class EvaluationService(PublishedLogService, ObservableService):
+class EvaluationService(PublishedLogService, ParkedEventsService, ObservableService):
     name = "evaluation"
 
     config = Config()
@@ -152,10 +153,6 @@ class EvaluationService(PublishedLogService, ObservableService):
         self.app.close_expired_publicity()
 
     # -- operations ----------------------------------------------------------------
-    @query
-    def consumer_status(self):
-        return self.app.consumer_status(self.caller())
-
     @command
     def backfill_directory(self):
         return self.app.backfill_directory(

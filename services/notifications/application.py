@@ -25,6 +25,7 @@ from shared.consumer import APPLIED, Inbox
 from shared.directory import DirectoryOperations, OrgDirectory
 from shared.errors import Forbidden, NotFound, ValidationError
 from shared.identity import AUDITOR, OPS, ORG_ADMIN, Caller
+from shared.parking import ParkingOperations
 from shared.projection import Projector
 from shared.store import EventSourcedApplication
 from services.notifications import metrics
@@ -133,7 +134,7 @@ def _row(row: dict) -> dict:
     return {k: _iso(v) for k, v in row.items()}
 
 
-class NotificationsApplication(DirectoryOperations, EventSourcedApplication):
+class NotificationsApplication(ParkingOperations, DirectoryOperations, EventSourcedApplication):
     name = "notifications"
 
     def __init__(self, settings: DatabaseSettings):
@@ -142,7 +143,8 @@ class NotificationsApplication(DirectoryOperations, EventSourcedApplication):
         self.read_model = ContactsReadModel()
         Projector(self, [self.read_model], service="notifications")
         self.inboxes = {source: Inbox(self, consumer=f"notifications.{source}",
-                                      service="notifications") for source in SOURCES}
+                                      service="notifications", effect=self._apply_event)
+                        for source in SOURCES}
         self.config: dict = {}
         self.instance = ""
         self.rules = load_rules()
@@ -200,13 +202,20 @@ class NotificationsApplication(DirectoryOperations, EventSourcedApplication):
 
         def effect(curs, env):
             created.clear()  # a retried effect starts again from nothing
-            self._track(curs, env)
-            created.extend(self._apply_rules(curs, env))
+            created.extend(self._effect(curs, env))
 
         outcome = inbox.handle(envelope, effect, fill_gap)
         if outcome == APPLIED:
             metrics.count(created)
         return outcome
+
+    def _effect(self, curs, envelope: dict) -> list[tuple]:
+        self._track(curs, envelope)
+        return self._apply_rules(curs, envelope)
+
+    def _apply_event(self, curs, envelope: dict) -> None:
+        """A parked event applied again (ops' retry), with its notices counted."""
+        metrics.count(self._effect(curs, envelope))
 
     def _apply_rules(self, curs, envelope: dict) -> list[tuple]:
         rules = self.rules.for_event(envelope["source"], envelope["type"],
@@ -519,7 +528,9 @@ class NotificationsApplication(DirectoryOperations, EventSourcedApplication):
                 "SELECT count(*) AS aggregates, coalesce(sum(last_version), 0) AS events "
                 "FROM inbox_positions WHERE consumer = %s", (inbox.consumer,))
             status[source] = {"aggregates": int(row["aggregates"]), "events": int(row["events"]),
-                              "failures": [_row(f) for f in inbox.failures()]}
+                              "failures": [_row(f) for f in inbox.failures()],
+                              "parked": inbox.status()}
+        status["read_models"] = {"parked": self.projector.parking.summary()}
         return status
 
     def business_gauges(self) -> list[dict]:

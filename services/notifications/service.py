@@ -15,7 +15,7 @@ from shared.consumer import SourceLog, consumes
 from shared.entrypoints import CommandContext, command, query
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
-from shared.runtime import EventStore, ObservableService
+from shared.runtime import EventStore, ObservableService, ParkedEventsService
 from services.notifications.application import NotificationsApplication
 from services.notifications.delivery import DeliveryLoop
 
@@ -58,7 +58,7 @@ class ConfiguredTimer(Timer):
             self.interval = float(value)
 
 
-class NotificationsService(ObservableService):
+class NotificationsService(ParkedEventsService, ObservableService):
     name = "notifications"
 
     config = Config()
@@ -140,10 +140,6 @@ class NotificationsService(ObservableService):
     @query
     def list_deliveries(self, **payload):
         return self.app.list_deliveries(self.caller(), payload)
-
-    @query
-    def consumer_status(self):
-        return self.app.consumer_status(self.caller())
 
     @command
     def backfill_directory(self):

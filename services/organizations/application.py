@@ -19,6 +19,7 @@ from shared.errors import Forbidden, NotFound, ValidationError
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
                              ORG_ADMIN, Caller)
 from shared.office import Office, read_office
+from shared.parking import ParkingOperations
 from shared.projection import Projector
 from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
@@ -142,7 +143,7 @@ ONE_COMMITTEE = "the-university-committee"
 READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 
 
-class OrganizationsApplication(PublishedLogQueries, EventSourcedApplication):
+class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSourcedApplication):
     name = "organizations"
     # Long-lived aggregates (a branch's roles over the years) load from a snapshot.
     snapshotting_intervals = {Organization: 100, Member: 100}

@@ -10,12 +10,13 @@ from nameko.dependency_providers import Config
 from shared.entrypoints import CommandContext, command, query
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
-from shared.runtime import EventStore, ObservableService, PublishedLogService
+from shared.runtime import (EventStore, ObservableService, ParkedEventsService,
+                            PublishedLogService)
 from services.organizations.application import OrganizationsApplication
 
 
 
-class OrganizationsService(PublishedLogService, ObservableService):
+class OrganizationsService(PublishedLogService, ParkedEventsService, ObservableService):
     name = "organizations"
 
     config = Config()
