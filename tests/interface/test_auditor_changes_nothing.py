@@ -16,17 +16,19 @@ MUTATING = {
         "create_organization", "rename_organization", "move_organization", "merge_branches",
         "dissolve_organization", "register_member", "transfer_member",
         "convert_member_to_full", "change_member_category", "set_double_leader",
-        "member_leaves", "assign_role", "revoke_role", "rebuild_read_models"},
+        "member_leaves", "assign_role", "revoke_role", "rebuild_read_models",
+        "retry_parked", "skip_parked"},
     "evaluation": {
         "publish_scheme", "open_cycle", "add_cycle_organization", "drop_cycle_organization",
         "submit_self_assessment", "submit_review", "return_assessment", "extend_deadline",
         "approve", "grade_directly", "close_publicity", "lodge_objection", "lodge_appeal",
         "decide_appeal", "record_major_problem", "plan_rectification",
         "complete_rectification", "verify_rectification", "backfill_directory",
-        "rebuild_read_models"},
+        "rebuild_read_models", "retry_parked", "skip_parked"},
     "notifications": {
         "register_contact", "update_contact", "set_preferences", "deactivate_contact",
-        "mark_read", "retry_dead_letter", "backfill_directory"},
+        "mark_read", "retry_dead_letter", "backfill_directory", "retry_parked",
+        "skip_parked"},
 }
 
 
