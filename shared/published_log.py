@@ -7,20 +7,20 @@ from uuid import UUID
 
 from pydantic import Field
 
-from shared.commands import Command
+from shared.commands import Command, Position, Version
 from shared.identity import AUDITOR, OPS, ORG_ADMIN, Caller
 
 LOG_READERS = (ORG_ADMIN, AUDITOR, OPS)
 
 
 class ReadEvents(Command):
-    after_position: int = Field(default=0, ge=0)
+    after_position: Position = 0
     limit: int = Field(default=500, ge=1, le=5000)
 
 
 class ReadAggregateEvents(Command):
     aggregate_id: UUID
-    after_version: int = Field(default=0, ge=0)
+    after_version: Version = 0
 
 
 class PublishedLogQueries:

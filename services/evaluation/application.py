@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 from uuid import UUID, uuid4
 
 from pydantic import Field
 
-from shared.commands import Command
+from shared.commands import (Command, Days, Document, Evidence, Ids, Key, Mapping, Moment,
+                             Name, Query, Reason, RequiredEvidence, RequiredReason,
+                             RequiredText, Text, Version, text_type)
 from shared.config import DatabaseSettings
 from shared.domain import parse_moment
 from shared.directory import DirectoryOperations, OrgDirectory
@@ -45,126 +47,161 @@ log = logging.getLogger(__name__)
 
 SYSTEM_ACTOR = {"sub": "system", "role": "system"}
 Stage = Literal[STAGES]  # type: ignore[valid-type]
-Evidence = list[str]
+Period = text_type(40, 1)
+ProblemId = text_type(80, 1)
+# Indicator, bonus, deduction and veto codes of a scheme; at most this many per map or list.
+CODES_MAX = 200
+Codes = Annotated[list[Key], Field(max_length=CODES_MAX)]
 
 
 # -- commands ----------------------------------------------------------------
 class PublishScheme(Command):
-    definition: Optional[dict] = None
-    text: Optional[str] = Field(default=None, max_length=200_000)
+    definition: Optional[Mapping] = None
+    text: Optional[Document] = None
     format: Literal["yaml", "json"] = "yaml"
     dry_run: bool = False
-    reason: Optional[str] = None
+    reason: Optional[Reason] = None
 
 
 class OpenCycle(Command):
-    name: str = Field(max_length=200)
+    name: Name
     level: int = Field(ge=1, le=3)
-    period: str = Field(max_length=40)
-    deadlines: dict[str, str]
-    org_ids: Optional[list[UUID]] = None
+    period: Period
+    deadlines: Annotated[dict[Key, Moment], Field(max_length=10)]
+    org_ids: Optional[Ids()] = None
     college_id: Optional[UUID] = None
-    scheme_id: Optional[str] = None
-    publicity_days: Optional[float] = None
-    appeal_days: Optional[float] = None
+    scheme_id: Optional[Key] = None
+    publicity_days: Optional[Days] = None
+    appeal_days: Optional[Days] = None
     auto_add: bool = True
-    reason: Optional[str] = None
+    reason: Optional[Reason] = None
 
 
 class CycleOrg(Command):
     cycle_id: UUID
     org_id: UUID
-    reason: Optional[str] = None
+    reason: Optional[Reason] = None
 
 
 class SubmitEntries(Command):
     cycle_id: UUID
     org_id: UUID
-    scores: dict[str, float] = Field(default_factory=dict)
-    evidence: dict[str, Evidence] = Field(default_factory=dict)
-    bonus: list[str] = Field(default_factory=list)
-    deductions: list[str] = Field(default_factory=list)
-    vetoes: list[str] = Field(default_factory=list)
+    scores: Annotated[dict[Key, float], Field(max_length=CODES_MAX)] = Field(
+        default_factory=dict)
+    evidence: Annotated[dict[Key, Evidence], Field(max_length=CODES_MAX)] = Field(
+        default_factory=dict)
+    bonus: Codes = Field(default_factory=list)
+    deductions: Codes = Field(default_factory=list)
+    vetoes: Codes = Field(default_factory=list)
     appraisal: Optional[float] = None
-    comments: Optional[str] = Field(default=None, max_length=4000)
-    expected_version: Optional[int] = None
+    comments: Optional[Text] = None
+    expected_version: Optional[Version] = None
 
 
 class ReturnAssessment(Command):
     cycle_id: UUID
     org_id: UUID
-    comments: str = Field(min_length=1, max_length=4000)
-    expected_version: Optional[int] = None
+    comments: RequiredText
+    expected_version: Optional[Version] = None
 
 
 class Approve(Command):
     cycle_id: UUID
-    org_ids: list[UUID] = Field(min_length=1)
-    reason: Optional[str] = None
+    org_ids: Ids(min_length=1)
+    reason: Optional[Reason] = None
 
 
 class ClosePublicity(Command):
     cycle_id: UUID
-    org_ids: list[UUID] = Field(min_length=1)
-    reason: Optional[str] = None
+    org_ids: Ids(min_length=1)
+    reason: Optional[Reason] = None
 
 
 class ExtendDeadline(Command):
     cycle_id: UUID
     org_id: UUID
     stage: Stage
-    until: str
-    reason: str = Field(min_length=1)
+    until: Moment
+    reason: RequiredReason
 
 
 class GradeDirectly(Command):
     cycle_id: UUID
     org_id: UUID
     stars: int = Field(ge=1, le=5)
-    reason: str = Field(min_length=1)
-    evidence: Evidence = Field(min_length=1)
+    reason: RequiredReason
+    evidence: RequiredEvidence
 
 
 class Lodge(Command):
     cycle_id: UUID
     org_id: UUID
-    text: str = Field(min_length=1, max_length=4000)
+    text: RequiredText
 
 
 class DecideAppeal(Command):
     cycle_id: UUID
     org_id: UUID
     decision: Literal["upheld", "dismissed"]
-    reason: str = Field(min_length=1)
+    reason: RequiredReason
 
 
 class RecordMajorProblem(Command):
     org_id: UUID
-    description: str = Field(min_length=1, max_length=4000)
-    reason: str = Field(min_length=1)
-    evidence: Evidence = Field(min_length=1)
-    problem_id: Optional[str] = Field(default=None, max_length=80)
+    description: RequiredText
+    reason: RequiredReason
+    evidence: RequiredEvidence
+    problem_id: Optional[ProblemId] = None
 
 
 class PlanRectification(Command):
     org_id: UUID
-    problem_id: str
-    plan: str = Field(min_length=1, max_length=4000)
+    problem_id: ProblemId
+    plan: RequiredText
     due: dt.date
 
 
 class CompleteRectification(Command):
     org_id: UUID
-    problem_id: str
-    evidence: Evidence = Field(min_length=1)
-    reason: Optional[str] = None
+    problem_id: ProblemId
+    evidence: RequiredEvidence
+    reason: Optional[Reason] = None
 
 
 class VerifyRectification(Command):
     org_id: UUID
-    problem_id: str
-    reason: str = Field(min_length=1)
+    problem_id: ProblemId
+    reason: RequiredReason
     evidence: Optional[Evidence] = None
+
+
+# -- queries -----------------------------------------------------------------
+class SchemeRef(Query):
+    scheme_id: Key
+    version: Optional[Version] = None
+
+
+class CycleRef(Query):
+    cycle_id: UUID
+
+
+class AssessmentRef(Query):
+    cycle_id: UUID
+    org_id: UUID
+
+
+class RatingQuery(Query):
+    org_id: UUID
+    as_of: Optional[Moment] = None
+    replay: bool = False
+
+
+class OrgRef(Query):
+    org_id: UUID
+
+
+class CollegeFilter(Query):
+    college_id: Optional[UUID] = None
 
 
 def utcnow() -> dt.datetime:
@@ -315,6 +352,8 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
 
     def get_scheme(self, caller: Caller, scheme_id: str, version: int | None = None) -> dict:
         caller.require_role(*ROLES)
+        query = SchemeRef.of(scheme_id=scheme_id, version=version)
+        scheme_id, version = query.scheme_id, query.version
         if version is None:
             row = self.query_one("SELECT * FROM eval_schemes WHERE scheme_id = %s "
                                  "ORDER BY version DESC LIMIT 1", (scheme_id,))
@@ -472,6 +511,7 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
 
     def get_cycle(self, caller: Caller, cycle_id) -> dict:
         caller.require_role(*ROLES)
+        cycle_id = CycleRef.of(cycle_id=cycle_id).cycle_id
         cycle = self._cycle(cycle_id)
         return {"id": str(cycle.id), "name": cycle.name, "level": cycle.level,
                 "period": cycle.period, "scheme_id": cycle.scheme_id,
@@ -732,6 +772,8 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
                 "scheme_id": cycle.scheme_id, "scheme_version": cycle.scheme_version}
 
     def get_assessment(self, caller: Caller, cycle_id, org_id) -> dict:
+        query = AssessmentRef.of(cycle_id=cycle_id, org_id=org_id)
+        cycle_id, org_id = query.cycle_id, str(query.org_id)
         cycle = self._cycle(cycle_id)
         a = self._assessment(cycle, org_id)
         self._may_read_assessment(caller, a)
@@ -740,7 +782,7 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
     def progress_board(self, caller: Caller, cycle_id) -> dict:
         """Which organisation is at which stage, and who is overdue."""
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY, BRANCH_SECRETARY)
-        cycle = self._cycle(cycle_id)
+        cycle = self._cycle(CycleRef.of(cycle_id=cycle_id).cycle_id)
         sql = "SELECT * FROM eval_assessments WHERE cycle_id = %s"
         params: list = [str(cycle.id)]
         if caller.role == COLLEGE_SECRETARY:
@@ -841,10 +883,8 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
         event store itself (snapshot + later events) and reports whether it
         matches the read model."""
         caller.require_role(*ROLES)
-        try:
-            org_uuid = UUID(str(org_id))
-        except ValueError:
-            raise ValidationError.single("org_id", "not an id")
+        query = RatingQuery.of(org_id=org_id, as_of=as_of, replay=replay)
+        org_uuid, as_of, replay = query.org_id, query.as_of, query.replay
         if as_of is None:
             r = self.query_one("SELECT * FROM eval_ratings WHERE org_id = %s", (str(org_uuid),))
             if r is None:
@@ -890,6 +930,7 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
 
     def rating_history(self, caller: Caller, org_id) -> list[dict]:
         caller.require_role(*ROLES)
+        org_id = OrgRef.of(org_id=org_id).org_id
         return [{"version": h["version"], "stars_before": h["stars_before"],
                  "stars_after": h["stars_after"], "score": h["score"], "cause": h["cause"],
                  "scheme_id": h["scheme_id"], "scheme_version": h["scheme_version"],
@@ -905,6 +946,7 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
         and below (the seed's goal is to eliminate them), each number with the
         organisations behind it."""
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY)
+        college_id = CollegeFilter.of(college_id=college_id).college_id
         if caller.role == COLLEGE_SECRETARY:
             if college_id is not None and str(college_id) != caller.org:
                 raise Forbidden("a college secretary reads its own college's distribution")

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import yaml
 
+from shared.commands import check_document
 from shared.errors import ValidationError
 
 SCHEMES_DIR = Path(__file__).parent / "schemes"
@@ -53,6 +54,9 @@ def register_derivation(source: str, provider: Callable[[str, dict], float | Non
 
 
 # -- loading and validation ---------------------------------------------------
+MAX_DAYS = 3650  # windows and rectification periods: at most ten years
+
+
 def parse_scheme_text(text: str, fmt: str = "yaml") -> dict:
     """YAML or JSON text -> dict, or a ValidationError naming ``definition``."""
     if fmt not in ("yaml", "json"):
@@ -61,6 +65,8 @@ def parse_scheme_text(text: str, fmt: str = "yaml") -> dict:
         data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as exc:
         raise ValidationError.single("definition", f"not valid {fmt.upper()}: {exc}")
+    except RecursionError:
+        raise ValidationError.single("definition", "nested too deeply") from None
     if not isinstance(data, dict):
         raise ValidationError.single("definition", "must be a mapping at the top level")
     return data
@@ -84,6 +90,9 @@ def validate_scheme(data: Any) -> dict:
 
     if not isinstance(data, dict):
         raise ValidationError.single("definition", "must be a mapping")
+    # No NUL, control or bidi character, NaN, non-JSON value or alias bomb
+    # gets into a stored definition (the events and read models keep it as JSON).
+    check_document(data, "definition")
     known_top = {"scheme_id", "title", "level", "standard", "description", "composite",
                  "appraisal", "dimensions", "indicators", "bonus", "deductions", "vetoes",
                  "bands", "quotas", "publicity_days", "appeal_days", "major_problem"}
@@ -275,16 +284,18 @@ def validate_scheme(data: Any) -> dict:
 
     for key, default in (("publicity_days", 7), ("appeal_days", 10)):
         value = data.get(key, default)
-        if not _num(value) or value <= 0:
-            err(key, "a positive number of days")
+        if not _num(value) or not 0 < value <= MAX_DAYS:
+            err(key, f"a positive number of days, at most {MAX_DAYS}")
     mp = data.get("major_problem") or {}
     if not isinstance(mp, dict):
         err("major_problem", "a mapping {downgrade_to, rectification_days}")
     else:
         if mp.get("downgrade_to", 2) not in (1, 2, 3):
             err("major_problem.downgrade_to", "1 to 3 stars")
-        if not _num(mp.get("rectification_days", 90)) or mp.get("rectification_days", 90) <= 0:
-            err("major_problem.rectification_days", "a positive number of days")
+        days = mp.get("rectification_days", 90)
+        if not _num(days) or not 0 < days <= MAX_DAYS:
+            err("major_problem.rectification_days",
+                f"a positive number of days, at most {MAX_DAYS}")
 
     if errors:
         raise ValidationError(errors)

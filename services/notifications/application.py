@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import yaml
 from pydantic import Field
 
-from shared.commands import Command
+from shared.commands import (BATCH_MAX, POSITION_MAX, Address, Command, Key, Name, Page,
+                             Query, Reason, RequiredReason, text_type)
 from shared.config import DatabaseSettings
 from shared.consumer import APPLIED, Inbox
 from shared.directory import DirectoryOperations, OrgDirectory
@@ -39,7 +40,6 @@ RULES_FILE = Path(__file__).with_name("rules.yaml")
 # Sources whose events the rules speak of; a consumer per source arrives with its issue.
 SOURCES = ("evaluation", "tasks", "candidacies")
 STAFF_READERS = (ORG_ADMIN, OPS, AUDITOR)
-Reason = Optional[str]
 Kind = Literal[tuple(CONTACT_KINDS)]  # type: ignore[valid-type]
 Channel = Literal[tuple(CHANNELS)]  # type: ignore[valid-type]
 
@@ -50,69 +50,79 @@ def load_rules(path: Path | str = RULES_FILE) -> RuleSet:
 
 
 # -- commands ---------------------------------------------------------------
+RecipientId = Key  # a member id, a staff number or ``role@org`` (at most 100 characters)
+Groups = Annotated[list[Key], Field(max_length=20)]
+
+
 class RegisterContact(Command):
-    recipient_id: str = Field(min_length=1, max_length=100)
-    name: str = Field(min_length=1, max_length=100)
+    recipient_id: RecipientId
+    name: Name
     kind: Kind = "member"
-    email: Optional[str] = None
-    webhook_url: Optional[str] = Field(default=None, max_length=500)
-    groups: list[str] = Field(default_factory=list, max_length=20)
-    reason: Reason = None
+    email: Optional[Address] = None
+    webhook_url: Optional[Address] = None
+    groups: Groups = Field(default_factory=list)
+    reason: Optional[Reason] = None
 
 
 class UpdateContact(Command):
-    recipient_id: str = Field(min_length=1, max_length=100)
-    name: Optional[str] = None
-    email: Optional[str] = None
-    webhook_url: Optional[str] = Field(default=None, max_length=500)
-    groups: Optional[list[str]] = None
-    reason: Reason = None
+    recipient_id: RecipientId
+    name: Optional[Name] = None
+    email: Optional[Address] = None
+    webhook_url: Optional[Address] = None
+    groups: Optional[Groups] = None
+    reason: Optional[Reason] = None
 
 
 class SetPreferences(Command):
-    recipient_id: Optional[str] = Field(default=None, max_length=100)
-    preferences: dict[str, list[Channel]]
-    reason: Reason = None
+    recipient_id: Optional[RecipientId] = None
+    preferences: Annotated[dict[Key, Annotated[list[Channel], Field(max_length=len(CHANNELS))]],
+                           Field(max_length=100)]
+    reason: Optional[Reason] = None
 
 
 class DeactivateContact(Command):
-    recipient_id: str = Field(min_length=1, max_length=100)
-    reason: str = Field(min_length=1)
+    recipient_id: RecipientId
+    reason: RequiredReason
 
 
-class ContactHistory(Command):
-    recipient_id: str = Field(min_length=1, max_length=100)
+class ContactHistory(Query):
+    recipient_id: RecipientId
 
 
-class ListContacts(Command):
-    group: Optional[str] = Field(default=None, max_length=100)
-    page: int = Field(default=1, ge=1)
+class GetContact(Query):
+    recipient_id: Optional[RecipientId] = None
+
+
+class ListContacts(Query):
+    group: Optional[Key] = None
+    page: Page = 1
     page_size: int = Field(default=50, ge=1, le=500)
 
 
-class ListInbox(Command):
-    page: int = Field(default=1, ge=1)
+class ListInbox(Query):
+    page: Page = 1
     page_size: int = Field(default=20, ge=1, le=200)
     unread_only: bool = False
 
 
 class MarkRead(Command):
-    notice_ids: list[int] = Field(default_factory=list, max_length=500)
+    notice_ids: Annotated[list[Annotated[int, Field(ge=1, le=POSITION_MAX)]],
+                          Field(max_length=BATCH_MAX)] = Field(default_factory=list)
     all: bool = False
 
 
-class ListDeadLetters(Command):
+class ListDeadLetters(Query):
     channel: Optional[Channel] = None
-    page: int = Field(default=1, ge=1)
+    page: Page = 1
     page_size: int = Field(default=50, ge=1, le=500)
 
 
 class RetryDeadLetter(Command):
-    delivery_id: int = Field(ge=1)
+    delivery_id: int = Field(ge=1, le=POSITION_MAX)
 
 
-class ListDeliveries(Command):
-    event_id: str = Field(min_length=1, max_length=200)
+class ListDeliveries(Query):
+    event_id: text_type(200, 1)
 
 
 def _within(deadline, now: dt.datetime, horizon: dt.datetime) -> bool:
@@ -368,7 +378,7 @@ class NotificationsApplication(ParkingOperations, DirectoryOperations, EventSour
         return self.commit(contact, result=lambda: self.get_contact(caller, {"recipient_id": cmd.recipient_id}))
 
     def get_contact(self, caller: Caller, payload: dict) -> dict:
-        recipient_id = str(payload.get("recipient_id") or caller.sub)
+        recipient_id = GetContact.parse(payload).recipient_id or caller.sub
         if caller.role not in STAFF_READERS and recipient_id != caller.sub:
             raise Forbidden("a person reads only their own contact details")
         row = self.query_one("SELECT * FROM contacts WHERE recipient_id = %s", (recipient_id,))

@@ -12,7 +12,8 @@ from uuid import UUID
 
 from pydantic import Field
 
-from shared.commands import Command
+from shared.commands import (Command, Key, Moment, Name, Page, Query, Reason,
+                             RequiredReason, text_type)
 from shared.config import DatabaseSettings
 from shared.domain import derived_id, parse_moment
 from shared.errors import Forbidden, NotFound, ValidationError
@@ -34,52 +35,52 @@ Basis = Literal[tuple(E_BRANCH_BASES)]  # type: ignore[valid-type]
 Category = Literal[tuple(MEMBER_CATEGORIES)]  # type: ignore[valid-type]
 Status = Literal[tuple(MEMBER_STATUSES)]  # type: ignore[valid-type]
 Role = Literal[tuple(ORG_ROLES)]  # type: ignore[valid-type]
-Reason = Optional[str]
+StaffNo = text_type(40)
 
 
 # -- commands ---------------------------------------------------------------
 class CreateOrganization(Command):
-    name: str
+    name: Name
     kind: OrgKind
     parent_id: Optional[UUID] = None
     basis: Optional[Basis] = None
-    reason: Reason = None
+    reason: Optional[Reason] = None
     org_id: Optional[UUID] = None
 
 
 class RenameOrganization(Command):
     org_id: UUID
-    name: str
-    reason: Reason = None
+    name: Name
+    reason: Optional[Reason] = None
 
 
 class MoveOrganization(Command):
     org_id: UUID
     parent_id: UUID
-    reason: Reason = None
+    reason: Optional[Reason] = None
 
 
 class MergeBranches(Command):
     source_id: UUID
     target_id: UUID
-    reason: str = Field(min_length=1)
+    reason: RequiredReason
 
 
 class DissolveOrganization(Command):
     org_id: UUID
-    reason: str = Field(min_length=1)
+    reason: RequiredReason
 
 
 class RegisterMember(Command):
-    name: str
+    name: Name
     branch_id: UUID
     category: Category
     status: Status
     joined_on: dt.date
     full_on: Optional[dt.date] = None
     double_leader: bool = False
-    staff_no: Optional[str] = Field(default=None, max_length=40)
-    reason: Reason = None
+    staff_no: Optional[StaffNo] = None
+    reason: Optional[Reason] = None
     member_id: Optional[UUID] = None
 
 
@@ -87,56 +88,83 @@ class TransferMember(Command):
     member_id: UUID
     to_branch_id: UUID
     effective_on: dt.date
-    reason: Reason = None
+    reason: Optional[Reason] = None
 
 
 class ConvertMember(Command):
     member_id: UUID
     effective_on: dt.date
-    reason: Reason = None
+    reason: Optional[Reason] = None
 
 
 class ChangeCategory(Command):
     member_id: UUID
     category: Category
     effective_on: dt.date
-    reason: Reason = None
+    reason: Optional[Reason] = None
 
 
 class SetDoubleLeader(Command):
     member_id: UUID
     double_leader: bool
-    reason: Reason = None
+    reason: Optional[Reason] = None
 
 
 class MemberLeaves(Command):
     member_id: UUID
     effective_on: dt.date
-    reason: str = Field(min_length=1)
+    reason: RequiredReason
 
 
 class AssignRole(Command):
     org_id: UUID
     member_id: UUID
     role: Role
-    reason: Reason = None
+    reason: Optional[Reason] = None
 
 
 class RevokeRole(Command):
     org_id: UUID
     member_id: UUID
     role: Role
-    reason: Reason = None
+    reason: Optional[Reason] = None
 
 
-class ListMembers(Command):
+class ListMembers(Query):
     org_id: UUID
-    page: int = Field(default=1, ge=1)
+    page: Page = 1
     page_size: int = Field(default=50, ge=1, le=500)
     category: Optional[Category] = None
     status: Optional[Status] = None
-    name_contains: Optional[str] = Field(default=None, max_length=100)
+    name_contains: Optional[Name] = None
     include_left: bool = False
+
+
+# -- queries ----------------------------------------------------------------
+class OrgRef(Query):
+    org_id: UUID
+
+
+class OrgAsOf(Query):
+    org_id: UUID
+    as_of: Optional[Moment] = None
+
+
+class TreeQuery(Query):
+    as_of: Optional[Moment] = None
+    include_closed: bool = False
+
+
+class MemberRef(Query):
+    member_id: UUID
+
+
+class CollegeFilter(Query):
+    college_id: Optional[UUID] = None
+
+
+class AggregateRef(Query):
+    aggregate_id: UUID
 
 
 ONE_COMMITTEE = "the-university-committee"
@@ -389,6 +417,7 @@ class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSour
 
     def get_path(self, caller: Caller, org_id) -> list[dict]:
         caller.require_role(*READERS)
+        org_id = OrgRef.of(org_id=org_id).org_id
         self._org_row(org_id)
         return [_org_ref(r) for r in self._path_rows(org_id)]
 
@@ -408,6 +437,8 @@ class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSour
 
     def get_organization(self, caller: Caller, org_id, as_of: str | None = None) -> dict:
         caller.require_role(*READERS)
+        query = OrgAsOf.of(org_id=org_id, as_of=as_of)
+        org_id, as_of = query.org_id, query.as_of
         if as_of:
             return self._organization_as_of(org_id, as_of)
         row = self._org_row(org_id)
@@ -450,6 +481,8 @@ class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSour
                  include_closed: bool = False) -> list[dict]:
         """The whole tree (optionally as of a moment), nested from the committee down."""
         caller.require_role(*READERS)
+        query = TreeQuery.of(as_of=as_of, include_closed=include_closed)
+        as_of, include_closed = query.as_of, query.include_closed
         if as_of:
             moment = parse_moment(as_of, "as_of")
             rows = [dict(_history_out(r)) for r in self.query(
@@ -512,6 +545,7 @@ class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSour
                 "members": [_member_out(r) for r in rows]}
 
     def get_member(self, caller: Caller, member_id) -> dict:
+        member_id = MemberRef.of(member_id=member_id).member_id
         row = self.query_one(
             "SELECT m.*, b.name AS branch_name FROM member_view m "
             "LEFT JOIN org_view b ON b.id = m.branch_id WHERE m.id = %s", (str(member_id),))
@@ -534,6 +568,7 @@ class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSour
     def double_leader_coverage(self, caller: Caller, college_id: str | None = None) -> dict:
         """R5 (二.5, 三.4): 双带头人 secretaries of teacher branches, per college and school-wide."""
         caller.require_role(ORG_ADMIN, COLLEGE_SECRETARY, AUDITOR, OPS)
+        college_id = CollegeFilter.of(college_id=college_id).college_id
         if caller.role == COLLEGE_SECRETARY:
             if college_id and str(college_id) != caller.org:
                 raise Forbidden("a college secretary sees its own college only")
@@ -584,6 +619,7 @@ class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSour
     def get_history(self, caller: Caller, aggregate_id) -> list[dict]:
         """The full event history of an organisation or member (for 纪委办 auditors)."""
         caller.require_role(ORG_ADMIN, AUDITOR)
+        aggregate_id = AggregateRef.of(aggregate_id=aggregate_id).aggregate_id
         return self.history(aggregate_id, "organisation or member")
 
     def rebuild_read_models(self, caller: Caller) -> dict:

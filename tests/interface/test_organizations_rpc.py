@@ -91,7 +91,7 @@ def test_create_validation_names_the_fields(org):
     admin = org["admin"]
     with pytest.raises(ValidationError) as e:
         admin.create_organization(name="", kind="castle", parent_id="nope", colour="red")
-    assert set(e.value.fields) == {"kind", "parent_id", "colour"}
+    assert set(e.value.fields) == {"name", "kind", "parent_id", "colour"}
     with pytest.raises(ValidationError) as e:
         admin.create_organization(name="第二党委", kind="committee")
     assert e.value.fields == ["kind"]
