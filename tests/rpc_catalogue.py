@@ -1,0 +1,166 @@
+"""Every RPC method of the three services with the model that validates its
+arguments (None: the method takes none), for the tests that drive all of them
+with hostile input (tests/property, tests/faults). ``check_complete`` fails
+when a service gains a method that is not listed here."""
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import types
+import typing
+import uuid
+from typing import Annotated, Literal, Union
+
+from shared.commands import CheckedRpc
+from shared.published_log import ReadAggregateEvents, ReadEvents
+from services.evaluation import application as ev
+from services.notifications import application as nt
+from services.organizations import application as og
+
+ORGANIZATIONS = {
+    "create_organization": og.CreateOrganization, "rename_organization": og.RenameOrganization,
+    "move_organization": og.MoveOrganization, "merge_branches": og.MergeBranches,
+    "dissolve_organization": og.DissolveOrganization, "register_member": og.RegisterMember,
+    "transfer_member": og.TransferMember, "convert_member_to_full": og.ConvertMember,
+    "change_member_category": og.ChangeCategory, "set_double_leader": og.SetDoubleLeader,
+    "member_leaves": og.MemberLeaves, "assign_role": og.AssignRole,
+    "revoke_role": og.RevokeRole,
+    "get_organization": og.OrgAsOf, "get_tree": og.TreeQuery, "get_path": og.OrgRef,
+    "list_members": og.ListMembers, "get_member": og.MemberRef,
+    "double_leader_coverage": og.CollegeFilter, "list_departments": None,
+    "get_history": og.AggregateRef, "rebuild_read_models": None,
+    "read_events": ReadEvents, "read_aggregate_events": ReadAggregateEvents,
+}
+EVALUATION = {
+    "publish_scheme": ev.PublishScheme, "get_scheme": ev.SchemeRef, "list_schemes": None,
+    "open_cycle": ev.OpenCycle, "add_cycle_organization": ev.CycleOrg,
+    "drop_cycle_organization": ev.CycleOrg, "get_cycle": ev.CycleRef, "list_cycles": None,
+    "progress_board": ev.CycleRef, "submit_self_assessment": ev.SubmitEntries,
+    "submit_review": ev.SubmitEntries, "return_assessment": ev.ReturnAssessment,
+    "extend_deadline": ev.ExtendDeadline, "approve": ev.Approve,
+    "grade_directly": ev.GradeDirectly, "close_publicity": ev.ClosePublicity,
+    "lodge_objection": ev.Lodge, "lodge_appeal": ev.Lodge, "decide_appeal": ev.DecideAppeal,
+    "get_assessment": ev.AssessmentRef, "get_rating": ev.RatingQuery,
+    "rating_history": ev.OrgRef, "star_distribution": ev.CollegeFilter,
+    "record_major_problem": ev.RecordMajorProblem,
+    "plan_rectification": ev.PlanRectification,
+    "complete_rectification": ev.CompleteRectification,
+    "verify_rectification": ev.VerifyRectification, "consumer_status": None,
+    "backfill_directory": None, "rebuild_read_models": None,
+    "read_events": ReadEvents, "read_aggregate_events": ReadAggregateEvents,
+}
+NOTIFICATIONS = {
+    "register_contact": nt.RegisterContact, "update_contact": nt.UpdateContact,
+    "set_preferences": nt.SetPreferences, "deactivate_contact": nt.DeactivateContact,
+    "get_contact": nt.GetContact, "list_contacts": nt.ListContacts,
+    "list_inbox": nt.ListInbox, "unread_count": None, "mark_read": nt.MarkRead,
+    "list_dead_letters": nt.ListDeadLetters, "retry_dead_letter": nt.RetryDeadLetter,
+    "list_deliveries": nt.ListDeliveries, "consumer_status": None,
+    "backfill_directory": None,
+}
+CATALOGUE = {"organizations": ORGANIZATIONS, "evaluation": EVALUATION,
+             "notifications": NOTIFICATIONS}
+
+# Methods that change something (events, or notifications' inbox and deliveries).
+MUTATING = {
+    "organizations": ["create_organization", "rename_organization", "move_organization",
+                      "merge_branches", "dissolve_organization", "register_member",
+                      "transfer_member", "convert_member_to_full", "change_member_category",
+                      "set_double_leader", "member_leaves", "assign_role", "revoke_role"],
+    "evaluation": ["publish_scheme", "open_cycle", "add_cycle_organization",
+                   "drop_cycle_organization", "submit_self_assessment", "submit_review",
+                   "return_assessment", "extend_deadline", "approve", "grade_directly",
+                   "close_publicity", "lodge_objection", "lodge_appeal", "decide_appeal",
+                   "record_major_problem", "plan_rectification", "complete_rectification",
+                   "verify_rectification"],
+    "notifications": ["register_contact", "update_contact", "set_preferences",
+                      "deactivate_contact", "mark_read", "retry_dead_letter"],
+}
+# The role each mutating method is tried with (one allowed to call it).
+ROLE_FOR = {"lodge_objection": "member", "retry_dead_letter": "ops"}
+
+
+def service_class(name: str):
+    from services.evaluation.service import EvaluationService
+    from services.notifications.service import NotificationsService
+    from services.organizations.service import OrganizationsService
+    return {"organizations": OrganizationsService, "evaluation": EvaluationService,
+            "notifications": NotificationsService}[name]
+
+
+def rpc_methods(cls) -> set[str]:
+    return {name for name, fn in inspect.getmembers(cls)
+            if any(isinstance(e, CheckedRpc) for e in getattr(fn, "nameko_entrypoints", ()))}
+
+
+def check_complete(service: str) -> None:
+    listed, served = set(CATALOGUE[service]), rpc_methods(service_class(service))
+    assert listed == served, f"{service}: not in the catalogue {served - listed}, " \
+                             f"gone {listed - served}"
+
+
+# -- reading a model's fields ------------------------------------------------------------
+def _strip(tp):
+    """(base type, is optional) without Annotated and Optional."""
+    optional = False
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            optional = optional or len(args) < len(typing.get_args(tp))
+            tp = args[0]
+        else:
+            return tp, optional
+
+
+def fields(model) -> dict:
+    """name -> base type of each field (empty for a method without arguments)."""
+    return {} if model is None else {n: _strip(f.annotation)[0]
+                                     for n, f in model.model_fields.items()}
+
+
+def is_id(tp) -> bool:
+    return tp is uuid.UUID or (typing.get_origin(tp) is list and
+                               _strip(typing.get_args(tp)[0])[0] is uuid.UUID)
+
+
+def is_text(tp) -> bool:
+    return tp is str or (typing.get_origin(tp) in (list, dict) and any(
+        _strip(a)[0] is str or is_text(_strip(a)[0]) for a in typing.get_args(tp)[-1:]))
+
+
+def is_number(tp) -> bool:
+    return tp in (int, float) or (typing.get_origin(tp) is dict and
+                                  _strip(typing.get_args(tp)[1])[0] in (int, float))
+
+
+def valid_value(tp):
+    """A well-formed value of a field's type (ids are fresh, so unknown)."""
+    origin = typing.get_origin(tp)
+    if tp is uuid.UUID:
+        return str(uuid.uuid4())
+    if tp is dt.date:
+        return "2026-03-01"
+    if tp is bool:
+        return False
+    if tp is int:
+        return 1
+    if tp is float:
+        return 1.0
+    if tp is str:
+        return "测试 test"
+    if origin is Literal:
+        return typing.get_args(tp)[0]
+    if origin is list:
+        return [valid_value(_strip(typing.get_args(tp)[0])[0])]
+    if origin is dict or tp is dict:
+        return {}
+    raise AssertionError(f"no valid value for {tp}")
+
+
+def valid_payload(model) -> dict:
+    """Every required field of a model with a well-formed value."""
+    return {n: valid_value(_strip(f.annotation)[0]) for n, f in model.model_fields.items()
+            if f.is_required()} if model is not None else {}
