@@ -26,7 +26,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar, Union
+from typing import Annotated, Any, Optional, TypeVar, Union
 from uuid import UUID
 
 import annotated_types
@@ -310,6 +310,16 @@ class Query(Command):
     @classmethod
     def of(cls: type[C], **arguments) -> C:
         return cls.parse(arguments)
+
+
+class OrgRef(Query):
+    """One organisation, by id (every service knows organisations by their id)."""
+    org_id: UUID
+
+
+class CollegeFilter(Query):
+    """An optional college (二级学院) to narrow a report to."""
+    college_id: Optional[UUID] = None
 
 
 # -- RPC arguments -----------------------------------------------------------------------

@@ -11,7 +11,7 @@ import typing
 import uuid
 from typing import Annotated, Literal, Union
 
-from shared.commands import CheckedRpc
+from shared.commands import CheckedRpc, CollegeFilter, OrgRef
 from shared.published_log import ReadAggregateEvents, ReadEvents
 from services.evaluation import application as ev
 from services.notifications import application as nt
@@ -25,9 +25,9 @@ ORGANIZATIONS = {
     "change_member_category": og.ChangeCategory, "set_double_leader": og.SetDoubleLeader,
     "member_leaves": og.MemberLeaves, "assign_role": og.AssignRole,
     "revoke_role": og.RevokeRole,
-    "get_organization": og.OrgAsOf, "get_tree": og.TreeQuery, "get_path": og.OrgRef,
+    "get_organization": og.OrgAsOf, "get_tree": og.TreeQuery, "get_path": OrgRef,
     "list_members": og.ListMembers, "get_member": og.MemberRef,
-    "double_leader_coverage": og.CollegeFilter, "list_departments": None,
+    "double_leader_coverage": CollegeFilter, "list_departments": None,
     "get_history": og.AggregateRef, "rebuild_read_models": None,
     "read_events": ReadEvents, "read_aggregate_events": ReadAggregateEvents,
 }
@@ -41,7 +41,7 @@ EVALUATION = {
     "grade_directly": ev.GradeDirectly, "close_publicity": ev.ClosePublicity,
     "lodge_objection": ev.Lodge, "lodge_appeal": ev.Lodge, "decide_appeal": ev.DecideAppeal,
     "get_assessment": ev.AssessmentRef, "get_rating": ev.RatingQuery,
-    "rating_history": ev.OrgRef, "star_distribution": ev.CollegeFilter,
+    "rating_history": OrgRef, "star_distribution": CollegeFilter,
     "record_major_problem": ev.RecordMajorProblem,
     "plan_rectification": ev.PlanRectification,
     "complete_rectification": ev.CompleteRectification,

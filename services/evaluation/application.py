@@ -23,9 +23,9 @@ from uuid import UUID, uuid4
 
 from pydantic import Field
 
-from shared.commands import (Command, Days, Document, Evidence, Ids, Key, Mapping, Moment,
-                             Name, Query, Reason, RequiredEvidence, RequiredReason,
-                             RequiredText, Text, Version, text_type)
+from shared.commands import (CollegeFilter, Command, Days, Document, Evidence, Ids, Key,
+                             Mapping, Moment, Name, OrgRef, Query, Reason, RequiredEvidence,
+                             RequiredReason, RequiredText, Text, Version, text_type)
 from shared.config import DatabaseSettings
 from shared.domain import parse_moment
 from shared.directory import DirectoryOperations, OrgDirectory
@@ -194,14 +194,6 @@ class RatingQuery(Query):
     org_id: UUID
     as_of: Optional[Moment] = None
     replay: bool = False
-
-
-class OrgRef(Query):
-    org_id: UUID
-
-
-class CollegeFilter(Query):
-    college_id: Optional[UUID] = None
 
 
 def utcnow() -> dt.datetime:

@@ -12,8 +12,8 @@ from uuid import UUID
 
 from pydantic import Field
 
-from shared.commands import (Command, Key, Moment, Name, Page, Query, Reason,
-                             RequiredReason, text_type)
+from shared.commands import (CollegeFilter, Command, Moment, Name, OrgRef, Page, Query,
+                             Reason, RequiredReason, text_type)
 from shared.config import DatabaseSettings
 from shared.domain import derived_id, parse_moment
 from shared.errors import Forbidden, NotFound, ValidationError
@@ -141,10 +141,6 @@ class ListMembers(Query):
 
 
 # -- queries ----------------------------------------------------------------
-class OrgRef(Query):
-    org_id: UUID
-
-
 class OrgAsOf(Query):
     org_id: UUID
     as_of: Optional[Moment] = None
@@ -157,10 +153,6 @@ class TreeQuery(Query):
 
 class MemberRef(Query):
     member_id: UUID
-
-
-class CollegeFilter(Query):
-    college_id: Optional[UUID] = None
 
 
 class AggregateRef(Query):
