@@ -7,7 +7,6 @@ import datetime as dt
 import typing
 import uuid
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
