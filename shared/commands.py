@@ -300,7 +300,11 @@ class Command(BaseModel):
         try:
             return cls.model_validate(payload)
         except PydanticValidationError as exc:
-            raise validation_error_from_pydantic(exc) from None
+            error = validation_error_from_pydantic(exc)
+            for entry in error.errors:  # an unknown argument's name, echoed back printable
+                if bad_character(entry["field"], multiline=False) or len(entry["field"]) > 200:
+                    entry["field"] = ascii(entry["field"][:KEY_MAX])
+            raise error from None
 
 
 class Query(Command):
@@ -337,10 +341,13 @@ def signature_errors(fn, args: tuple, kwargs: dict) -> list[dict]:
             if positional else "takes keyword arguments only")})
     given = {p.name for p in positional[:len(args)]}
     for name in kwargs:
+        # An argument's name is echoed back printable (poison escaped) and short.
+        shown = name[:KEY_MAX] if bad_character(name, multiline=False) is None \
+            else ascii(name[:KEY_MAX])
         if name in given:
-            errors.append({"field": str(name), "message": "given twice"})
+            errors.append({"field": shown, "message": "given twice"})
         elif name not in by_name and not any_keyword:
-            errors.append({"field": str(name)[:KEY_MAX], "message": "unknown argument"})
+            errors.append({"field": shown, "message": "unknown argument"})
     for p in params:
         if p.default is P.empty and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD) \
                 and p.name not in given and p.name not in kwargs:

@@ -112,3 +112,13 @@ def test_signature_errors_name_the_arguments():
         {"field": "colour", "message": "unknown argument"}]
     assert signature_errors(command, ("x",), {}) == [
         {"field": "__args__", "message": "takes keyword arguments only"}]
+
+
+def test_an_unknown_argument_is_named_without_its_poison():
+    def command(self, org_id):
+        pass
+    assert signature_errors(command, (), {"org_id": 1, "a\x00\u202e": 2}) == [
+        {"field": "'a\\x00\\u202e'", "message": "unknown argument"}]
+    with pytest.raises(ValidationError) as e:
+        Sample.parse({"name": "n", "x\x00": 1})
+    assert e.value.fields == ["'x\\x00'"]
