@@ -20,6 +20,7 @@ its class is defined, so a new command cannot forget the rules.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
@@ -279,14 +280,21 @@ class Command(BaseModel):
         if found:
             raise TypeError("command fields must be declared with limits: " + "; ".join(found))
 
+    @classmethod
+    @functools.cache
+    def _free_form_fields(cls) -> frozenset:
+        return frozenset(name for name, f in cls.model_fields.items()
+                         if _declares(f.annotation, f.metadata, FreeForm))
+
     @field_validator("*", mode="before")
     @classmethod
     def _no_poison(cls, value, info: ValidationInfo):
         """Whatever a field's type, no poison character, non-finite number or
         oversized value gets as far as type conversion. (A typed text field
         reports its own, smaller length limit; a free-form one this net's.)"""
-        field = cls.model_fields.get(info.field_name)
-        free_form = field is not None and _declares(field.annotation, field.metadata, FreeForm)
+        if isinstance(value, (bool, int, UUID)) or value is None:
+            return value  # nothing to check (ints are bounded by their types)
+        free_form = info.field_name in cls._free_form_fields()
         found = problems_in(value, long_ok=not free_form, json_only=free_form)
         if found:
             path, message = found[0]
