@@ -21,7 +21,6 @@ its class is defined, so a new command cannot forget the rules.
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import re
 import types
@@ -37,9 +36,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError, core_schema
 
-from nameko.rpc import Rpc
-
-from shared.errors import EXPECTED_ERRORS, ValidationError, validation_error_from_pydantic
+from shared.errors import ValidationError, validation_error_from_pydantic
 
 C = TypeVar("C", bound="Command")
 
@@ -333,48 +330,3 @@ class CollegeFilter(Query):
     """An optional college (二级学院) to narrow a report to."""
     college_id: Optional[UUID] = None
 
-
-# -- RPC arguments -----------------------------------------------------------------------
-def signature_errors(fn, args: tuple, kwargs: dict) -> list[dict]:
-    """Why ``fn(self, *args, **kwargs)`` cannot be called, one entry per argument."""
-    params = list(inspect.signature(fn).parameters.values())[1:]  # without self
-    P = inspect.Parameter
-    positional = [p for p in params if p.kind in (P.POSITIONAL_ONLY, P.POSITIONAL_OR_KEYWORD)]
-    by_name = {p.name: p for p in params if p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY)}
-    any_keyword = any(p.kind == P.VAR_KEYWORD for p in params)
-    errors = []
-    if len(args) > len(positional) and not any(p.kind == P.VAR_POSITIONAL for p in params):
-        errors.append({"field": "__args__", "message": (
-            f"takes at most {len(positional)} positional arguments, {len(args)} given"
-            if positional else "takes keyword arguments only")})
-    given = {p.name for p in positional[:len(args)]}
-    for name in kwargs:
-        # An argument's name is echoed back printable (poison escaped) and short.
-        shown = name[:KEY_MAX] if bad_character(name, multiline=False) is None \
-            else ascii(name[:KEY_MAX])
-        if name in given:
-            errors.append({"field": shown, "message": "given twice"})
-        elif name not in by_name and not any_keyword:
-            errors.append({"field": shown, "message": "unknown argument"})
-    for p in params:
-        if p.default is P.empty and p.kind not in (P.VAR_POSITIONAL, P.VAR_KEYWORD) \
-                and p.name not in given and p.name not in kwargs:
-            errors.append({"field": p.name, "message": "required"})
-    return errors
-
-
-class CheckedRpc(Rpc):
-    """An RPC entrypoint whose wrong arguments (missing, unknown, too many) are
-    a ValidationError naming them, like a command's, not nameko's undocumented
-    ``IncorrectSignature``."""
-
-    def check_signature(self, args, kwargs):
-        fn = getattr(self.container.service_cls, self.method_name)
-        try:
-            inspect.signature(fn).bind(None, *args, **kwargs)
-        except TypeError:
-            raise ValidationError(signature_errors(fn, args, kwargs) or [
-                {"field": "__args__", "message": "arguments do not match the method"}])
-
-
-command = CheckedRpc.decorator(expected_exceptions=EXPECTED_ERRORS)

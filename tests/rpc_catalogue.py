@@ -11,7 +11,10 @@ import typing
 import uuid
 from typing import Annotated, Literal, Union
 
-from shared.commands import CheckedRpc, CollegeFilter, OrgRef
+from nameko.rpc import Rpc
+
+from shared.commands import CollegeFilter, OrgRef
+from shared.entrypoints import Mutation
 from shared.published_log import ReadAggregateEvents, ReadEvents
 from services.evaluation import application as ev
 from services.notifications import application as nt
@@ -52,7 +55,8 @@ EVALUATION = {
 NOTIFICATIONS = {
     "register_contact": nt.RegisterContact, "update_contact": nt.UpdateContact,
     "set_preferences": nt.SetPreferences, "deactivate_contact": nt.DeactivateContact,
-    "get_contact": nt.GetContact, "list_contacts": nt.ListContacts,
+    "get_contact": nt.GetContact, "get_contact_history": nt.ContactHistory,
+    "list_contacts": nt.ListContacts,
     "list_inbox": nt.ListInbox, "unread_count": None, "mark_read": nt.MarkRead,
     "list_dead_letters": nt.ListDeadLetters, "retry_dead_letter": nt.RetryDeadLetter,
     "list_deliveries": nt.ListDeliveries, "consumer_status": None,
@@ -61,7 +65,9 @@ NOTIFICATIONS = {
 CATALOGUE = {"organizations": ORGANIZATIONS, "evaluation": EVALUATION,
              "notifications": NOTIFICATIONS}
 
-# Methods that change something (events, or notifications' inbox and deliveries).
+# Commands (the ``Mutation`` entrypoint) that take arguments: events, or
+# notifications' inbox and deliveries. (rebuild_read_models and
+# backfill_directory take none.)
 MUTATING = {
     "organizations": ["create_organization", "rename_organization", "move_organization",
                       "merge_branches", "dissolve_organization", "register_member",
@@ -90,13 +96,22 @@ def service_class(name: str):
 
 def rpc_methods(cls) -> set[str]:
     return {name for name, fn in inspect.getmembers(cls)
-            if any(isinstance(e, CheckedRpc) for e in getattr(fn, "nameko_entrypoints", ()))}
+            if any(isinstance(e, Rpc) for e in getattr(fn, "nameko_entrypoints", ()))}
+
+
+def mutations(cls) -> set[str]:
+    return {name for name, fn in inspect.getmembers(cls)
+            if any(isinstance(e, Mutation) for e in getattr(fn, "nameko_entrypoints", ()))}
 
 
 def check_complete(service: str) -> None:
-    listed, served = set(CATALOGUE[service]), rpc_methods(service_class(service))
+    cls = service_class(service)
+    listed, served = set(CATALOGUE[service]), rpc_methods(cls)
     assert listed == served, f"{service}: not in the catalogue {served - listed}, " \
                              f"gone {listed - served}"
+    with_arguments = {m for m in mutations(cls) if CATALOGUE[service][m] is not None}
+    assert set(MUTATING[service]) == with_arguments, \
+        f"{service}: commands {with_arguments} but MUTATING lists {MUTATING[service]}"
 
 
 # -- reading a model's fields ------------------------------------------------------------

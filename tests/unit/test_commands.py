@@ -6,8 +6,7 @@ from uuid import UUID
 import pytest
 import yaml
 
-from shared.commands import (Command, Evidence, Mapping, Name, Page, Reason, check_document,
-                             signature_errors)
+from shared.commands import Command, Evidence, Mapping, Name, Page, Reason, check_document
 from shared.errors import ValidationError
 from services.evaluation.schemes import parse_scheme_text, validate_scheme
 
@@ -99,26 +98,7 @@ def test_free_form_documents_are_bounded():
         parse_scheme_text("[" * 100_000, "json")
 
 
-def test_signature_errors_name_the_arguments():
-    def query(self, org_id, as_of=None):
-        pass
-
-    def command(self, **payload):
-        pass
-    assert signature_errors(query, (), {}) == [{"field": "org_id", "message": "required"}]
-    assert signature_errors(query, ("a",), {"org_id": "b"}) == [
-        {"field": "org_id", "message": "given twice"}]
-    assert signature_errors(query, (), {"org_id": 1, "colour": 2}) == [
-        {"field": "colour", "message": "unknown argument"}]
-    assert signature_errors(command, ("x",), {}) == [
-        {"field": "__args__", "message": "takes keyword arguments only"}]
-
-
 def test_an_unknown_argument_is_named_without_its_poison():
-    def command(self, org_id):
-        pass
-    assert signature_errors(command, (), {"org_id": 1, "a\x00\u202e": 2}) == [
-        {"field": "'a\\x00\\u202e'", "message": "unknown argument"}]
     with pytest.raises(ValidationError) as e:
         Sample.parse({"name": "n", "x\x00": 1})
     assert e.value.fields == ["'x\\x00'"]
