@@ -24,12 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal
 
 from pydantic import Field
 
 from shared import metrics
-from shared.commands import Command
+from shared.commands import POSITION_MAX, Command, RequiredReason, text_type
 from shared.errors import NotFound, ValidationError
 from shared.identity import AUDITOR, OPS, ORG_ADMIN, Caller
 
@@ -330,14 +330,14 @@ def parked_out(row: dict) -> dict:
 
 # -- ops over RPC ------------------------------------------------------------------
 class ListParked(Command):
-    component: str | None = Field(default=None, max_length=200)
-    status: str | None = Field(default=None, pattern="^(parked|held|retried|applied|skipped)$")
+    component: text_type(200) | None = None
+    status: Literal["parked", "held", "retried", "applied", "skipped"] | None = None
     limit: int = Field(default=100, ge=1, le=1000)
 
 
 class ResolveParked(Command):
-    parked_id: int = Field(ge=1)
-    reason: str = Field(min_length=1, max_length=2000)
+    parked_id: int = Field(ge=1, le=POSITION_MAX)
+    reason: RequiredReason
 
 
 class ParkingOperations:

@@ -15,6 +15,7 @@ from nameko.rpc import Rpc
 
 from shared.commands import CollegeFilter, OrgRef
 from shared.entrypoints import Mutation
+from shared.parking import ListParked, ResolveParked
 from shared.published_log import ReadAggregateEvents, ReadEvents
 from services.evaluation import application as ev
 from services.notifications import application as nt
@@ -62,6 +63,12 @@ NOTIFICATIONS = {
     "list_deliveries": nt.ListDeliveries, "consumer_status": None,
     "backfill_directory": None,
 }
+# Parked events (every service's projector and consumers park what they cannot apply).
+PARKING = {"list_parked": ListParked, "retry_parked": ResolveParked,
+           "skip_parked": ResolveParked, "consumer_status": None}
+for methods in (ORGANIZATIONS, EVALUATION, NOTIFICATIONS):
+    methods.update(PARKING)
+PARKING_COMMANDS = ["retry_parked", "skip_parked"]
 CATALOGUE = {"organizations": ORGANIZATIONS, "evaluation": EVALUATION,
              "notifications": NOTIFICATIONS}
 
@@ -72,15 +79,17 @@ MUTATING = {
     "organizations": ["create_organization", "rename_organization", "move_organization",
                       "merge_branches", "dissolve_organization", "register_member",
                       "transfer_member", "convert_member_to_full", "change_member_category",
-                      "set_double_leader", "member_leaves", "assign_role", "revoke_role"],
+                      "set_double_leader", "member_leaves", "assign_role", "revoke_role",
+                      *PARKING_COMMANDS],
     "evaluation": ["publish_scheme", "open_cycle", "add_cycle_organization",
                    "drop_cycle_organization", "submit_self_assessment", "submit_review",
                    "return_assessment", "extend_deadline", "approve", "grade_directly",
                    "close_publicity", "lodge_objection", "lodge_appeal", "decide_appeal",
                    "record_major_problem", "plan_rectification", "complete_rectification",
-                   "verify_rectification"],
+                   "verify_rectification", *PARKING_COMMANDS],
     "notifications": ["register_contact", "update_contact", "set_preferences",
-                      "deactivate_contact", "mark_read", "retry_dead_letter"],
+                      "deactivate_contact", "mark_read", "retry_dead_letter",
+                      *PARKING_COMMANDS],
 }
 # The role each mutating method is tried with (one allowed to call it).
 ROLE_FOR = {"lodge_objection": "member", "retry_dead_letter": "ops"}

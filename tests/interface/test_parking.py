@@ -312,17 +312,18 @@ def test_hostile_content_is_recorded_and_replayed_unchanged(notif_app):
     [row] = inbox.status()["events"]
     assert "\x00" not in row["error"] and "\\x00" in row["error"]
     failing[0] = False
-    with pytest.raises(ValidationError) as surrogate:
-        app.retry_parked(OPS_CALLER, {"parked_id": row["parked_id"], "reason": "理由\ud800"})
-    assert surrogate.value.fields == ["reason"]
-    app.retry_parked(OPS_CALLER, {"parked_id": row["parked_id"], "reason": "理由 with \x00 too"})
+    for poison in ("理由\ud800", "理由 with \x00 too"):  # an argument is safe text (issue 7)
+        with pytest.raises(ValidationError) as refused:
+            app.retry_parked(OPS_CALLER, {"parked_id": row["parked_id"], "reason": poison})
+        assert refused.value.fields == ["reason"]
+    app.retry_parked(OPS_CALLER, {"parked_id": row["parked_id"], "reason": "理由 fixed"})
     [env] = received
     data = env["data"]
     assert data["name"] == "毒\x00药\ud800" and math.isnan(data["score"])
     assert data["big"] == float("inf") and data["key\x00"] == ["\udfff"]
     [listed] = app.list_parked(OPS_CALLER, {"component": "test.hostile"})["items"]
     assert listed["status"] == "retried"
-    assert listed["resolved_reason"] == "理由 with \\x00 too"
+    assert listed["resolved_reason"] == "理由 fixed"
 
 
 def test_safe_text_and_json_escape_what_postgresql_refuses():
