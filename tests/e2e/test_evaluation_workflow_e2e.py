@@ -172,7 +172,10 @@ def test_new_branch_joins_and_dissolved_branch_drops_out(tree, rpc_as):
     orgs.dissolve_organization(org_id=tree["b2"], reason="支部调整")
     wait_for(lambda: tree["b2"] in admin.get_cycle(cycle["id"])["dropped"], 15,
              message="dissolved branch dropped")
-    board = admin.progress_board(cycle["id"])
+    # the cycle (an aggregate) changes at the save; the board (a read model) as
+    # soon as the consumer's catch-up that follows it has run
+    board = wait_for(lambda: (lambda b: b if "dropped" in b["by_stage"] else None)(
+        admin.progress_board(cycle["id"])), 15, message="the board shows the drop")
     assert board["by_stage"]["dropped"]["org_ids"] == [tree["b2"]]
     assert rpc_as("ops").evaluation.consumer_status()["org_directory"]["failures"] == []
 
