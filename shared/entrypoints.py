@@ -25,7 +25,7 @@ from functools import partial
 
 import psycopg
 from eventsourcing.persistence import InterfaceError, OperationalError
-from nameko.exceptions import ContainerBeingKilled, MalformedRequest
+from nameko.exceptions import ContainerBeingKilled, MalformedRequest, RpcTimeout, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc, RpcConsumer
 from psycopg_pool import PoolTimeout
@@ -105,10 +105,11 @@ def translate_infrastructure_errors(func, signature_of=None):
         except EXPECTED_ERRORS:
             raise
         except (OperationalError, InterfaceError, PoolTimeout, psycopg.OperationalError,
-                psycopg.InterfaceError, ConnectionError, OSError) as exc:
+                psycopg.InterfaceError, ConnectionError, OSError, UnknownService,
+                RpcTimeout) as exc:
             log.warning("%s: infrastructure unavailable: %s", func.__name__, exc)
             raise Unavailable(
-                "the service cannot reach its database or broker right now; "
+                "the service cannot reach its database, the broker or a service it needs right now; "
                 "nothing was changed unless the command's answer says so — retry with the "
                 "same command_id") from None
 

@@ -8,6 +8,7 @@ Portals pass it as the context data key ``auth_token``.
 from __future__ import annotations
 
 import time
+from uuid import UUID
 from dataclasses import dataclass
 
 import jwt
@@ -91,9 +92,17 @@ def verify_token(secret: str, token: str | None) -> Caller:
     role = claims.get("role")
     if role not in ROLES:
         raise Unauthenticated(f"token names an unknown role {role!r}")
+    if len(sub) > 200 or not sub.isprintable():
+        raise Unauthenticated("token's sub must be printable text of at most 200 characters")
     if role in SCOPED_ROLES and not claims.get("org"):
         raise Unauthenticated(f"token for role {role!r} has no organisation scope")
-    return Caller(sub=sub, role=role, org=claims.get("org"))
+    org = claims.get("org")
+    if org is not None:
+        try:
+            org = str(UUID(str(org)))
+        except ValueError:
+            raise Unauthenticated("token's org must be an organisation id") from None
+    return Caller(sub=sub, role=role, org=org)
 
 
 # ``Mutation`` (shared.entrypoints) is the entrypoint of every method that

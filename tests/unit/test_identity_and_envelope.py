@@ -12,9 +12,29 @@ from shared.errors import Forbidden
 SECRET = "unit-test-secret-0123456789-abcdefghijkl"
 
 
+COLLEGE = "6f1c3b0e-8d2a-4c1e-9f3a-1b2c3d4e5f60"
+
+
 def test_token_round_trip():
-    tok = mint_token(SECRET, sub="li", role="college_secretary", org="c1", ttl=60)
-    assert verify_token(SECRET, tok) == Caller("li", "college_secretary", "c1")
+    tok = mint_token(SECRET, sub="li", role="college_secretary", org=COLLEGE, ttl=60)
+    assert verify_token(SECRET, tok) == Caller("li", "college_secretary", COLLEGE)
+
+
+@pytest.mark.parametrize("claims, message", [
+    ({"sub": "li\x00", "role": "member"}, "printable"),
+    ({"sub": "x" * 201, "role": "member"}, "printable"),
+    ({"sub": "li", "role": "branch_secretary", "org": "not-an-id"}, "organisation id"),
+])
+def test_signed_tokens_with_hostile_claims_are_refused(claims, message):
+    """Even a correctly signed token cannot carry a NUL or a non-id scope into
+    the services' queries."""
+    import time
+
+    import jwt
+
+    tok = jwt.encode({**claims, "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    with pytest.raises(Unauthenticated, match=message):
+        verify_token(SECRET, tok)
 
 
 @pytest.mark.parametrize("token, message", [
