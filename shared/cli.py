@@ -35,12 +35,12 @@ def main():
 @main.command()
 @click.option("--role", required=True,
               type=click.Choice(["org_admin", "college_secretary", "branch_secretary", "member",
-                                 "auditor", "ops"]))
+                                 "auditor", "ops", "department_staff"]))
 @click.option("--sub", required=True,
               help="who the token speaks for; for member and secretary roles the member id "
                    "(a secretary's token is honoured only while the records show that "
                    "member as secretary of --org)")
-@click.option("--org", "org", default=None, help="organisation scope (id)")
+@click.option("--org", "org", default=None, help="organisation scope (id); for department_staff the department code")
 @click.option("--ttl", default=3600, show_default=True, type=int, help="seconds")
 @click.option("--secret", envvar="AUTH_SECRET", default=None, show_default=False,
               help="HMAC secret (env AUTH_SECRET or AUTH_SECRET_FILE; at least 32 bytes)")

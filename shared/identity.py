@@ -26,9 +26,10 @@ BRANCH_SECRETARY = "branch_secretary"  # 党支部书记
 MEMBER = "member"  # 党员
 AUDITOR = "auditor"  # 纪委办
 OPS = "ops"  # 信息资源中心
-ROLES = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, MEMBER, AUDITOR, OPS)
-# Roles whose token must name the organisation they act for.
-SCOPED_ROLES = (COLLEGE_SECRETARY, BRANCH_SECRETARY)
+DEPARTMENT_STAFF = "department_staff"  # 职能部门 staff; ``org`` = the department code
+ROLES = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, MEMBER, AUDITOR, OPS, DEPARTMENT_STAFF)
+# Roles whose token must name the organisation (a department: its code) they act for.
+SCOPED_ROLES = (COLLEGE_SECRETARY, BRANCH_SECRETARY, DEPARTMENT_STAFF)
 # Roles that read everything and change nothing: refused by every ``@command`` (a ``Mutation`` entrypoint).
 READ_ONLY_ROLES = (AUDITOR,)
 

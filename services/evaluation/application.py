@@ -38,6 +38,7 @@ from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
 from services.evaluation.domain import (STAGE_ZH, STAGES, Assessment, Cycle, Rating, Scheme,
                                         stage_due)
+from services.evaluation.programme.application import ProgrammeOperations
 from services.evaluation.projections import EvaluationReadModel
 from services.evaluation.schemes import (DERIVATION_PROVIDERS, apply_quotas, check_entries,
                                          default_schemes, parse_scheme_text, score,
@@ -213,8 +214,10 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
         self.directory = OrgDirectory(self, service="evaluation")
         self.directory.listeners.append(self._on_org_event)
         self.read_model = EvaluationReadModel()
-        Projector(self, [self.read_model], service="evaluation")
+        self.programme = ProgrammeOperations(self)  # 三级联创: services/evaluation/programme
+        Projector(self, [self.read_model, self.programme.read_model], service="evaluation")
         self._install_default_schemes()
+        self.programme.install_defaults()
 
     # -- helpers -------------------------------------------------------------
     def _install_default_schemes(self) -> None:

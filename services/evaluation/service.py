@@ -152,6 +152,81 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
         """Every minute: 公示 windows that ended make their results final."""
         self.app.close_expired_publicity()
 
+    # -- the creation programme (三级联创): services/evaluation/programme -------------
+    @command
+    def nominate_candidacy(self, **payload):
+        return self.app.programme.nominate_candidacy(self.caller(), payload)
+
+    @command
+    def move_candidacy(self, **payload):
+        return self.app.programme.move_candidacy(self.caller(), payload)
+
+    @query
+    def get_candidacy(self, candidacy_id):
+        return self.app.programme.get_candidacy(self.caller(), candidacy_id)
+
+    @query
+    def list_candidacies(self, title=None, tier=None, stage=None, org_id=None, college_id=None):
+        return self.app.programme.list_candidacies(self.caller(), title, tier, stage, org_id,
+                                                   college_id)
+
+    @query
+    def creation_shortfall(self, org_id, year):
+        return self.app.programme.creation_shortfall(self.caller(), org_id, year)
+
+    @command
+    def define_plan(self, **payload):
+        return self.app.programme.define_plan(self.caller(), payload)
+
+    @query
+    def list_plans(self):
+        return self.app.programme.list_plans(self.caller())
+
+    @query
+    def programme_progress(self, plan_code=None):
+        return self.app.programme.programme_progress(self.caller(), plan_code)
+
+    @command
+    def register_brand(self, **payload):
+        return self.app.programme.register_brand(self.caller(), payload)
+
+    @command
+    def recognise_brand(self, **payload):
+        return self.app.programme.recognise_brand(self.caller(), payload)
+
+    @query
+    def get_brand(self, brand_id):
+        return self.app.programme.get_brand(self.caller(), brand_id)
+
+    @query
+    def list_brands(self, org_id=None, kind=None):
+        return self.app.programme.list_brands(self.caller(), org_id, kind)
+
+    @query
+    def list_tasks(self):
+        return self.app.programme.list_tasks(self.caller())
+
+    @query
+    def get_task(self, number):
+        return self.app.programme.get_task(self.caller(), number)
+
+    @command
+    def set_milestone(self, **payload):
+        return self.app.programme.set_milestone(self.caller(), payload)
+
+    @command
+    def report_progress(self, **payload):
+        return self.app.programme.report_progress(self.caller(), payload)
+
+    @query
+    def department_view(self, department=None):
+        return self.app.programme.department_view(self.caller(), department)
+
+    @timer(interval=300)
+    def detect_overdue_milestones(self):
+        """Every five minutes: task-book milestones past due are recorded overdue, once."""
+        self.app.programme.detect_overdue()
+
     # -- operations ----------------------------------------------------------------
     @command
     def backfill_directory(self):

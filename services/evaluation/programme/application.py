@@ -1,0 +1,601 @@
+"""The creation programme (三级联创): candidacies (创建), plan targets (规划目标),
+brands (品牌) and the task book (任务书). A sub-domain of evaluation: it shares
+the service's store, its organisation directory and its read-model projector.
+
+Who may do what (see docs/rpc.md):
+* org_admin (组织部) nominates candidacies and moves them, defines plans and
+  targets, registers and recognises brands, sets task-book milestones, and
+  reports for 组织部 as a department;
+* department_staff (职能部门, token ``org`` = a department code) report progress
+  on the measures their department leads (and completes milestones) or
+  cooperates on, and read their department's view;
+* a college secretary reports the college's part of measures that 各二级学院
+  cooperate on;
+* every role reads candidacies, targets, brands and the task book.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal, Optional
+from uuid import UUID, uuid4
+
+import yaml
+from pydantic import Field
+
+from shared.commands import Command
+from shared.domain import derived_id
+from shared.errors import Conflict, Forbidden, NotFound, ValidationError
+from shared.identity import (AUDITOR, COLLEGE_SECRETARY, DEPARTMENT_STAFF, ORG_ADMIN, ROLES,
+                             Caller)
+from services.evaluation.programme.domain import (BRAND_KINDS, FIRST_TIER, STAGE_ZH, STAGES,
+                                                  TIER_ZH, TIERS, TITLE_CODES, TITLES, Brand,
+                                                  Candidacy, Plan, Task, stage_label,
+                                                  tier_rank)
+from services.evaluation.programme.projections import ProgrammeReadModel
+
+TASK_BOOK_FILE = Path(__file__).with_name("task_book.yaml")
+SYSTEM_ACTOR = {"sub": "system", "role": "system"}
+ALL_COLLEGES = "all_colleges"
+ORG_ADMIN_DEPARTMENT = "organization"  # org_admin is 组织部's staff
+
+# The seed's 2023 targets (一): the shipped default plan.
+DEFAULT_PLAN = {
+    "code": "2020-2023",
+    "name": "党建“三级联创”实施意见 2020-2023 (seed 一)",
+    "starts_on": "2020-06-12",
+    "ends_on": "2023-12-31",
+    "targets": [
+        {"title": "demonstration_university", "tier": "national", "min": 1, "max": 1},
+        {"title": "benchmark_college", "tier": "national", "min": 1, "max": 1},
+        {"title": "model_branch", "tier": "national", "min": 1, "max": 1},
+        {"title": "benchmark_college", "tier": "provincial", "min": 3, "max": 4},
+        {"title": "model_branch", "tier": "provincial", "min": 3, "max": 4},
+    ],
+    "brand_target": {"min_tier": "provincial", "min": 10},
+}
+
+Tier = Literal[TIERS]  # type: ignore[valid-type]
+StageName = Literal[STAGES]  # type: ignore[valid-type]
+Evidence = list[str]
+
+
+def load_task_book(path: Path = TASK_BOOK_FILE) -> dict:
+    """The shipped task book: departments, sections and the 26 measures."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+# -- commands ------------------------------------------------------------------
+class Nominate(Command):
+    org_id: UUID
+    tier: Tier
+    on: Optional[dt.date] = None
+    reason: str = Field(min_length=1, max_length=2000)
+    evidence: Evidence = Field(default_factory=list)
+    ladder_waiver: Optional[str] = Field(default=None, max_length=2000)
+
+
+class Move(Command):
+    candidacy_id: UUID
+    to_stage: StageName
+    on: Optional[dt.date] = None
+    reason: str = Field(min_length=1, max_length=2000)
+    evidence: Evidence = Field(default_factory=list)
+    held_until: Optional[dt.date] = None
+    expected_version: Optional[int] = None
+
+
+class DefinePlan(Command):
+    code: str = Field(min_length=1, max_length=40)
+    name: Optional[str] = Field(default=None, max_length=200)
+    starts_on: Optional[dt.date] = None
+    ends_on: Optional[dt.date] = None
+    targets: list[dict]
+    brand_target: Optional[dict] = None
+    reason: Optional[str] = Field(default=None, max_length=2000)
+
+
+class RegisterBrand(Command):
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal[tuple(BRAND_KINDS)]  # type: ignore[valid-type]
+    org_id: UUID
+    reason: Optional[str] = Field(default=None, max_length=2000)
+    evidence: Evidence = Field(default_factory=list)
+
+
+class RecogniseBrand(Command):
+    brand_id: UUID
+    level: Tier
+    on: dt.date
+    reason: Optional[str] = Field(default=None, max_length=2000)
+    evidence: Evidence = Field(min_length=1)
+
+
+class SetMilestone(Command):
+    number: str = Field(min_length=1, max_length=10)
+    milestone_id: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,40}$")
+    title: str = Field(min_length=1, max_length=300)
+    year: int = Field(ge=2000, le=2100)
+    due_on: dt.date
+    reason: Optional[str] = Field(default=None, max_length=2000)
+
+
+class ReportProgress(Command):
+    number: str = Field(min_length=1, max_length=10)
+    milestone_id: Optional[str] = None
+    text: str = Field(min_length=1, max_length=4000)
+    completed: bool = False
+    on: Optional[dt.date] = None
+    evidence: Evidence = Field(min_length=1)
+
+
+class ProgrammeOperations:
+    """The programme's commands and queries over evaluation's application
+    (``app``: its store, directory, clock and projector)."""
+
+    def __init__(self, app):
+        self.app = app
+        self.read_model = ProgrammeReadModel()
+        self.task_book = load_task_book()
+        self.departments: dict[str, str] = self.task_book["departments"]
+
+    # -- shipped data ------------------------------------------------------------
+    def install_defaults(self) -> None:
+        """The seed's 2020-2023 plan and its 26 measures, once (idempotent)."""
+        pending = []
+        if not self.app.exists(Plan.id_for(DEFAULT_PLAN["code"])):
+            pending.append(Plan.define(actor=SYSTEM_ACTOR, reason="shipped default (seed 一)",
+                                       **DEFAULT_PLAN))
+        sections = self.task_book["sections"]
+        for m in self.task_book["measures"]:
+            if not self.app.exists(Task.id_for(m["number"])):
+                section = m["number"].split(".")[0]
+                pending.append(Task.register(
+                    m["number"], f"{section}、{sections[section]}", m["title"], m["lead"],
+                    m["cooperating"], SYSTEM_ACTOR, "shipped task book (seed 二-六)"))
+        if pending:
+            try:
+                self.app.commit(*pending)
+            except Conflict:
+                pass  # another instance installed them at the same moment
+
+    # -- helpers -------------------------------------------------------------------
+    def _today(self) -> str:
+        return self.app.clock().date().isoformat()
+
+    def _org(self, org_id, field: str = "org_id") -> dict:
+        row = self.app.directory.org(org_id)
+        if row is None:
+            raise NotFound(f"{field}: organisation {org_id} is not known to evaluation")
+        return row
+
+    def _college_of(self, row: dict) -> str | None:
+        if row["level"] == 2:
+            return str(row["id"])
+        if row["level"] == 3 and row.get("parent_id"):
+            return str(row["parent_id"])
+        return None
+
+    def _dept_name(self, code: str) -> str:
+        return self.departments.get(code, code)
+
+    # -- candidacies (创建) ----------------------------------------------------------
+    def nominate_candidacy(self, caller: Caller, payload: dict) -> dict:
+        """Nominate an organisation for its level's title at a tier (enters 培育)."""
+        caller.require_role(ORG_ADMIN)
+        cmd = Nominate.parse(payload)
+        org = self._org(cmd.org_id)
+        if org["status"] != "active":
+            raise ValidationError.single("org_id", f"{org['name']} is {org['status']}")
+        rows = self.app.query("SELECT id, tier, stage, held_from, held_until, attempt FROM "
+                              "prog_candidacies WHERE org_id = %s", (str(cmd.org_id),))
+        on = (cmd.on or self.app.clock().date()).isoformat()
+        at_tier = [r for r in rows if r["tier"] == cmd.tier]
+        for r in at_tier:
+            if r["stage"] not in ("passed", "failed"):
+                raise ValidationError.single(
+                    "tier", f"{org['name']} is already a candidate at {TIER_ZH[cmd.tier]} "
+                    f"({stage_label(r['stage'])}, candidacy {r['id']})")
+            if r["stage"] == "passed" and (r["held_until"] is None
+                                           or r["held_until"].isoformat() > on):
+                raise ValidationError.single(
+                    "tier", f"{org['name']} holds the title at {TIER_ZH[cmd.tier]} "
+                    f"(since {r['held_from']}); nominate it at the next tier")
+        ladder = self._ladder(org, cmd, rows)
+        candidacy = Candidacy.nominate(org, cmd.tier, len(at_tier) + 1, on,
+                                       self._college_of(org), ladder, caller.as_actor(),
+                                       cmd.reason, cmd.evidence)
+        return self.app.commit(candidacy, result=lambda: self.get_candidacy(caller, candidacy.id))
+
+    def _ladder(self, org: dict, cmd: Nominate, rows: list[dict]) -> dict | None:
+        """梯次培育: above the title's first tier, a 达标 at the tier below (or a
+        waiver with its reason, e.g. a title won before the system existed)."""
+        level = int(org["level"])
+        if level not in FIRST_TIER or tier_rank(cmd.tier) <= tier_rank(FIRST_TIER[level]):
+            if cmd.ladder_waiver:
+                raise ValidationError.single("ladder_waiver", f"{TIER_ZH[cmd.tier]} is the "
+                                             "first tier of this title: nothing to waive")
+            return None
+        below = TIERS[tier_rank(cmd.tier) - 1]
+        passed = [r for r in rows if r["tier"] == below and r["stage"] == "passed"]
+        if passed:
+            return {"passed_candidacy_id": str(passed[-1]["id"]), "tier": below}
+        if cmd.ladder_waiver:
+            return {"waiver": cmd.ladder_waiver, "tier": below}
+        raise ValidationError.single(
+            "tier", f"梯次培育: {org['name']} has not passed (达标) at {TIER_ZH[below]} ({below}); "
+            "nominate it there first, or give ladder_waiver with the reason")
+
+    def move_candidacy(self, caller: Caller, payload: dict) -> dict:
+        """Move a candidacy to its next stage (dated, with reason and evidence)."""
+        caller.require_role(ORG_ADMIN)
+        cmd = Move.parse(payload)
+        candidacy = self.app.load(cmd.candidacy_id, Candidacy, "candidacy")
+        if cmd.expected_version is not None and candidacy.version != cmd.expected_version:
+            raise Conflict(f"the candidacy of {candidacy.org_name} changed (version "
+                           f"{candidacy.version}, you read {cmd.expected_version}); reload")
+        on = (cmd.on or self.app.clock().date()).isoformat()
+        candidacy.move(cmd.to_stage, on, caller.as_actor(), cmd.reason, cmd.evidence,
+                       held_until=cmd.held_until.isoformat() if cmd.held_until else None)
+        return self.app.commit(candidacy,
+                               result=lambda: self.get_candidacy(caller, candidacy.id))
+
+    def _candidacy_row(self, r: dict) -> dict:
+        level = r["level"]
+        return {"id": str(r["id"]), "org_id": str(r["org_id"]), "org_name": r["org_name"],
+                "level": level, "college_id": str(r["college_id"]) if r["college_id"] else None,
+                "title": r["title"], "title_zh": TITLES[level][1], "standard": TITLES[level][2],
+                "tier": r["tier"], "tier_zh": TIER_ZH[r["tier"]], "attempt": r["attempt"],
+                "stage": r["stage"], "stage_zh": STAGE_ZH[r["stage"]],
+                "nominated_on": r["nominated_on"].isoformat(),
+                "stage_on": r["stage_on"].isoformat(),
+                "held_from": r["held_from"].isoformat() if r["held_from"] else None,
+                "held_until": r["held_until"].isoformat() if r["held_until"] else None,
+                "ladder": r["ladder"], "version": r["version"]}
+
+    def get_candidacy(self, caller: Caller, candidacy_id) -> dict:
+        caller.require_role(*ROLES)
+        candidacy_id = self.app._as_uuid(candidacy_id, "candidacy")
+        row = self.app.query_one("SELECT * FROM prog_candidacies WHERE id = %s", (candidacy_id,))
+        if row is None:
+            raise NotFound(f"candidacy {candidacy_id} not found")
+        result = self._candidacy_row(row)
+        result["moves"] = [
+            {"from_stage": m["from_stage"], "to_stage": m["to_stage"],
+             "on": m["on_date"].isoformat(), "actor": m["actor"], "reason": m["reason"],
+             "evidence": m["evidence"] or [], "recorded_at": m["recorded_at"].isoformat()}
+            for m in self.app.query("SELECT * FROM prog_candidacy_moves WHERE candidacy_id = %s "
+                                    "ORDER BY version", (candidacy_id,))]
+        return result
+
+    def list_candidacies(self, caller: Caller, title: str | None = None,
+                         tier: str | None = None, stage: str | None = None,
+                         org_id: str | None = None, college_id: str | None = None) -> list[dict]:
+        caller.require_role(*ROLES)
+        checks = (("title", title, TITLE_CODES), ("tier", tier, TIERS), ("stage", stage, STAGES))
+        for field, value, allowed in checks:
+            if value is not None and value not in allowed:
+                raise ValidationError.single(field, "one of " + ", ".join(allowed))
+        sql, params = "SELECT * FROM prog_candidacies WHERE true", []
+        for column, value in (("title", title), ("tier", tier), ("stage", stage),
+                              ("org_id::text", org_id), ("college_id::text", college_id)):
+            if value is not None:
+                sql += f" AND {column} = %s"
+                params.append(str(value))
+        return [self._candidacy_row(r) for r in self.app.query(
+            sql + " ORDER BY level, title, tier, org_name, attempt", params)]
+
+    def creation_shortfall(self, caller: Caller, org_id, year) -> dict:
+        """创建未达标 for an organisation in a year (R1 reads it): true when one of
+        its candidacies was judged 未达标 at an acceptance dated in that year."""
+        caller.require_role(*ROLES)
+        try:
+            year = int(year)
+        except (TypeError, ValueError):
+            raise ValidationError.single("year", f"a year, e.g. 2026: {year!r}")
+        rows = self.app.query(
+            "SELECT c.id, c.title, c.tier, c.level, m.on_date, m.reason, m.evidence "
+            "FROM prog_candidacy_moves m JOIN prog_candidacies c ON c.id = m.candidacy_id "
+            "WHERE m.org_id::text = %s AND m.to_stage = 'failed' "
+            "AND extract(year FROM m.on_date) = %s ORDER BY m.on_date",
+            (str(org_id), year))
+        return {"org_id": str(org_id), "year": year, "shortfall": bool(rows),
+                "candidacies": [{"candidacy_id": str(r["id"]), "title": r["title"],
+                                 "title_zh": TITLES[r["level"]][1], "tier": r["tier"],
+                                 "failed_on": r["on_date"].isoformat(), "reason": r["reason"],
+                                 "evidence": r["evidence"] or []} for r in rows]}
+
+    # -- plans and brands ------------------------------------------------------------
+    def define_plan(self, caller: Caller, payload: dict) -> dict:
+        """A new plan period with its targets, or new targets for an existing one."""
+        caller.require_role(ORG_ADMIN)
+        cmd = DefinePlan.parse(payload)
+        plan_id = Plan.id_for(cmd.code)
+        if self.app.exists(plan_id):
+            plan = self.app.load(plan_id, Plan, "plan")
+            plan.retarget(cmd.targets, cmd.brand_target, caller.as_actor(), cmd.reason)
+        else:
+            missing = [f for f in ("name", "starts_on", "ends_on") if getattr(cmd, f) is None]
+            if missing:
+                raise ValidationError([{"field": f, "message": "required for a new plan"}
+                                       for f in missing])
+            plan = Plan.define(cmd.code, cmd.name, cmd.starts_on, cmd.ends_on, cmd.targets,
+                               cmd.brand_target, caller.as_actor(), cmd.reason)
+        return self.app.commit(plan, result=lambda: self.programme_progress(caller, cmd.code))
+
+    def list_plans(self, caller: Caller) -> list[dict]:
+        caller.require_role(*ROLES)
+        return [self._plan_row(r) for r in self.app.query(
+            "SELECT * FROM prog_plans ORDER BY starts_on DESC")]
+
+    @staticmethod
+    def _plan_row(r: dict) -> dict:
+        return {"code": r["code"], "name": r["name"], "starts_on": r["starts_on"].isoformat(),
+                "ends_on": r["ends_on"].isoformat(), "targets": r["targets"],
+                "brand_target": r["brand_target"]}
+
+    def programme_progress(self, caller: Caller, plan_code: str | None = None) -> dict:
+        """Achieved against target per title and tier, with the candidacies behind
+        each number and their stage; brands at or above the brand target's level.
+        A title counts as achieved when its candidacy passed (达标) at exactly that
+        tier within the plan period."""
+        caller.require_role(*ROLES)
+        plan = self._plan(plan_code)
+        starts, ends = plan["starts_on"].isoformat(), plan["ends_on"].isoformat()
+        candidacies = [self._candidacy_row(r) for r in self.app.query(
+            "SELECT * FROM prog_candidacies ORDER BY org_name, attempt")]
+        targets = []
+        for t in plan["targets"]:
+            mine = [c for c in candidacies if c["title"] == t["title"] and c["tier"] == t["tier"]]
+            achieved = [c for c in mine if c["stage"] == "passed" and starts <= c["held_from"] <= ends]
+            pursuing = [c for c in mine if c["stage"] not in ("passed", "failed")]
+            level = TITLE_CODES[t["title"]]
+            targets.append({
+                "title": t["title"], "title_zh": TITLES[level][1], "tier": t["tier"],
+                "tier_zh": TIER_ZH[t["tier"]], "target_min": t["min"], "target_max": t["max"],
+                "achieved": len(achieved), "met": len(achieved) >= t["min"],
+                "pursuing": len(pursuing),
+                "candidacies": [{"id": c["id"], "org_id": c["org_id"], "org_name": c["org_name"],
+                                 "stage": c["stage"], "stage_zh": c["stage_zh"],
+                                 "stage_on": c["stage_on"], "counted": c in achieved}
+                                for c in mine if c in achieved or c in pursuing]})
+        result = {"plan": self._plan_row(plan), "targets": targets, "brands": None}
+        if plan["brand_target"]:
+            bt = plan["brand_target"]
+            floor = tier_rank(bt["min_tier"])
+            brands = []
+            for b in self.app.query("SELECT * FROM prog_brands ORDER BY name"):
+                firsts = [r["on"] for r in b["recognitions"] if tier_rank(r["level"]) >= floor]
+                first = min(firsts) if firsts else None
+                if first is not None and starts <= first <= ends:
+                    brands.append({"id": str(b["id"]), "name": b["name"], "kind": b["kind"],
+                                   "org_name": b["org_name"], "level": b["level"],
+                                   "recognised_on": first})
+            result["brands"] = {"min_tier": bt["min_tier"], "target_min": bt["min"],
+                                "achieved": len(brands), "met": len(brands) >= bt["min"],
+                                "brands": brands}
+        return result
+
+    def _plan(self, plan_code: str | None) -> dict:
+        if plan_code is None:
+            row = self.app.query_one("SELECT * FROM prog_plans WHERE starts_on <= %s "
+                                     "ORDER BY starts_on DESC LIMIT 1", (self._today(),))
+        else:
+            row = self.app.query_one("SELECT * FROM prog_plans WHERE code = %s", (plan_code,))
+        if row is None:
+            raise NotFound(f"plan {plan_code or '(current)'} not found")
+        return row
+
+    def register_brand(self, caller: Caller, payload: dict) -> dict:
+        """Register a brand: 一总支一品牌 (a college's), 一支部一特色 (a branch's) or
+        a school-wide Party-building / ideological-work brand."""
+        caller.require_role(ORG_ADMIN)
+        cmd = RegisterBrand.parse(payload)
+        org = self._org(cmd.org_id)
+        brand_id = derived_id("programme-brand", cmd.org_id, cmd.name)
+        if self.app.exists(brand_id):
+            raise Conflict(f"{org['name']} already has a brand named {cmd.name!r}")
+        brand = Brand.register(brand_id, cmd.name, cmd.kind, org, caller.as_actor(),
+                               cmd.reason, cmd.evidence)
+        return self.app.commit(brand, result=lambda: self.get_brand(caller, brand.id))
+
+    def recognise_brand(self, caller: Caller, payload: dict) -> dict:
+        """Record a brand's recognition (认定) at a level on a date."""
+        caller.require_role(ORG_ADMIN)
+        cmd = RecogniseBrand.parse(payload)
+        brand = self.app.load(cmd.brand_id, Brand, "brand")
+        brand.recognise(cmd.level, cmd.on, caller.as_actor(), cmd.reason, cmd.evidence)
+        return self.app.commit(brand, result=lambda: self.get_brand(caller, brand.id))
+
+    @staticmethod
+    def _brand_row(r: dict) -> dict:
+        return {"id": str(r["id"]), "name": r["name"], "kind": r["kind"],
+                "kind_zh": BRAND_KINDS[r["kind"]], "org_id": str(r["org_id"]),
+                "org_name": r["org_name"], "level": r["level"],
+                "level_zh": TIER_ZH.get(r["level"]) if r["level"] else None,
+                "recognised_on": r["recognised_on"].isoformat() if r["recognised_on"] else None,
+                "recognitions": r["recognitions"]}
+
+    def get_brand(self, caller: Caller, brand_id) -> dict:
+        caller.require_role(*ROLES)
+        row = self.app.query_one("SELECT * FROM prog_brands WHERE id = %s",
+                                 (self.app._as_uuid(brand_id, "brand"),))
+        if row is None:
+            raise NotFound(f"brand {brand_id} not found")
+        return self._brand_row(row)
+
+    def list_brands(self, caller: Caller, org_id: str | None = None,
+                    kind: str | None = None) -> list[dict]:
+        caller.require_role(*ROLES)
+        sql, params = "SELECT * FROM prog_brands WHERE true", []
+        if org_id is not None:
+            sql += " AND org_id::text = %s"
+            params.append(str(org_id))
+        if kind is not None:
+            sql += " AND kind = %s"
+            params.append(kind)
+        return [self._brand_row(r) for r in self.app.query(sql + " ORDER BY name", params)]
+
+    # -- the task book (任务书) --------------------------------------------------------
+    def _task(self, number: str) -> Task:
+        task_id = Task.id_for(number)
+        if not self.app.exists(task_id):
+            raise NotFound(f"number: the task book has no measure {number!r} "
+                           "(二.1 … 六.3)")
+        return self.app.load(task_id, Task, "measure")
+
+    def _colleges(self) -> list[dict]:
+        return [{"id": str(r["id"]), "name": r["name"]} for r in self.app.query(
+            "SELECT id, name FROM dir_orgs WHERE level = 2 AND status = 'active' ORDER BY name")]
+
+    def _expand(self, codes: list, colleges: list[dict]) -> list[dict]:
+        out = []
+        for code in codes:
+            if code == ALL_COLLEGES:
+                out.extend({"code": ALL_COLLEGES, "name": c["name"], "org_id": c["id"]}
+                           for c in colleges)
+            else:
+                out.append({"code": code, "name": self._dept_name(code)})
+        return out
+
+    def set_milestone(self, caller: Caller, payload: dict) -> dict:
+        """Set (or move) a milestone (时间节点) of a measure with its due date."""
+        caller.require_role(ORG_ADMIN)
+        cmd = SetMilestone.parse(payload)
+        task = self._task(cmd.number)
+        milestone_id = cmd.milestone_id or f"{cmd.year}-{len(task.milestones) + 1}"
+        task.set_milestone(milestone_id, cmd.title, cmd.year, cmd.due_on, caller.as_actor(),
+                           cmd.reason)
+        return self.app.commit(task, result=lambda: self.get_task(caller, cmd.number))
+
+    def _reporting_department(self, caller: Caller, task: Task) -> str:
+        """The department a caller reports for on this measure, or Forbidden."""
+        involved = [task.lead_department, *task.cooperating]
+        if caller.role == ORG_ADMIN:
+            if ORG_ADMIN_DEPARTMENT in involved:
+                return ORG_ADMIN_DEPARTMENT
+            raise Forbidden(f"组织部 is neither lead nor cooperating department of measure "
+                            f"{task.number}; its departments report")
+        if caller.role == DEPARTMENT_STAFF and caller.org in involved:
+            return caller.org
+        if caller.role == COLLEGE_SECRETARY and ALL_COLLEGES in task.cooperating:
+            return ALL_COLLEGES
+        raise Forbidden(f"measure {task.number} is reported by its lead department "
+                        f"({self._dept_name(task.lead_department)}) and cooperating departments "
+                        f"({', '.join(self._dept_name(c) for c in task.cooperating)})")
+
+    def report_progress(self, caller: Caller, payload: dict) -> dict:
+        """A progress report with evidence: the lead department's (which may
+        complete a milestone) or a cooperating department's part."""
+        caller.require_role(ORG_ADMIN, DEPARTMENT_STAFF, COLLEGE_SECRETARY)
+        cmd = ReportProgress.parse(payload)
+        task = self._task(cmd.number)
+        department = self._reporting_department(caller, task)
+        task.report(cmd.milestone_id, department, cmd.text, cmd.completed,
+                    (cmd.on or self.app.clock().date()).isoformat(), caller.as_actor(),
+                    cmd.evidence)
+        return self.app.commit(task, result=lambda: self.get_task(caller, cmd.number))
+
+    @staticmethod
+    def _milestone_row(m: dict, today: str) -> dict:
+        overdue = m["status"] != "completed" and m["due_on"].isoformat() < today
+        return {"milestone_id": m["milestone_id"], "title": m["title"], "year": m["year"],
+                "due_on": m["due_on"].isoformat(), "status": m["status"], "overdue": overdue,
+                "completed_on": m["completed_on"].isoformat() if m["completed_on"] else None,
+                "overdue_recorded_at": m["overdue_at"].isoformat() if m["overdue_at"] else None}
+
+    @staticmethod
+    def _task_status(milestones: list[dict]) -> str:
+        if not milestones:
+            return "unplanned"
+        if all(m["status"] == "completed" for m in milestones):
+            return "completed"
+        if any(m["overdue"] for m in milestones):
+            return "overdue"
+        return "in_progress"
+
+    def _task_rows(self, where: str = "true", params=()) -> list[dict]:
+        today = self._today()
+        colleges = self._colleges()
+        milestones: dict = {}
+        for m in self.app.query("SELECT * FROM prog_milestones ORDER BY due_on, milestone_id"):
+            milestones.setdefault(m["task_id"], []).append(self._milestone_row(m, today))
+        out = []
+        for t in self.app.query(f"SELECT * FROM prog_tasks WHERE {where} ORDER BY number",
+                                params):
+            ms = milestones.get(t["id"], [])
+            out.append({"number": t["number"], "section": t["section"], "title": t["title"],
+                        "lead_department": {"code": t["lead_department"],
+                                            "name": self._dept_name(t["lead_department"])},
+                        "cooperating": self._expand(t["cooperating"], colleges),
+                        "cooperating_codes": t["cooperating"], "milestones": ms,
+                        "status": self._task_status(ms)})
+        # the seed's order: section 二..六, then the item number
+        order = list(self.task_book["sections"])
+        out.sort(key=lambda r: (order.index(r["number"].split(".")[0]),
+                                int(r["number"].split(".")[1])))
+        return out
+
+    def list_tasks(self, caller: Caller) -> list[dict]:
+        caller.require_role(*ROLES)
+        return self._task_rows()
+
+    def get_task(self, caller: Caller, number: str) -> dict:
+        caller.require_role(*ROLES)
+        rows = self._task_rows("number = %s", (str(number),))
+        if not rows:
+            raise NotFound(f"number: the task book has no measure {number!r}")
+        task = rows[0]
+        task["reports"] = [
+            {"milestone_id": r["milestone_id"], "department": r["department"],
+             "department_name": self._dept_name(r["department"]), "text": r["text"],
+             "completed": r["completed"], "on": r["on_date"].isoformat(), "actor": r["actor"],
+             "evidence": r["evidence"] or [], "recorded_at": r["recorded_at"].isoformat()}
+            for r in self.app.query(
+                "SELECT r.* FROM prog_task_reports r JOIN prog_tasks t ON t.id = r.task_id "
+                "WHERE t.number = %s ORDER BY r.version", (str(number),))]
+        return task
+
+    def department_view(self, caller: Caller, department: str | None = None) -> dict:
+        """A department's (职能部门) view: what it leads, what it cooperates on,
+        what is overdue. Department staff see their own; 组织部 and auditors any."""
+        if caller.role == DEPARTMENT_STAFF:
+            department = department or caller.org
+            if department != caller.org:
+                raise Forbidden("department staff read their own department's view")
+        else:
+            caller.require_role(ORG_ADMIN, AUDITOR, DEPARTMENT_STAFF)
+        if department not in self.departments or department == ALL_COLLEGES:
+            raise ValidationError.single("department", "one of " + ", ".join(
+                c for c in self.departments if c != ALL_COLLEGES))
+        tasks = self._task_rows()
+        leads = [t for t in tasks if t["lead_department"]["code"] == department]
+        cooperates = [t for t in tasks if department in t["cooperating_codes"]]
+        overdue = [{"number": t["number"], "title": t["title"], **m}
+                   for t in leads for m in t["milestones"] if m["overdue"]]
+        return {"department": department, "name": self._dept_name(department),
+                "leads": leads, "cooperates": cooperates, "overdue": overdue}
+
+    def detect_overdue(self, limit: int = 200) -> int:
+        """Timer: record each milestone past its due date and not completed as
+        overdue, once (the flag lives in the measure's own events: a restart or a
+        second instance finds it set; two instances at once clash and one wins)."""
+        today = self._today()
+        rows = self.app.query(
+            "SELECT DISTINCT t.number FROM prog_milestones m JOIN prog_tasks t ON t.id = m.task_id "
+            "WHERE m.status <> 'completed' AND m.overdue_at IS NULL AND m.due_on < %s LIMIT %s",
+            (today, limit))
+        flagged = 0
+        for row in rows:
+            task = self._task(row["number"])
+            due = task.overdue_milestones(today)
+            for milestone_id in due:
+                task.flag_overdue(milestone_id, today, SYSTEM_ACTOR)
+            if not due:
+                continue
+            try:
+                self.app.commit(task)
+            except Conflict:
+                continue  # another instance recorded it (or the measure changed): next round
+            flagged += len(due)
+        return flagged
