@@ -37,8 +37,9 @@ from services.notifications.projections import ContactsReadModel
 from services.notifications.templates import Renderer
 
 RULES_FILE = Path(__file__).with_name("rules.yaml")
-# Sources whose events the rules speak of; a consumer per source arrives with its issue.
-SOURCES = ("evaluation", "tasks", "candidacies")
+# Sources whose events the rules speak of (the programme's task book and candidacies
+# are evaluation's: services/evaluation/programme).
+SOURCES = ("evaluation",)
 STAFF_READERS = (ORG_ADMIN, OPS, AUDITOR)
 Kind = Literal[tuple(CONTACT_KINDS)]  # type: ignore[valid-type]
 Channel = Literal[tuple(CHANNELS)]  # type: ignore[valid-type]

@@ -91,8 +91,8 @@ def test_shipped_rules_cover_every_contract_event():
         "cycle_opened", "assessment_returned", "assessment_publicity_opened",
         "assessment_objection_lodged", "assessment_appeal_decided", "rating_changed",
         "rating_fell_to_three_or_below")} <= events
-    assert ("tasks", "task_milestone_overdue") in events
-    assert ("candidacies", "candidacy_moved") in events
+    assert ("evaluation", "task_milestone_overdue") in events
+    assert ("evaluation", "candidacy_moved") in events
     fell = RULES.for_event("evaluation", "rating_fell_to_three_or_below", {})[0]
     assert fell.notice == "rectification_required"
     assert [s.designation for s in fell.selectors] == [
