@@ -24,7 +24,10 @@ MUTATING = {
         "approve", "grade_directly", "close_publicity", "lodge_objection", "lodge_appeal",
         "decide_appeal", "record_major_problem", "plan_rectification",
         "complete_rectification", "verify_rectification", "backfill_directory",
-        "rebuild_read_models", "retry_parked", "skip_parked"},
+        "rebuild_read_models", "retry_parked", "skip_parked",
+        # the creation programme (三级联创)
+        "nominate_candidacy", "move_candidacy", "define_plan", "register_brand",
+        "recognise_brand", "set_milestone", "report_progress"},
     "notifications": {
         "register_contact", "update_contact", "set_preferences", "deactivate_contact",
         "mark_read", "retry_dead_letter", "backfill_directory", "retry_parked",
