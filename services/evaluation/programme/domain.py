@@ -18,7 +18,6 @@ field; the ``@event`` methods only record.
 """
 from __future__ import annotations
 
-import datetime as dt
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event

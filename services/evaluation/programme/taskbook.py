@@ -1,0 +1,208 @@
+"""The task book (任务书) of the creation programme: the seed's 26 measures,
+milestones set by 组织部, progress reports by the lead and cooperating
+departments, a department's view, and the overdue timer.
+
+A mixin of ``ProgrammeOperations`` (``self.app``: evaluation's application;
+``self.departments``: code -> name; ``self.task_book``: the shipped data).
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from typing import Optional
+
+from pydantic import Field
+
+from shared.commands import Command
+from shared.errors import Conflict, Forbidden, NotFound, ValidationError
+from shared.identity import AUDITOR, COLLEGE_SECRETARY, DEPARTMENT_STAFF, ORG_ADMIN, ROLES, Caller
+from services.evaluation.programme.domain import Task
+
+SYSTEM_ACTOR = {"sub": "system", "role": "system"}
+ALL_COLLEGES = "all_colleges"
+ORG_ADMIN_DEPARTMENT = "organization"  # org_admin is 组织部's staff
+Evidence = list[str]
+
+
+class SetMilestone(Command):
+    number: str = Field(min_length=1, max_length=10)
+    milestone_id: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,40}$")
+    title: str = Field(min_length=1, max_length=300)
+    year: int = Field(ge=2000, le=2100)
+    due_on: dt.date
+    reason: Optional[str] = Field(default=None, max_length=2000)
+
+
+class ReportProgress(Command):
+    number: str = Field(min_length=1, max_length=10)
+    milestone_id: Optional[str] = None
+    text: str = Field(min_length=1, max_length=4000)
+    completed: bool = False
+    on: Optional[dt.date] = None
+    evidence: Evidence = Field(min_length=1)
+
+
+class TaskBookOperations:
+    # -- the task book (任务书) --------------------------------------------------------
+    def _task(self, number: str) -> Task:
+        task_id = Task.id_for(number)
+        if not self.app.exists(task_id):
+            raise NotFound(f"number: the task book has no measure {number!r} "
+                           "(二.1 … 六.3)")
+        return self.app.load(task_id, Task, "measure")
+
+    def _colleges(self) -> list[dict]:
+        return [{"id": str(r["id"]), "name": r["name"]} for r in self.app.query(
+            "SELECT id, name FROM dir_orgs WHERE level = 2 AND status = 'active' ORDER BY name")]
+
+    def _expand(self, codes: list, colleges: list[dict]) -> list[dict]:
+        out = []
+        for code in codes:
+            if code == ALL_COLLEGES:
+                out.extend({"code": ALL_COLLEGES, "name": c["name"], "org_id": c["id"]}
+                           for c in colleges)
+            else:
+                out.append({"code": code, "name": self._dept_name(code)})
+        return out
+
+    def set_milestone(self, caller: Caller, payload: dict) -> dict:
+        """Set (or move) a milestone (时间节点) of a measure with its due date."""
+        caller.require_role(ORG_ADMIN)
+        cmd = SetMilestone.parse(payload)
+        task = self._task(cmd.number)
+        milestone_id = cmd.milestone_id or f"{cmd.year}-{len(task.milestones) + 1}"
+        task.set_milestone(milestone_id, cmd.title, cmd.year, cmd.due_on, caller.as_actor(),
+                           cmd.reason)
+        return self.app.commit(task, result=lambda: self.get_task(caller, cmd.number))
+
+    def _reporting_department(self, caller: Caller, task: Task) -> str:
+        """The department a caller reports for on this measure, or Forbidden."""
+        involved = [task.lead_department, *task.cooperating]
+        if caller.role == ORG_ADMIN:
+            if ORG_ADMIN_DEPARTMENT in involved:
+                return ORG_ADMIN_DEPARTMENT
+            raise Forbidden(f"组织部 is neither lead nor cooperating department of measure "
+                            f"{task.number}; its departments report")
+        if caller.role == DEPARTMENT_STAFF and caller.org in involved:
+            return caller.org
+        if caller.role == COLLEGE_SECRETARY and ALL_COLLEGES in task.cooperating:
+            return ALL_COLLEGES
+        raise Forbidden(f"measure {task.number} is reported by its lead department "
+                        f"({self._dept_name(task.lead_department)}) and cooperating departments "
+                        f"({', '.join(self._dept_name(c) for c in task.cooperating)})")
+
+    def report_progress(self, caller: Caller, payload: dict) -> dict:
+        """A progress report with evidence: the lead department's (which may
+        complete a milestone) or a cooperating department's part."""
+        caller.require_role(ORG_ADMIN, DEPARTMENT_STAFF, COLLEGE_SECRETARY)
+        cmd = ReportProgress.parse(payload)
+        task = self._task(cmd.number)
+        department = self._reporting_department(caller, task)
+        task.report(cmd.milestone_id, department, cmd.text, cmd.completed,
+                    (cmd.on or self.app.clock().date()).isoformat(), caller.as_actor(),
+                    cmd.evidence)
+        return self.app.commit(task, result=lambda: self.get_task(caller, cmd.number))
+
+    @staticmethod
+    def _milestone_row(m: dict, today: str) -> dict:
+        overdue = m["status"] != "completed" and m["due_on"].isoformat() < today
+        return {"milestone_id": m["milestone_id"], "title": m["title"], "year": m["year"],
+                "due_on": m["due_on"].isoformat(), "status": m["status"], "overdue": overdue,
+                "completed_on": m["completed_on"].isoformat() if m["completed_on"] else None,
+                "overdue_recorded_at": m["overdue_at"].isoformat() if m["overdue_at"] else None}
+
+    @staticmethod
+    def _task_status(milestones: list[dict]) -> str:
+        if not milestones:
+            return "unplanned"
+        if all(m["status"] == "completed" for m in milestones):
+            return "completed"
+        if any(m["overdue"] for m in milestones):
+            return "overdue"
+        return "in_progress"
+
+    def _task_rows(self, where: str = "true", params=()) -> list[dict]:
+        today = self._today()
+        colleges = self._colleges()
+        milestones: dict = {}
+        for m in self.app.query("SELECT * FROM prog_milestones ORDER BY due_on, milestone_id"):
+            milestones.setdefault(m["task_id"], []).append(self._milestone_row(m, today))
+        out = []
+        for t in self.app.query(f"SELECT * FROM prog_tasks WHERE {where} ORDER BY number",
+                                params):
+            ms = milestones.get(t["id"], [])
+            out.append({"number": t["number"], "section": t["section"], "title": t["title"],
+                        "lead_department": {"code": t["lead_department"],
+                                            "name": self._dept_name(t["lead_department"])},
+                        "cooperating": self._expand(t["cooperating"], colleges),
+                        "cooperating_codes": t["cooperating"], "milestones": ms,
+                        "status": self._task_status(ms)})
+        # the seed's order: section 二..六, then the item number
+        order = list(self.task_book["sections"])
+        out.sort(key=lambda r: (order.index(r["number"].split(".")[0]),
+                                int(r["number"].split(".")[1])))
+        return out
+
+    def list_tasks(self, caller: Caller) -> list[dict]:
+        caller.require_role(*ROLES)
+        return self._task_rows()
+
+    def get_task(self, caller: Caller, number: str) -> dict:
+        caller.require_role(*ROLES)
+        rows = self._task_rows("number = %s", (str(number),))
+        if not rows:
+            raise NotFound(f"number: the task book has no measure {number!r}")
+        task = rows[0]
+        task["reports"] = [
+            {"milestone_id": r["milestone_id"], "department": r["department"],
+             "department_name": self._dept_name(r["department"]), "text": r["text"],
+             "completed": r["completed"], "on": r["on_date"].isoformat(), "actor": r["actor"],
+             "evidence": r["evidence"] or [], "recorded_at": r["recorded_at"].isoformat()}
+            for r in self.app.query(
+                "SELECT r.* FROM prog_task_reports r JOIN prog_tasks t ON t.id = r.task_id "
+                "WHERE t.number = %s ORDER BY r.version", (str(number),))]
+        return task
+
+    def department_view(self, caller: Caller, department: str | None = None) -> dict:
+        """A department's (职能部门) view: what it leads, what it cooperates on,
+        what is overdue. Department staff see their own; 组织部 and auditors any."""
+        if caller.role == DEPARTMENT_STAFF:
+            department = department or caller.org
+            if department != caller.org:
+                raise Forbidden("department staff read their own department's view")
+        else:
+            caller.require_role(ORG_ADMIN, AUDITOR, DEPARTMENT_STAFF)
+        if department not in self.departments or department == ALL_COLLEGES:
+            raise ValidationError.single("department", "one of " + ", ".join(
+                c for c in self.departments if c != ALL_COLLEGES))
+        tasks = self._task_rows()
+        leads = [t for t in tasks if t["lead_department"]["code"] == department]
+        cooperates = [t for t in tasks if department in t["cooperating_codes"]]
+        overdue = [{"number": t["number"], "title": t["title"], **m}
+                   for t in leads for m in t["milestones"] if m["overdue"]]
+        return {"department": department, "name": self._dept_name(department),
+                "leads": leads, "cooperates": cooperates, "overdue": overdue}
+
+    def detect_overdue(self, limit: int = 200) -> int:
+        """Timer: record each milestone past its due date and not completed as
+        overdue, once (the flag lives in the measure's own events: a restart or a
+        second instance finds it set; two instances at once clash and one wins)."""
+        today = self._today()
+        rows = self.app.query(
+            "SELECT DISTINCT t.number FROM prog_milestones m JOIN prog_tasks t ON t.id = m.task_id "
+            "WHERE m.status <> 'completed' AND m.overdue_at IS NULL AND m.due_on < %s LIMIT %s",
+            (today, limit))
+        flagged = 0
+        for row in rows:
+            task = self._task(row["number"])
+            due = task.overdue_milestones(today)
+            for milestone_id in due:
+                task.flag_overdue(milestone_id, today, SYSTEM_ACTOR)
+            if not due:
+                continue
+            try:
+                self.app.commit(task)
+            except Conflict:
+                continue  # another instance recorded it (or the measure changed): next round
+            flagged += len(due)
+        return flagged
