@@ -222,6 +222,10 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
     def department_view(self, department=None):
         return self.app.programme.department_view(self.caller(), department)
 
+    @query
+    def programme_dashboard(self, college_id=None):
+        return self.app.programme.programme_dashboard(self.caller(), college_id)
+
     @timer(interval=300)
     def detect_overdue_milestones(self):
         """Every five minutes: task-book milestones past due are recorded overdue, once."""

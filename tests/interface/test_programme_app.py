@@ -157,6 +157,24 @@ def test_targets_against_achievements_on_a_hand_written_scenario(app):
         ("学院0", "passed", True), ("学院1", "passed", True), ("学院3", "applied", False)]
     assert (progress["brands"]["achieved"], progress["brands"]["met"]) == (1, False)
     assert [x["name"] for x in progress["brands"]["brands"]] == ["红色引擎"]
+    # the dashboard: every number with what is behind it
+    board = app.programme.programme_dashboard(AUDITOR)
+    cells = {(t["title"], tier["tier"], st["stage"]): st for t in board["candidacies"]
+             for tier in t["tiers"] for st in tier["stages"] if st["count"]}
+    assert {k: v["count"] for k, v in cells.items()} == {
+        ("benchmark_college", "school", "passed"): 2,
+        ("benchmark_college", "provincial", "passed"): 3,
+        ("benchmark_college", "provincial", "applied"): 1,
+        ("model_branch", "school", "passed"): 2, ("model_branch", "school", "failed"): 1,
+        ("model_branch", "school", "cultivating"): 1}
+    assert [o["org_name"] for o in cells[("model_branch", "school", "failed")]
+            ["organizations"]] == ["学院1支部0"]
+    assert board["task_book"]["by_status"]["unplanned"]["count"] == 26
+    mine = app.programme.programme_dashboard(Caller("s", "college_secretary", str(colleges[1])))
+    assert mine["targets"] is None and sum(
+        tier["total"] for t in mine["candidacies"] for tier in t["tiers"]) == 4
+    with pytest.raises(Forbidden):
+        app.programme.programme_dashboard(MEMBER)
     # retargeting needs a reason, and the default plan shipped is the seed's
     with pytest.raises(ValidationError) as err:
         app.programme.define_plan(ADMIN, {"code": "T", "targets": [
@@ -226,6 +244,10 @@ def test_an_overdue_milestone_is_recorded_exactly_once_across_a_restart(clean_da
         view = second.programme.department_view(ADMIN, "general_office")
         assert [(o["number"], o["milestone_id"]) for o in view["overdue"]] == [("二.4", "lectures")]
         assert view["overdue"][0]["overdue_recorded_at"] is not None
+        board = second.programme.programme_dashboard(ADMIN)["task_book"]
+        assert [(o["number"], o["milestone"]) for o in board["overdue"]] == \
+            [("二.4", "校领导每学期上党课")]
+        assert board["by_status"]["overdue"]["numbers"] == ["二.4"]
     finally:
         second.close()
         third.close()

@@ -31,6 +31,7 @@ from services.evaluation.programme.domain import (BRAND_KINDS, FIRST_TIER, STAGE
                                                   TIER_ZH, TIERS, TITLE_CODES, TITLES, Brand,
                                                   Candidacy, Plan, Task, stage_label,
                                                   tier_rank)
+from services.evaluation.programme.dashboard import DashboardQueries
 from services.evaluation.programme.projections import ProgrammeReadModel
 from services.evaluation.programme.taskbook import SYSTEM_ACTOR, TaskBookOperations
 
@@ -108,7 +109,7 @@ class RecogniseBrand(Command):
     evidence: Evidence = Field(min_length=1)
 
 
-class ProgrammeOperations(TaskBookOperations):
+class ProgrammeOperations(TaskBookOperations, DashboardQueries):
     """The programme's commands and queries over evaluation's application
     (``app``: its store, directory, clock and projector)."""
 
