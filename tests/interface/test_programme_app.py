@@ -170,6 +170,15 @@ def test_targets_against_achievements_on_a_hand_written_scenario(app):
     assert [o["org_name"] for o in cells[("model_branch", "school", "failed")]
             ["organizations"]] == ["学院1支部0"]
     assert board["task_book"]["by_status"]["unplanned"]["count"] == 26
+    # a change reaches the next answer (answers are reused only while nothing changed)
+    assert app.programme.programme_dashboard(AUDITOR) == board
+    app.programme.move_candidacy(ADMIN, {"candidacy_id": pending["id"], "to_stage": "accepted",
+                                         "on": "2023-04-01", "reason": "立项"})
+    again = app.programme.programme_dashboard(ADMIN)
+    provincial = again["candidacies"][1]["tiers"][1]["stages"]
+    assert [(s["stage"], s["count"]) for s in provincial if s["count"]] == \
+        [("accepted", 1), ("passed", 3)]
+    assert again["targets"]["targets"][0]["pursuing_ids"] == [pending["id"]]
     mine = app.programme.programme_dashboard(Caller("s", "college_secretary", str(colleges[1])))
     assert mine["targets"] is None and sum(
         tier["total"] for t in mine["candidacies"] for tier in t["tiers"]) == 4

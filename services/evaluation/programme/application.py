@@ -118,6 +118,7 @@ class ProgrammeOperations(TaskBookOperations, DashboardQueries):
         self.read_model = ProgrammeReadModel()
         self.task_book = load_task_book()
         self.departments: dict[str, str] = self.task_book["departments"]
+        self._dashboards: dict = {}  # scope -> (read-model position and date, answer)
 
     # -- shipped data ------------------------------------------------------------
     def install_defaults(self) -> None:
@@ -322,21 +323,19 @@ class ProgrammeOperations(TaskBookOperations, DashboardQueries):
         caller.require_role(*ROLES)
         plan = self._plan(plan_code)
         starts, ends = plan["starts_on"].isoformat(), plan["ends_on"].isoformat()
-        by_target: dict[tuple, list] = {}
-        for r in self.app.query(
-                "SELECT id, org_id, org_name, title, tier, stage, stage_on, held_from "
-                "FROM prog_candidacies WHERE stage <> 'failed' ORDER BY org_name, attempt"):
-            by_target.setdefault((r["title"], r["tier"]), []).append(r)
+        # the candidacies behind each number, grouped and built as JSON by PostgreSQL
+        by_target = {(r["title"], r["tier"]): r["behind"] for r in self.app.query(
+            "SELECT title, tier, json_agg(json_build_object('id', id, 'org_id', org_id, "
+            "'org_name', org_name, 'stage', stage, 'stage_on', stage_on, "
+            "'counted', stage = 'passed') ORDER BY org_name, attempt) AS behind "
+            "FROM prog_candidacies WHERE stage NOT IN ('failed', 'passed') "
+            "OR (stage = 'passed' AND held_from BETWEEN %s AND %s) GROUP BY title, tier",
+            (starts, ends))}
         targets = []
         for t in plan["targets"]:
-            behind = []
-            for r in by_target.get((t["title"], t["tier"]), []):
-                counted = r["stage"] == "passed" and starts <= r["held_from"].isoformat() <= ends
-                if counted or r["stage"] != "passed":
-                    behind.append({"id": str(r["id"]), "org_id": str(r["org_id"]),
-                                   "org_name": r["org_name"], "stage": r["stage"],
-                                   "stage_zh": STAGE_ZH[r["stage"]],
-                                   "stage_on": r["stage_on"].isoformat(), "counted": counted})
+            behind = by_target.get((t["title"], t["tier"]), [])
+            for c in behind:
+                c["stage_zh"] = STAGE_ZH[c["stage"]]
             achieved = sum(1 for c in behind if c["counted"])
             level = TITLE_CODES[t["title"]]
             targets.append({

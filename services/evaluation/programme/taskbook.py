@@ -121,9 +121,10 @@ class TaskBookOperations:
             return "overdue"
         return "in_progress"
 
-    def _task_rows(self, where: str = "true", params=()) -> list[dict]:
+    def _task_rows(self, where: str = "true", params=(), expand: bool = True) -> list[dict]:
+        """The measures with their milestones; ``expand``: 各二级学院 as every college."""
         today = self._today()
-        colleges = self._colleges()
+        colleges = self._colleges() if expand else []
         milestones: dict = {}
         for m in self.app.query("SELECT * FROM prog_milestones ORDER BY due_on, milestone_id"):
             milestones.setdefault(m["task_id"], []).append(self._milestone_row(m, today))
@@ -134,7 +135,8 @@ class TaskBookOperations:
             out.append({"number": t["number"], "section": t["section"], "title": t["title"],
                         "lead_department": {"code": t["lead_department"],
                                             "name": self._dept_name(t["lead_department"])},
-                        "cooperating": self._expand(t["cooperating"], colleges),
+                        "cooperating": self._expand(t["cooperating"], colleges) if expand
+                        else None,
                         "cooperating_codes": t["cooperating"], "milestones": ms,
                         "status": self._task_status(ms)})
         # the seed's order: section 二..六, then the item number
