@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export PSYCOPG_WAIT_FUNC := wait_select
 
-.PHONY: install infra run stop test faults bench bench-evaluation reset clean
+.PHONY: install infra run stop test faults bench bench-evaluation bench-programme reset clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ bench: install infra
 
 bench-evaluation: install infra
 	$(VENV)/bin/python -m bench.bench_evaluation
+
+# The programme's school-wide dashboard (50 colleges, 1,000 branches) beside a no-op RPC.
+bench-programme: install infra
+	$(VENV)/bin/python -m bench.bench_programme
 
 # Drop the three services' local databases (all events, all read models) and
 # the event queues that still hold what was published from them.
