@@ -23,6 +23,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import derived_id, parse_date, require
+from services.evaluation.domain import clean_text
 from shared.errors import ValidationError
 
 # level -> (title code, Chinese name, the standard it is accepted against)
@@ -68,15 +69,6 @@ def tier_rank(tier: str) -> int:
 def next_tier(tier: str) -> str | None:
     i = TIERS.index(tier)
     return TIERS[i + 1] if i + 1 < len(TIERS) else None
-
-
-def _text(value, field: str, required: bool = True, limit: int = 2000) -> str | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        require(not required, field, "required")
-        return None
-    require(isinstance(value, str), field, "must be text")
-    require(len(value.strip()) <= limit, field, f"at most {limit} characters")
-    return value.strip()
 
 
 # -- candidacies ---------------------------------------------------------------
@@ -126,7 +118,7 @@ class Candidacy(Aggregate):
                    org_name=org["name"], level=level, title=TITLES[level][0], tier=tier,
                    attempt=attempt, on=parse_date(on, "on"),
                    college_id=str(college_id) if college_id else None, ladder=ladder,
-                   actor=actor, reason=_text(reason, "reason", required=False),
+                   actor=actor, reason=clean_text(reason, "reason", required=False),
                    evidence=list(evidence or []))
 
     @property
@@ -146,7 +138,7 @@ class Candidacy(Aggregate):
                     f"it cannot move to {stage_label(to_stage)}; next: {after}")
         on = parse_date(on, "on")
         require(on >= self.stage_on, "on", f"before the last move ({self.stage_on})")
-        reason = _text(reason, "reason")
+        reason = clean_text(reason, "reason")
         if to_stage in FINAL_STAGES:
             require(bool(evidence), "evidence", "达标/未达标 needs the acceptance's evidence "
                     "(验收 result)")
@@ -229,8 +221,8 @@ class Plan(Aggregate):
     @classmethod
     def define(cls, code, name, starts_on, ends_on, targets, brand_target, actor,
                reason) -> "Plan":
-        code = _text(code, "code", limit=40)
-        name = _text(name, "name", limit=200)
+        code = clean_text(code, "code", limit=40)
+        name = clean_text(name, "name", limit=200)
         starts_on, ends_on = parse_date(starts_on, "starts_on"), parse_date(ends_on, "ends_on")
         require(ends_on > starts_on, "ends_on", "must be after starts_on")
         targets, brand_target = check_targets(targets, brand_target)
@@ -243,7 +235,7 @@ class Plan(Aggregate):
         require(targets != self.targets or brand_target != self.brand_target, "targets",
                 "the same as the plan's targets; nothing to change")
         self._retargeted(targets=targets, brand_target=brand_target, actor=actor,
-                         reason=_text(reason, "reason"))
+                         reason=clean_text(reason, "reason"))
 
     @event("Retargeted")
     def _retargeted(self, targets: list, brand_target: dict | None, actor: dict, reason: str):
@@ -275,9 +267,9 @@ class Brand(Aggregate):
         require(int(org["level"]) == wanted, "org_id",
                 f"a {BRAND_KINDS[kind]} belongs to a level-{wanted} organisation; "
                 f"{org['name']} is level {org['level']}")
-        return cls(id=brand_id, name=_text(name, "name", limit=200), kind=kind,
+        return cls(id=brand_id, name=clean_text(name, "name", limit=200), kind=kind,
                    org_id=str(org["id"]), org_name=org["name"], actor=actor,
-                   reason=_text(reason, "reason", required=False), evidence=list(evidence or []))
+                   reason=clean_text(reason, "reason", required=False), evidence=list(evidence or []))
 
     @property
     def level(self) -> str | None:
@@ -293,7 +285,7 @@ class Brand(Aggregate):
         require(not any(r["level"] == level for r in self.recognitions), "level",
                 f"{self.name} is already recognised at {TIER_ZH[level]} ({level})")
         self._recognised(level=level, on=on, actor=actor,
-                         reason=_text(reason, "reason", required=False), evidence=list(evidence))
+                         reason=clean_text(reason, "reason", required=False), evidence=list(evidence))
 
     @event("Recognised")
     def _recognised(self, level: str, on: str, actor: dict, reason: str | None, evidence: list):
@@ -336,7 +328,7 @@ class Task(Aggregate):
         return self.milestones[milestone_id]
 
     def set_milestone(self, milestone_id: str, title, year: int, due_on, actor, reason) -> None:
-        title = _text(title, "title", limit=300)
+        title = clean_text(title, "title", limit=300)
         due_on = parse_date(due_on, "due_on")
         existing = self.milestones.get(milestone_id)
         if existing is not None:
@@ -345,7 +337,7 @@ class Task(Aggregate):
             require((existing["title"], existing["due_on"]) != (title, due_on), "due_on",
                     "the milestone already has this title and due date")
         self._milestone_set(milestone_id=milestone_id, title=title, year=int(year),
-                            due_on=due_on, actor=actor, reason=_text(reason, "reason",
+                            due_on=due_on, actor=actor, reason=clean_text(reason, "reason",
                                                                      required=False))
 
     @event("MilestoneSet")
@@ -373,7 +365,7 @@ class Task(Aggregate):
                 "only the lead department (牵头部门) completes a milestone")
         require(bool(evidence), "evidence", "progress is reported with evidence")
         self._progress_reported(milestone_id=milestone_id, department=department,
-                                text=_text(text, "text", limit=4000), completed=completed,
+                                text=clean_text(text, "text", limit=4000), completed=completed,
                                 on=parse_date(on, "on"), actor=actor, evidence=list(evidence))
 
     @event("ProgressReported")
