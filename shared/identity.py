@@ -7,6 +7,7 @@ Portals pass it as the context data key ``auth_token``.
 """
 from __future__ import annotations
 
+import re
 import time
 from uuid import UUID
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ AUDITOR = "auditor"  # 纪委办
 OPS = "ops"  # 信息资源中心
 DEPARTMENT_STAFF = "department_staff"  # 职能部门 staff; ``org`` = the department code
 ROLES = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, MEMBER, AUDITOR, OPS, DEPARTMENT_STAFF)
+# A department_staff token's org: a department code (organizations' list_departments).
+DEPARTMENT_CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # Roles whose token must name the organisation (a department: its code) they act for.
 SCOPED_ROLES = (COLLEGE_SECRETARY, BRANCH_SECRETARY, DEPARTMENT_STAFF)
 # Roles that read everything and change nothing: refused by every ``@command`` (a ``Mutation`` entrypoint).
@@ -98,7 +101,11 @@ def verify_token(secret: str, token: str | None) -> Caller:
     if role in SCOPED_ROLES and not claims.get("org"):
         raise Unauthenticated(f"token for role {role!r} has no organisation scope")
     org = claims.get("org")
-    if org is not None:
+    if org is not None and role == DEPARTMENT_STAFF:
+        if not isinstance(org, str) or not DEPARTMENT_CODE.match(org):
+            raise Unauthenticated("a department_staff token's org must be a department code "
+                                  "(e.g. publicity)")
+    elif org is not None:
         try:
             org = str(UUID(str(org)))
         except ValueError:

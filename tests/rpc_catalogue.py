@@ -18,6 +18,8 @@ from shared.entrypoints import Mutation
 from shared.parking import ListParked, ResolveParked
 from shared.published_log import ReadAggregateEvents, ReadEvents
 from services.evaluation import application as ev
+from services.evaluation.programme import application as pg
+from services.evaluation.programme import taskbook as tb
 from services.notifications import application as nt
 from services.organizations import application as og
 
@@ -52,6 +54,15 @@ EVALUATION = {
     "verify_rectification": ev.VerifyRectification, "consumer_status": None,
     "backfill_directory": None, "rebuild_read_models": None,
     "read_events": ReadEvents, "read_aggregate_events": ReadAggregateEvents,
+    # the creation programme (三级联创)
+    "nominate_candidacy": pg.Nominate, "move_candidacy": pg.Move,
+    "get_candidacy": pg.CandidacyRef, "list_candidacies": pg.CandidacyFilter,
+    "creation_shortfall": pg.ShortfallQuery, "define_plan": pg.DefinePlan, "list_plans": None,
+    "programme_progress": pg.PlanRef, "register_brand": pg.RegisterBrand,
+    "recognise_brand": pg.RecogniseBrand, "get_brand": pg.BrandRef,
+    "list_brands": pg.BrandFilter, "list_tasks": None, "get_task": tb.TaskRef,
+    "set_milestone": tb.SetMilestone, "report_progress": tb.ReportProgress,
+    "department_view": tb.DepartmentRef, "programme_dashboard": CollegeFilter,
 }
 NOTIFICATIONS = {
     "register_contact": nt.RegisterContact, "update_contact": nt.UpdateContact,
@@ -86,7 +97,9 @@ MUTATING = {
                    "return_assessment", "extend_deadline", "approve", "grade_directly",
                    "close_publicity", "lodge_objection", "lodge_appeal", "decide_appeal",
                    "record_major_problem", "plan_rectification", "complete_rectification",
-                   "verify_rectification", *PARKING_COMMANDS],
+                   "verify_rectification", *PARKING_COMMANDS,
+                   "nominate_candidacy", "move_candidacy", "define_plan", "register_brand",
+                   "recognise_brand", "set_milestone", "report_progress"],
     "notifications": ["register_contact", "update_contact", "set_preferences",
                       "deactivate_contact", "mark_read", "retry_dead_letter",
                       *PARKING_COMMANDS],

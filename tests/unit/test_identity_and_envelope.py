@@ -18,12 +18,16 @@ COLLEGE = "6f1c3b0e-8d2a-4c1e-9f3a-1b2c3d4e5f60"
 def test_token_round_trip():
     tok = mint_token(SECRET, sub="li", role="college_secretary", org=COLLEGE, ttl=60)
     assert verify_token(SECRET, tok) == Caller("li", "college_secretary", COLLEGE)
+    tok = mint_token(SECRET, sub="xcb-1", role="department_staff", org="publicity", ttl=60)
+    assert verify_token(SECRET, tok) == Caller("xcb-1", "department_staff", "publicity")
 
 
 @pytest.mark.parametrize("claims, message", [
     ({"sub": "li\x00", "role": "member"}, "printable"),
     ({"sub": "x" * 201, "role": "member"}, "printable"),
     ({"sub": "li", "role": "branch_secretary", "org": "not-an-id"}, "organisation id"),
+    ({"sub": "li", "role": "department_staff", "org": "publicity\x00"}, "department code"),
+    ({"sub": "li", "role": "department_staff", "org": COLLEGE}, "department code"),
 ])
 def test_signed_tokens_with_hostile_claims_are_refused(claims, message):
     """Even a correctly signed token cannot carry a NUL or a non-id scope into

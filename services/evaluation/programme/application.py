@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 from uuid import UUID
 
 import yaml
 from pydantic import Field
 
-from shared.commands import Command
+from shared.commands import (Command, Evidence, Key, Mapping, Name, Query, Reason, RequiredEvidence,
+                             RequiredReason, Version)
 from shared.domain import derived_id
 from shared.errors import Conflict, NotFound, ValidationError
 from shared.identity import ORG_ADMIN, ROLES, Caller
@@ -55,7 +56,9 @@ DEFAULT_PLAN = {
 
 Tier = Literal[TIERS]  # type: ignore[valid-type]
 StageName = Literal[STAGES]  # type: ignore[valid-type]
-Evidence = list[str]
+TitleCode = Literal[tuple(TITLE_CODES)]  # type: ignore[valid-type]
+BrandKind = Literal[tuple(BRAND_KINDS)]  # type: ignore[valid-type]
+Year = Annotated[int, Field(ge=1900, le=2200)]
 
 
 def load_task_book(path: Path = TASK_BOOK_FILE) -> dict:
@@ -68,45 +71,76 @@ class Nominate(Command):
     org_id: UUID
     tier: Tier
     on: Optional[dt.date] = None
-    reason: str = Field(min_length=1, max_length=2000)
-    evidence: Evidence = Field(default_factory=list)
-    ladder_waiver: Optional[str] = Field(default=None, max_length=2000)
+    reason: RequiredReason
+    evidence: Evidence = []
+    ladder_waiver: Optional[Reason] = None
 
 
 class Move(Command):
     candidacy_id: UUID
     to_stage: StageName
     on: Optional[dt.date] = None
-    reason: str = Field(min_length=1, max_length=2000)
-    evidence: Evidence = Field(default_factory=list)
+    reason: RequiredReason
+    evidence: Evidence = []
     held_until: Optional[dt.date] = None
-    expected_version: Optional[int] = None
+    expected_version: Optional[Version] = None
 
 
 class DefinePlan(Command):
-    code: str = Field(min_length=1, max_length=40)
-    name: Optional[str] = Field(default=None, max_length=200)
+    code: Key
+    name: Optional[Name] = None
     starts_on: Optional[dt.date] = None
     ends_on: Optional[dt.date] = None
-    targets: list[dict]
-    brand_target: Optional[dict] = None
-    reason: Optional[str] = Field(default=None, max_length=2000)
+    targets: Annotated[list[Mapping], Field(max_length=60)]
+    brand_target: Optional[Mapping] = None
+    reason: Optional[Reason] = None
 
 
 class RegisterBrand(Command):
-    name: str = Field(min_length=1, max_length=200)
-    kind: Literal[tuple(BRAND_KINDS)]  # type: ignore[valid-type]
+    name: Name
+    kind: BrandKind
     org_id: UUID
-    reason: Optional[str] = Field(default=None, max_length=2000)
-    evidence: Evidence = Field(default_factory=list)
+    reason: Optional[Reason] = None
+    evidence: Evidence = []
 
 
 class RecogniseBrand(Command):
     brand_id: UUID
     level: Tier
     on: dt.date
-    reason: Optional[str] = Field(default=None, max_length=2000)
-    evidence: Evidence = Field(min_length=1)
+    reason: Optional[Reason] = None
+    evidence: RequiredEvidence
+
+
+# -- queries -------------------------------------------------------------------
+class CandidacyRef(Query):
+    candidacy_id: UUID
+
+
+class CandidacyFilter(Query):
+    title: Optional[TitleCode] = None
+    tier: Optional[Tier] = None
+    stage: Optional[StageName] = None
+    org_id: Optional[UUID] = None
+    college_id: Optional[UUID] = None
+
+
+class ShortfallQuery(Query):
+    org_id: UUID
+    year: Year
+
+
+class PlanRef(Query):
+    plan_code: Optional[Key] = None
+
+
+class BrandRef(Query):
+    brand_id: UUID
+
+
+class BrandFilter(Query):
+    org_id: Optional[UUID] = None
+    kind: Optional[BrandKind] = None
 
 
 class ProgrammeOperations(TaskBookOperations, DashboardQueries):
@@ -236,7 +270,7 @@ class ProgrammeOperations(TaskBookOperations, DashboardQueries):
 
     def get_candidacy(self, caller: Caller, candidacy_id) -> dict:
         caller.require_role(*ROLES)
-        candidacy_id = self.app._as_uuid(candidacy_id, "candidacy")
+        candidacy_id = CandidacyRef.of(candidacy_id=candidacy_id).candidacy_id
         row = self.app.query_one("SELECT * FROM prog_candidacies WHERE id = %s", (candidacy_id,))
         if row is None:
             raise NotFound(f"candidacy {candidacy_id} not found")
@@ -253,13 +287,11 @@ class ProgrammeOperations(TaskBookOperations, DashboardQueries):
                          tier: str | None = None, stage: str | None = None,
                          org_id: str | None = None, college_id: str | None = None) -> list[dict]:
         caller.require_role(*ROLES)
-        checks = (("title", title, TITLE_CODES), ("tier", tier, TIERS), ("stage", stage, STAGES))
-        for field, value, allowed in checks:
-            if value is not None and value not in allowed:
-                raise ValidationError.single(field, "one of " + ", ".join(allowed))
+        f = CandidacyFilter.of(title=title, tier=tier, stage=stage, org_id=org_id,
+                               college_id=college_id)
         sql, params = "SELECT * FROM prog_candidacies WHERE true", []
-        for column, value in (("title", title), ("tier", tier), ("stage", stage),
-                              ("org_id::text", org_id), ("college_id::text", college_id)):
+        for column, value in (("title", f.title), ("tier", f.tier), ("stage", f.stage),
+                              ("org_id::text", f.org_id), ("college_id::text", f.college_id)):
             if value is not None:
                 sql += f" AND {column} = %s"
                 params.append(str(value))
@@ -270,10 +302,8 @@ class ProgrammeOperations(TaskBookOperations, DashboardQueries):
         """创建未达标 for an organisation in a year (R1 reads it): true when one of
         its candidacies was judged 未达标 at an acceptance dated in that year."""
         caller.require_role(*ROLES)
-        try:
-            year = int(year)
-        except (TypeError, ValueError):
-            raise ValidationError.single("year", f"a year, e.g. 2026: {year!r}")
+        q = ShortfallQuery.of(org_id=org_id, year=year)
+        org_id, year = q.org_id, q.year
         rows = self.app.query(
             "SELECT c.id, c.title, c.tier, c.level, m.on_date, m.reason, m.evidence "
             "FROM prog_candidacy_moves m JOIN prog_candidacies c ON c.id = m.candidacy_id "
@@ -321,7 +351,7 @@ class ProgrammeOperations(TaskBookOperations, DashboardQueries):
         A title counts as achieved when its candidacy passed (达标) at exactly that
         tier within the plan period."""
         caller.require_role(*ROLES)
-        plan = self._plan(plan_code)
+        plan = self._plan(PlanRef.of(plan_code=plan_code).plan_code)
         starts, ends = plan["starts_on"].isoformat(), plan["ends_on"].isoformat()
         # the candidacies behind each number, grouped and built as JSON by PostgreSQL
         by_target = {(r["title"], r["tier"]): r["behind"] for r in self.app.query(
@@ -403,7 +433,7 @@ class ProgrammeOperations(TaskBookOperations, DashboardQueries):
     def get_brand(self, caller: Caller, brand_id) -> dict:
         caller.require_role(*ROLES)
         row = self.app.query_one("SELECT * FROM prog_brands WHERE id = %s",
-                                 (self.app._as_uuid(brand_id, "brand"),))
+                                 (BrandRef.of(brand_id=brand_id).brand_id,))
         if row is None:
             raise NotFound(f"brand {brand_id} not found")
         return self._brand_row(row)
@@ -411,6 +441,8 @@ class ProgrammeOperations(TaskBookOperations, DashboardQueries):
     def list_brands(self, caller: Caller, org_id: str | None = None,
                     kind: str | None = None) -> list[dict]:
         caller.require_role(*ROLES)
+        f = BrandFilter.of(org_id=org_id, kind=kind)
+        org_id, kind = f.org_id, f.kind
         sql, params = "SELECT * FROM prog_brands WHERE true", []
         if org_id is not None:
             sql += " AND org_id::text = %s"

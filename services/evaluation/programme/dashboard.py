@@ -10,6 +10,7 @@ an event moves the position, so no answer outlives a change).
 """
 from __future__ import annotations
 
+from shared.commands import CollegeFilter
 from shared.errors import Forbidden
 from shared.identity import AUDITOR, COLLEGE_SECRETARY, ORG_ADMIN, Caller
 from services.evaluation.programme.domain import STAGE_ZH, STAGES, TIER_ZH, TIERS, TITLES
@@ -22,6 +23,7 @@ class DashboardQueries:
     def programme_dashboard(self, caller: Caller, college_id: str | None = None) -> dict:
         """The whole programme at a glance, or one college's part of its candidacies
         (a college secretary sees its own college's)."""
+        college_id = CollegeFilter.of(college_id=college_id).college_id
         if caller.role == COLLEGE_SECRETARY:
             college_id = college_id or caller.org
             if str(college_id) != str(caller.org):

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from typing import Optional
+from typing import Annotated, Optional
 
 from pydantic import Field
 
-from shared.commands import Command
+from shared.commands import (Command, Key, Query, Reason, RequiredEvidence, RequiredText,
+                             text_type)
 from shared.errors import Conflict, Forbidden, NotFound, ValidationError
 from shared.identity import AUDITOR, COLLEGE_SECRETARY, DEPARTMENT_STAFF, ORG_ADMIN, ROLES, Caller
 from services.evaluation.programme.domain import Task
@@ -21,25 +22,33 @@ from services.evaluation.programme.domain import Task
 SYSTEM_ACTOR = {"sub": "system", "role": "system"}
 ALL_COLLEGES = "all_colleges"
 ORG_ADMIN_DEPARTMENT = "organization"  # org_admin is 组织部's staff
-Evidence = list[str]
+MilestoneTitle = text_type(300, 1)
 
 
 class SetMilestone(Command):
-    number: str = Field(min_length=1, max_length=10)
-    milestone_id: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,40}$")
-    title: str = Field(min_length=1, max_length=300)
-    year: int = Field(ge=2000, le=2100)
+    number: Key
+    milestone_id: Optional[Key] = None
+    title: MilestoneTitle
+    year: Annotated[int, Field(ge=1900, le=2200)]
     due_on: dt.date
-    reason: Optional[str] = Field(default=None, max_length=2000)
+    reason: Optional[Reason] = None
 
 
 class ReportProgress(Command):
-    number: str = Field(min_length=1, max_length=10)
-    milestone_id: Optional[str] = None
-    text: str = Field(min_length=1, max_length=4000)
+    number: Key
+    milestone_id: Optional[Key] = None
+    text: RequiredText
     completed: bool = False
     on: Optional[dt.date] = None
-    evidence: Evidence = Field(min_length=1)
+    evidence: RequiredEvidence
+
+
+class TaskRef(Query):
+    number: Key
+
+
+class DepartmentRef(Query):
+    department: Optional[Key] = None
 
 
 class TaskBookOperations:
@@ -151,7 +160,8 @@ class TaskBookOperations:
 
     def get_task(self, caller: Caller, number: str) -> dict:
         caller.require_role(*ROLES)
-        rows = self._task_rows("number = %s", (str(number),))
+        number = TaskRef.of(number=number).number
+        rows = self._task_rows("number = %s", (number,))
         if not rows:
             raise NotFound(f"number: the task book has no measure {number!r}")
         task = rows[0]
@@ -168,6 +178,7 @@ class TaskBookOperations:
     def department_view(self, caller: Caller, department: str | None = None) -> dict:
         """A department's (职能部门) view: what it leads, what it cooperates on,
         what is overdue. Department staff see their own; 组织部 and auditors any."""
+        department = DepartmentRef.of(department=department).department
         if caller.role == DEPARTMENT_STAFF:
             department = department or caller.org
             if department != caller.org:
