@@ -29,6 +29,9 @@ from services.organizations.domain import (ALL_COLLEGES, BRANCH, COLLEGE, COMMIT
                                            MEMBER_STATUSES, ORG_KINDS, ORG_ROLES, Member,
                                            Organization, SiblingName)
 from services.organizations.projections import OrganizationsReadModel
+from services.organizations.records.application import BranchLifeRecords
+from services.organizations.records.domain import BranchLife, MemberFile
+from services.organizations.records.projections import RecordsReadModel
 
 OrgKind = Literal[tuple(ORG_KINDS)]  # type: ignore[valid-type]
 Basis = Literal[tuple(E_BRANCH_BASES)]  # type: ignore[valid-type]
@@ -166,12 +169,13 @@ READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSourcedApplication):
     name = "organizations"
     # Long-lived aggregates (a branch's roles over the years) load from a snapshot.
-    snapshotting_intervals = {Organization: 100, Member: 100}
+    snapshotting_intervals = {Organization: 100, Member: 100, BranchLife: 100, MemberFile: 100}
 
     def __init__(self, settings: DatabaseSettings):
         super().__init__(settings)
         self.read_model = OrganizationsReadModel()
-        Projector(self, [self.read_model], service="organizations")
+        Projector(self, [self.read_model, RecordsReadModel()], service="organizations")
+        self.records = BranchLifeRecords(self)  # 组织生活记录 (issue 8)
 
     # -- scope -------------------------------------------------------------
     def _org_row(self, org_id) -> dict:

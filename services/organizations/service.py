@@ -79,6 +79,31 @@ class OrganizationsService(PublishedLogService, ParkedEventsService, ObservableS
     def revoke_role(self, **payload):
         return self.app.revoke_role(self.caller(), payload)
 
+    # -- organisational-life records (组织生活记录) ----------------------------------
+    @command
+    def record_meeting(self, **payload):
+        return self.app.records.record_meeting(self.caller(), payload)
+
+    @command
+    def correct_meeting(self, **payload):
+        return self.app.records.correct_meeting(self.caller(), payload)
+
+    @command
+    def list_meetings(self, **payload):
+        return self.app.records.list_meetings(self.caller(), payload)
+
+    @command
+    def record_member_record(self, **payload):
+        return self.app.records.record_member_record(self.caller(), payload)
+
+    @command
+    def correct_member_record(self, **payload):
+        return self.app.records.correct_member_record(self.caller(), payload)
+
+    @command
+    def member_records(self, **payload):
+        return self.app.records.member_records(self.caller(), payload)
+
     # -- queries ---------------------------------------------------------------
     @query
     def get_organization(self, org_id, as_of=None):
