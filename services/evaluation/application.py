@@ -38,6 +38,8 @@ from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
 from services.evaluation.domain import (STAGE_ZH, STAGES, Assessment, Cycle, Rating, Scheme,
                                         stage_due)
+from services.evaluation.members.application import MembersIndex
+from services.evaluation.members.projections import IndexReadModel
 from services.evaluation.programme.application import ProgrammeOperations
 from services.evaluation.projections import EvaluationReadModel
 from services.evaluation.schemes import (DERIVATION_PROVIDERS, apply_quotas, check_entries,
@@ -213,11 +215,14 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
         self.clock = clock
         self.directory = OrgDirectory(self, service="evaluation")
         self.directory.listeners.append(self._on_org_event)
+        self.members = MembersIndex(self)  # 锋领指数 from organisational-life records (issue 8)
         self.read_model = EvaluationReadModel()
         self.programme = ProgrammeOperations(self)  # 三级联创: services/evaluation/programme
-        Projector(self, [self.read_model, self.programme.read_model], service="evaluation")
+        Projector(self, [self.read_model, self.programme.read_model, IndexReadModel()],
+                  service="evaluation")
         self._install_default_schemes()
         self.programme.install_defaults()
+        self.members.install_default_scheme()
 
     # -- helpers -------------------------------------------------------------
     def _install_default_schemes(self) -> None:

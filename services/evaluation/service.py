@@ -147,6 +147,27 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
     def verify_rectification(self, **payload):
         return self.app.verify_rectification(self.caller(), payload)
 
+    # -- members: the pioneer index (锋领指数) -------------------------------------------
+    @command
+    def publish_index_scheme(self, **payload):
+        return self.app.members.publish_index_scheme(self.caller(), payload)
+
+    @command
+    def get_index_scheme(self, version=None):
+        return self.app.members.get_index_scheme(self.caller(), version)
+
+    @command
+    def close_member_year(self, **payload):
+        return self.app.members.close_year(self.caller(), payload)
+
+    @command
+    def get_member_index(self, **payload):
+        return self.app.members.get_member_index(self.caller(), payload)
+
+    @command
+    def member_index_history(self, **payload):
+        return self.app.members.index_history(self.caller(), payload)
+
     @timer(interval=60)
     def close_expired_publicity(self):
         """Every minute: 公示 windows that ended make their results final."""
