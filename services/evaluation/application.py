@@ -39,10 +39,11 @@ from shared.store import EventSourcedApplication
 from services.evaluation.domain import (STAGE_ZH, STAGES, Assessment, Cycle, Rating, Scheme,
                                         stage_due)
 from services.evaluation.members.application import MembersIndex
+from services.evaluation.members.derived import Derivations
 from services.evaluation.members.projections import IndexReadModel
 from services.evaluation.programme.application import ProgrammeOperations
 from services.evaluation.projections import EvaluationReadModel
-from services.evaluation.schemes import (DERIVATION_PROVIDERS, apply_quotas, check_entries,
+from services.evaluation.schemes import (DERIVATION_PROVIDERS, RATED_LEVELS, apply_quotas, check_entries,
                                          default_schemes, parse_scheme_text, score,
                                          validate_scheme)
 
@@ -216,6 +217,7 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
         self.directory = OrgDirectory(self, service="evaluation")
         self.directory.listeners.append(self._on_org_event)
         self.members = MembersIndex(self)  # 锋领指数 from organisational-life records (issue 8)
+        DERIVATION_PROVIDERS.update(Derivations(self).providers())
         self.read_model = EvaluationReadModel()
         self.programme = ProgrammeOperations(self)  # 三级联创: services/evaluation/programme
         Projector(self, [self.read_model, self.programme.read_model, IndexReadModel()],
@@ -378,6 +380,10 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
     def open_cycle(self, caller: Caller, payload: dict) -> dict:
         caller.require_role(ORG_ADMIN)
         cmd = OpenCycle.parse(payload)
+        if cmd.level not in RATED_LEVELS:
+            raise ValidationError.single(
+                "level", "star ratings are for grassroots organisations (levels 2 and 3); the "
+                "university committee pursues its title (示范高校), not stars")
         scheme = self._scheme_for(cmd.scheme_id, cmd.level)
         if scheme.level != cmd.level:
             raise ValidationError.single("scheme_id", f"scheme {scheme.scheme_id} is for "
@@ -531,18 +537,34 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
 
     # -- the workflow ----------------------------------------------------------
     def _derive(self, a: Assessment, cycle: Cycle):
+        """The derived indicators' values from records, asked once per submission."""
+        answers: dict = {}
+
         def derive(indicator: dict):
-            provider = DERIVATION_PROVIDERS.get(indicator.get("source"))
-            return provider(a.org_id, {"cycle_id": str(cycle.id), "period": cycle.period}) \
-                if provider else None
+            if indicator["code"] not in answers:
+                provider = DERIVATION_PROVIDERS.get(indicator.get("source"))
+                answers[indicator["code"]] = provider(
+                    a.org_id, {"cycle_id": str(cycle.id), "period": cycle.period}) \
+                    if provider else None
+            return answers[indicator["code"]]
         return derive
 
-    def _entries(self, cmd: SubmitEntries, definition: dict, field_prefix: str = "") -> dict:
+    def _entries(self, cmd: SubmitEntries, definition: dict, field_prefix: str = "",
+                 derive=None) -> dict:
         entries = {"scores": dict(cmd.scores), "evidence": {k: list(v) for k, v in
                                                             cmd.evidence.items()},
                    "bonus": list(cmd.bonus), "deductions": list(cmd.deductions),
                    "vetoes": list(cmd.vetoes), "appraisal": cmd.appraisal}
-        errors = check_entries(definition, entries, field_prefix)
+        derived = None
+        if derive is not None:
+            derived = {}
+            for ind in definition["indicators"]:
+                if ind["scoring"] == "derived":
+                    value = derive(ind)
+                    if value is not None:
+                        derived[ind["code"]] = value["explanation"] \
+                            if isinstance(value, dict) else "from records"
+        errors = check_entries(definition, entries, field_prefix, derived=derived)
         if errors:
             raise ValidationError(errors)
         return entries
@@ -556,8 +578,9 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
         else:
             self._may_review(caller, a)
         definition = self._definition(cycle)
-        entries = self._entries(cmd, definition)
-        result = score(definition, entries, self._derive(a, cycle))
+        derive = self._derive(a, cycle)
+        entries = self._entries(cmd, definition, derive=derive)
+        result = score(definition, entries, derive)
         a.submit(stage, entries, result, cycle, self.clock(), caller.as_actor(), cmd.comments,
                  entries["evidence"])
         return self.commit(a, result=lambda: self._assessment_out(a, cycle))

@@ -26,6 +26,10 @@ from shared.errors import ValidationError
 SCHEMES_DIR = Path(__file__).parent / "schemes"
 LEVELS = {1: "学校党委 university committee", 2: "二级学院党组织 college", 3: "党支部 branch"}
 SCORING_METHODS = ("entered", "derived")
+# Where bonus (加分) and deduction (减分) items apply: inside the base part before
+# the weighting (default), or added to the weighted composite.
+ADJUSTMENTS = ("inside_base", "after_weighting")
+RATED_LEVELS = (2, 3)  # star ratings are for grassroots organisations (levels 2 and 3)
 QUOTA_SCOPES = ("college", "school")
 TIE_RULES = ("demote_all", "admit_all")
 HUNDRED = Decimal(100)
@@ -41,9 +45,13 @@ DERIVED_SOURCES = {
     "members.pioneer_index_average": "members' average 锋领指数 (0-1 of 100)",
     "tasks.progress": "task-book (任务书) measures on schedule (0-1)",
     "teams.teacher_participation": "party-member teachers in a 项目攻坚团队 (0-1)",
+    "org_life.meetings_held": "三会一课 and 主题党日 held / required per year (0-1)",
+    "ratings.branch_stars": "a college's branches at ★4 and above (0-1)",
 }
-# source -> callable(org_id, cycle) -> fraction 0..1 or None (no records yet).
-DERIVATION_PROVIDERS: dict[str, Callable[[str, dict], float | None]] = {}
+# source -> callable(org_id, cycle) -> fraction 0..1, or {"fraction", "records",
+# "explanation"} naming the records behind it, or None (no records: entered).
+# Filled by evaluation's members package from the organisational-life records.
+DERIVATION_PROVIDERS: dict[str, Callable[[str, dict], float | dict | None]] = {}
 
 
 def register_derivation(source: str, provider: Callable[[str, dict], float | None]) -> None:
@@ -113,6 +121,9 @@ def validate_scheme(data: Any) -> dict:
         err("composite", "must be a mapping {base: 70, appraisal: 30}")
         comp = {}
     base_w, appr_w = comp.get("base", 100), comp.get("appraisal", 0)
+    if comp.get("adjustments", "inside_base") not in ADJUSTMENTS:
+        err("composite.adjustments", "where bonus and deduction items apply: "
+            + " or ".join(ADJUSTMENTS))
     if not _num(base_w) or not _num(appr_w) or base_w < 0 or appr_w < 0:
         err("composite", "base and appraisal are percentages (numbers ≥ 0)")
     elif abs(base_w + appr_w - 100) > 1e-9:
@@ -226,7 +237,13 @@ def validate_scheme(data: Any) -> dict:
                     err(f"vetoes.items[{i}]", "needs code and name")
 
     bands = data.get("bands")
-    if not isinstance(bands, list) or not bands:
+    if level not in RATED_LEVELS:
+        for key in ("bands", "quotas", "vetoes"):
+            if data.get(key):
+                err(key, "star ratings are for grassroots organisations (levels 2 and 3); "
+                    "the university committee pursues its title (示范高校), not stars")
+        bands = []
+    elif not isinstance(bands, list) or not bands:
         err("bands", "required: star bands [{stars, min, max}]")
         bands = []
     ranges = []
@@ -308,7 +325,10 @@ def normalise(data: dict) -> dict:
     out.setdefault("standard", "")
     out.setdefault("description", "")
     out["composite"] = {"base": (data.get("composite") or {}).get("base", 100),
-                        "appraisal": (data.get("composite") or {}).get("appraisal", 0)}
+                        "appraisal": (data.get("composite") or {}).get("appraisal", 0),
+                        "adjustments": (data.get("composite") or {}).get("adjustments",
+                                                                         "inside_base")}
+    out.setdefault("bands", [])
     out.setdefault("appraisal", {"name": "评议 member and mass evaluation"})
     for ind in out["indicators"]:
         ind.setdefault("evidence", [])
@@ -354,9 +374,11 @@ def stars_for(scheme: dict, score: float) -> int:
 
 
 def check_entries(scheme: dict, payload: dict, field_prefix: str = "",
-                  require_all: bool = True) -> list[dict]:
+                  require_all: bool = True, derived: dict | None = None) -> list[dict]:
     """Every problem with submitted scores (unknown codes, out of range, missing
-    scores, missing evidence) as ``{"field", "message"}`` entries."""
+    scores, missing evidence, a score for an indicator derived from records) as
+    ``{"field", "message"}`` entries. ``derived``: indicator code -> the
+    explanation of its value from records (None: any registered provider)."""
     errors = []
     p = field_prefix
     indicators = {i["code"]: i for i in scheme["indicators"]}
@@ -371,7 +393,14 @@ def check_entries(scheme: dict, payload: dict, field_prefix: str = "",
                            "message": f"a number from 0 to {ind['max_score']}"})
     for code, ind in indicators.items():
         provided = code in scores
-        derivable = ind["scoring"] == "derived" and ind.get("source") in DERIVATION_PROVIDERS
+        if derived is None:
+            derivable = ind["scoring"] == "derived" and ind.get("source") in DERIVATION_PROVIDERS
+        else:
+            derivable = code in derived
+            if provided and derivable:
+                errors.append({"field": f"{p}scores.{code}", "message":
+                               f"derived from records ({ind['source']}: {derived[code]}); "
+                               "a derived value cannot be entered"})
         if require_all and not provided and not derivable:
             errors.append({"field": f"{p}scores.{code}",
                            "message": f"missing: {ind['name']} (0-{ind['max_score']})"})
@@ -404,8 +433,12 @@ def score(scheme: dict, payload: dict, derive: Callable[[dict], float | None] | 
           ) -> dict:
     """The fortress index (堡垒指数) and band stars with the full breakdown.
 
-    composite = (base − min(Σ deductions, cap)) × base% + appraisal × appraisal%
-                + min(Σ bonus, cap), kept within 0-100;
+    composite (adjustments inside_base, the default)
+              = (base + min(Σ bonus, cap) − min(Σ deductions, cap)) × base%
+                + appraisal × appraisal%;
+    composite (after_weighting)
+              = base × base% + appraisal × appraisal% + bonus − deductions;
+    kept within 0-100;
     base = Σ over dimensions of weight × Σ over its indicators of
            indicator weight% × score / max_score.
     A veto caps the stars at ``vetoes.max_stars`` whatever the score.
@@ -419,10 +452,14 @@ def score(scheme: dict, payload: dict, derive: Callable[[dict], float | None] | 
         for ind in (i for i in scheme["indicators"] if i["dimension"] == dim["code"]):
             source = "entered"
             value = scores.get(ind["code"])
+            behind = None
             if value is None and ind["scoring"] == "derived" and derive is not None:
                 fraction = derive(ind)
+                if isinstance(fraction, dict):
+                    behind = {k: v for k, v in fraction.items() if k != "fraction"}
+                    fraction = fraction["fraction"]
                 if fraction is not None:
-                    value = float(_d(fraction) * _d(ind["max_score"]))
+                    value = _round(_d(fraction) * _d(ind["max_score"]))
                     source = f"derived from {ind['source']}"
             if value is None:
                 value, source = 0, "missing (counted as 0)"
@@ -432,6 +469,8 @@ def score(scheme: dict, payload: dict, derive: Callable[[dict], float | None] | 
             items.append({"code": ind["code"], "name": ind["name"], "score": value,
                           "max_score": ind["max_score"], "weight": ind["weight"],
                           "points": _round(part), "source": source})
+            if behind is not None:
+                items[-1]["derivation"] = behind
         base += dim_total
         dims.append({"code": dim["code"], "name": dim["name"], "weight": dim["weight"],
                      "points": _round(dim_total), "indicators": items})
@@ -447,14 +486,25 @@ def score(scheme: dict, payload: dict, derive: Callable[[dict], float | None] | 
     ded_items, ded_raw, deductions = capped("deductions")
     comp = scheme["composite"]
     appraisal = _d(payload.get("appraisal") or 0) if comp["appraisal"] else Decimal(0)
-    adjusted = base - deductions
-    composite = (adjusted * _d(comp["base"]) / HUNDRED
-                 + appraisal * _d(comp["appraisal"]) / HUNDRED + bonus)
+    inside = comp.get("adjustments", "inside_base") == "inside_base"
+    if inside:
+        composite = ((base + bonus - deductions) * _d(comp["base"]) / HUNDRED
+                     + appraisal * _d(comp["appraisal"]) / HUNDRED)
+        formula = (f"({_round(base)} + {_round(bonus)} − {_round(deductions)}) × "
+                   f"{comp['base']}% + {float(appraisal)} × {comp['appraisal']}%")
+    else:
+        composite = (base * _d(comp["base"]) / HUNDRED
+                     + appraisal * _d(comp["appraisal"]) / HUNDRED + bonus - deductions)
+        formula = (f"{_round(base)} × {comp['base']}% + {float(appraisal)} × "
+                   f"{comp['appraisal']}% + {_round(bonus)} − {_round(deductions)}")
     composite = max(Decimal(0), min(HUNDRED, composite))
     final = _round(composite)
-    band_stars = stars_for(scheme, final)
     vetoes = list(dict.fromkeys(payload.get("vetoes") or []))
-    stars = min(band_stars, scheme["vetoes"]["max_stars"]) if vetoes else band_stars
+    if not scheme["bands"]:  # level 1: a score against the title's standard, no stars
+        band_stars = stars = None
+    else:
+        band_stars = stars_for(scheme, final)
+        stars = min(band_stars, scheme["vetoes"]["max_stars"]) if vetoes else band_stars
     return {
         "score": final, "band_stars": band_stars, "stars": stars,
         "base": _round(base), "dimensions": dims,
@@ -466,9 +516,8 @@ def score(scheme: dict, payload: dict, derive: Callable[[dict], float | None] | 
         "composite": dict(comp),
         "vetoes": vetoes,
         "explanation": (
-            f"({_round(base)} − {_round(deductions)}) × {comp['base']}% + "
-            f"{float(appraisal)} × {comp['appraisal']}% + {_round(bonus)} = {final} → "
-            f"★{band_stars}" + (f"; veto {', '.join(vetoes)} caps it at ★{stars}"
+            f"{formula} = {final}" + (f" → ★{band_stars}" if band_stars else "")
+            + (f"; veto {', '.join(vetoes)} caps it at ★{stars}"
                                 if vetoes and stars != band_stars else
                                 f"; veto {', '.join(vetoes)}" if vetoes else "")),
     }

@@ -115,3 +115,68 @@ def test_index_published_at_close_revised_later_and_private(world):
     world.sync()
     assert world.ev.members.get_member_index(ADMIN, {"member_id": m[0], "year": YEAR})[
         "revisions"] == 1
+
+
+def test_derived_branch_indicators_from_known_records(world):
+    from services.evaluation.schemes import DERIVATION_PROVIDERS
+
+    a, b = world.branches
+    m = world.members[a]
+    for month in (3, 4, 5, 6):
+        world.org.records.record_meeting(ADMIN, {
+            "branch_id": a, "kind": "general_meeting", "held_on": day(month),
+            "topic": f"{month}月党员大会", "attendees": m[:2],
+            "absentees": [{"member_id": m[2], "kind": "absent"}]})
+    for month in (7, 8, 9):
+        world.org.records.record_meeting(ADMIN, {
+            "branch_id": a, "kind": "theme_day", "form": "volunteer", "held_on": day(month),
+            "topic": f"{month}月主题党日", "attendees": m})
+    world.org.records.record_member_record(ADMIN, {
+        "member_id": m[0], "kind": "team", "on": day(2), "details": {"team": "攻坚团队"}})
+    world.org.assign_role(ADMIN, {"org_id": a, "member_id": m[0], "role": "secretary"})
+    world.org.set_double_leader(ADMIN, {"member_id": m[0], "double_leader": True})
+    world.sync()
+
+    cycle = {"period": str(YEAR)}
+    held = DERIVATION_PROVIDERS["org_life.meetings_held"](a, cycle)
+    # required a year: 4 大会 + 12 支委会 + 12 小组会 + 4 党课 + 12 主题党日 = 44; held 4 + 3
+    assert held["fraction"] == round(7 / 44, 4) and len(held["records"]) == 7
+    college = world.colleges[0]
+    assert DERIVATION_PROVIDERS["members.double_leader_secretary"](college, cycle)[
+        "fraction"] == 1.0
+    assert DERIVATION_PROVIDERS["members.double_leader_secretary"](
+        world.colleges[1], cycle)["fraction"] == 0.0
+
+    deadlines = {s: (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=d)).isoformat()
+                 for s, d in (("self_assessment", 1), ("review", 2), ("approval", 3))}
+    c = world.ev.open_cycle(ADMIN, {"name": "考评", "level": 3, "period": str(YEAR),
+                                    "deadlines": deadlines, "scheme_id": "model_branch"})
+    definition = world.ev.get_scheme(ADMIN, "model_branch")["definition"]
+    derived = {"three_meetings_one_lesson", "theme_party_day_plus", "project_teams"}
+    entries = {"scores": {i["code"]: i["max_score"] for i in definition["indicators"]
+                          if i["code"] not in derived},
+               "evidence": {i["code"]: ["doc"] for i in definition["indicators"]
+                            if i["evidence"]}, "appraisal": 90}
+    sec = Caller("sec-a", "branch_secretary", a)
+    with pytest.raises(ValidationError) as e:  # a derived value cannot be entered
+        world.ev.submit_self_assessment(sec, {
+            "cycle_id": c["id"], "org_id": a, **entries,
+            "scores": {**entries["scores"], "three_meetings_one_lesson": 10}})
+    assert e.value.fields == ["scores.three_meetings_one_lesson"]
+    assert "cannot be entered" in e.value.errors[0]["message"]
+    out = world.ev.submit_self_assessment(sec, {"cycle_id": c["id"], "org_id": a, **entries})
+    items = {i["code"]: i for d in out["self_assessment"]["result"]["dimensions"]
+             for i in d["indicators"]}
+    # attendance 8 of 12 expected → 6.67 of 10; 主题党日 3 of 12 → 2.5; teachers in a team
+    # 1 of 3 → 3.33
+    assert items["three_meetings_one_lesson"]["score"] == 6.67
+    assert items["theme_party_day_plus"]["score"] == 2.5
+    assert items["project_teams"]["score"] == 3.33
+    behind = items["three_meetings_one_lesson"]["derivation"]
+    assert len(behind["records"]) == 4 and "8 attendances of 12" in behind["explanation"]
+    assert [t["name"] for t in items["project_teams"]["derivation"]["without"]] == \
+        ["党员0-1", "党员0-2"]
+    # a branch with no records enters those indicators as before
+    full = {**entries, "scores": {i["code"]: i["max_score"] for i in definition["indicators"]}}
+    world.ev.submit_self_assessment(Caller("sec-b", "branch_secretary", b),
+                                    {"cycle_id": c["id"], "org_id": b, **full})

@@ -199,6 +199,6 @@ def test_default_scheme_scores_a_branch_hand_computed():
     scores["theme_party_day_plus"] = 5  # educate_members: 15 × (50% × 1 + 50% × 0.5) = 11.25
     out = score(definition, {"scores": scores, "appraisal": 80, "bonus": ["provincial_honour"],
                              "deductions": ["dues_late"]})
-    # base = 100 − 15 + 11.25 = 96.25; (96.25 − 2) × 70% + 80 × 30% + 3
-    #      = 65.975 + 24 + 3 = 92.975 → 92.98 → ★5
-    assert out["base"] == 96.25 and out["score"] == 92.98 and out["stars"] == 5
+    # base = 100 − 15 + 11.25 = 96.25; bonus and deductions inside the base part (default):
+    # (96.25 + 3 − 2) × 70% + 80 × 30% = 68.075 + 24 = 92.075 → 92.08 → ★5
+    assert out["base"] == 96.25 and out["score"] == 92.08 and out["stars"] == 5

@@ -42,9 +42,46 @@ def test_shipped_defaults_cover_the_three_standards():
     assert [d["name"][:4] for d in by_level[3]["dimensions"]] == [
         "教育党员", "管理党员", "监督党员", "组织师生", "宣传师生", "凝聚师生", "服务师生"]
     assert len(by_level[2]["dimensions"]) == 5 and len(by_level[1]["dimensions"]) == 6
-    for s in by_level.values():
-        assert [(b["stars"], b["min"]) for b in s["bands"]] == [(5, 90), (4, 80), (3, 70),
-                                                                 (2, 60), (1, 0)]
+    for level in (2, 3):
+        assert [(b["stars"], b["min"]) for b in by_level[level]["bands"]] == [
+            (5, 90), (4, 80), (3, 70), (2, 60), (1, 0)]
+    # star ratings are for grassroots organisations: the committee's scheme has no stars
+    assert by_level[1]["bands"] == [] and by_level[1]["quotas"] == []
+    # the college's 30% appraisal part is a 民主测评 of the mass/member kind, not 述职评议
+    assert by_level[2]["appraisal"]["name"].startswith("民主测评")
+
+
+def test_a_level_one_scheme_has_no_stars(tiny):
+    bad = dict(copy.deepcopy(TINY), level=1)
+    bad.pop("quotas")
+    with pytest.raises(ValidationError) as e:
+        validate_scheme(bad)
+    assert set(e.value.fields) == {"bands", "vetoes"}
+    fine = {k: v for k, v in bad.items() if k not in ("bands", "vetoes")}
+    r = score(validate_scheme(fine), {"scores": {"a1": 10, "a2": 20, "b1": 5}, "appraisal": 90})
+    assert (r["score"], r["stars"], r["band_stars"]) == (97.0, None, None)
+    assert "★" not in r["explanation"]
+
+
+@pytest.mark.parametrize("adjustments, expected", [
+    # (80 + 4 − 2) × 70% + 90 × 30% = 57.4 + 27 = 84.4
+    ("inside_base", 84.4),
+    # 80 × 70% + 90 × 30% + 4 − 2 = 56 + 27 + 2 = 85
+    ("after_weighting", 85.0)])
+def test_where_bonus_and_deductions_apply_is_scheme_data(adjustments, expected):
+    data = copy.deepcopy(TINY)
+    data["composite"]["adjustments"] = adjustments
+    data["bonus"]["cap"] = 5
+    data["deductions"]["items"].append({"code": "d3", "name": "减分3", "points": 2})
+    scheme = validate_scheme(data)
+    # A = 60 × (10/10 × 50% + 20/20 × 50%) = 60; B = 40 × 2.5/5 = 20 → base 80
+    r = score(scheme, {"scores": {"a1": 10, "a2": 20, "b1": 2.5}, "appraisal": 90,
+                       "bonus": ["x", "y"], "deductions": ["d3"]})
+    assert r["base"] == 80.0 and r["score"] == expected
+    data["composite"]["adjustments"] = "somewhere"
+    with pytest.raises(ValidationError) as e:
+        validate_scheme(data)
+    assert e.value.fields == ["composite.adjustments"]
 
 
 def test_bonus_and_deduction_caps_hand_computed(tiny):
@@ -59,8 +96,9 @@ def test_bonus_and_deduction_caps_hand_computed(tiny):
     # deductions 3 + 4 = 7, capped at 5; bonus 2 + 2 = 4, capped at 3
     assert (r["deductions"]["raw"], r["deductions"]["applied"]) == (7.0, 5.0)
     assert (r["bonus"]["raw"], r["bonus"]["applied"]) == (4.0, 3.0)
-    # (78.5 − 5) × 70% + 90 × 30% + 3 = 51.45 + 27 + 3 = 81.45 → ★4 (80 ≤ s < 90)
-    assert r["score"] == 81.45
+    # inside the base part (default): (78.5 + 3 − 5) × 70% + 90 × 30% = 53.55 + 27
+    # = 80.55 → ★4 (80 ≤ s < 90)
+    assert r["score"] == 80.55
     assert r["stars"] == r["band_stars"] == 4
 
 
@@ -155,5 +193,6 @@ def test_docs_show_the_shipped_defaults_as_they_are():
 
     from services.evaluation.schemes import SCHEMES_DIR
     doc = (Path(__file__).parents[2] / "docs" / "schemes.md").read_text(encoding="utf-8")
-    for path in SCHEMES_DIR.glob("*.yaml"):
+    for path in [*SCHEMES_DIR.glob("*.yaml"), *(SCHEMES_DIR.parent / "members" / "schemes").glob(
+            "*.yaml")]:
         assert path.read_text(encoding="utf-8").rstrip() in doc, path.name
