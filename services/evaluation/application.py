@@ -38,6 +38,8 @@ from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
 from services.evaluation.domain import (STAGE_ZH, STAGES, Assessment, Cycle, Rating, Scheme,
                                         stage_due)
+from services.evaluation.linkage.application import Linkage
+from services.evaluation.linkage.projections import LinkageReadModel
 from services.evaluation.members.application import MembersIndex
 from services.evaluation.members.derived import Derivations
 from services.evaluation.members.projections import IndexReadModel
@@ -220,7 +222,9 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
         DERIVATION_PROVIDERS.update(Derivations(self).providers())
         self.read_model = EvaluationReadModel()
         self.programme = ProgrammeOperations(self)  # 三级联创: services/evaluation/programme
-        Projector(self, [self.read_model, self.programme.read_model, IndexReadModel()],
+        self.linkage = Linkage(self)  # R1-R4 linkage rules (issue 8)
+        Projector(self, [self.read_model, self.programme.read_model, IndexReadModel(),
+                         LinkageReadModel()],
                   service="evaluation")
         self._install_default_schemes()
         self.programme.install_defaults()
@@ -924,7 +928,8 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
                     "cycle_id": str(r["cycle_id"]) if r["cycle_id"] else None,
                     "breakdown": r["breakdown"], "updated_at": r["updated_at"].isoformat(),
                     "version": r["version"],
-                    "problems": [{"problem_id": p["problem_id"], "description": p["description"],
+                    "problems": [{"problem_id": p["problem_id"], "kind": p["kind"],
+                                  "description": p["description"],
                                   "downgrade_to": p["downgrade_to"], "status": p["status"],
                                   "rectification_due": p["rectification_due"].isoformat()
                                   if p["rectification_due"] else None, "plan": p["plan"]}
@@ -1015,7 +1020,8 @@ class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLog
                            "FROM eval_ratings GROUP BY 1, 2")
         stages = self.query("SELECT stage, count(*) AS n FROM eval_assessments GROUP BY 1")
         problems = self.query("SELECT status, count(*) AS n FROM eval_problems "
-                              "WHERE status <> 'verified' GROUP BY 1")
+                              "WHERE status <> 'verified' AND kind = 'major_problem' "
+                              "GROUP BY 1")
         now = self.clock()
         overdue: dict[str, int] = {}
         for r in self.query(

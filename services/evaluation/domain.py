@@ -493,7 +493,8 @@ class Rating(Aggregate):
                    actor=actor)
 
     def _cap(self) -> int | None:
-        caps = [p["downgrade_to"] for p in self.problems.values() if p["status"] != "verified"]
+        caps = [p["downgrade_to"] for p in self.problems.values()
+                if p["status"] != "verified" and p.get("kind", "major_problem") == "major_problem"]
         return min(caps) if caps else None
 
     def _effective(self, underlying: int | None) -> int | None:
@@ -526,6 +527,35 @@ class Rating(Aggregate):
         self._record_change(self._effective(stars), score, cause, cycle_id, scheme_id,
                             scheme_version, breakdown, today, rectification_days, actor,
                             reason, evidence)
+        self._oblige_rectification(cycle_id, today, rectification_days, actor)
+
+    def _oblige_rectification(self, cycle_id, today: dt.date, rectification_days: float,
+                              actor: dict) -> None:
+        """★3 and below (三.4 "逐步消除三星及以下"): a rectification (整改) is owed,
+        whether or not a major problem was recorded — planned, completed and
+        verified like a major problem's, without capping the stars."""
+        if self.stars is None or self.stars > 3:
+            return
+        if any(p.get("kind") == "low_stars" and p["status"] != "verified"
+               for p in self.problems.values()):
+            return  # one open obligation at a time
+        problem_id = f"low-stars-{cycle_id or today.isoformat()}"
+        if problem_id in self.problems:
+            return
+        due = (today + dt.timedelta(days=rectification_days)).isoformat()
+        self._rectification_obliged(
+            org_id=self.org_id, problem_id=problem_id, stars=self.stars,
+            description=f"星级为★{self.stars}（三星及以下），须整改 rated ★{self.stars}: a "
+                        "rectification is owed", rectification_due=due, actor=actor,
+            reason="三星及以下党组织整改 (三.4)")
+
+    @event("RectificationObliged")
+    def _rectification_obliged(self, org_id: str, problem_id: str, stars: int,
+                               description: str, rectification_due: str, actor: dict,
+                               reason: str):
+        self.problems[problem_id] = {"description": description, "downgrade_to": stars,
+                                     "status": "open", "rectification_due": rectification_due,
+                                     "plan": None, "kind": "low_stars"}
 
     @event("UnderlyingSet")
     def _underlying_set(self, stars: int, actor: dict, reason: str | None):

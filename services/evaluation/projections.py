@@ -53,6 +53,10 @@ DDL = (
         downgrade_to int NOT NULL, status text NOT NULL, rectification_due date,
         plan text, plan_due date, recorded_at timestamptz NOT NULL,
         updated_at timestamptz NOT NULL, PRIMARY KEY (org_id, problem_id))""",
+    # major_problem (重大问题, caps the stars) or low_stars (★3 and below: a
+    # rectification owed, no cap).
+    "ALTER TABLE eval_problems ADD COLUMN IF NOT EXISTS kind text NOT NULL "
+    "DEFAULT 'major_problem'",
 )
 
 
@@ -187,6 +191,17 @@ class EvaluationReadModel(Projection):
             (e.org_id, e.originator_version, e.stars_before, e.stars_after, e.score, e.cause,
              e.scheme_id, e.scheme_version, e.cycle_id, _j(e.actor), e.reason,
              _j(e.evidence), e.timestamp))
+
+    @handles(Rating.RectificationObliged)
+    def rectification_obliged(self, curs, e):
+        curs.execute(
+            "INSERT INTO eval_problems (org_id, problem_id, description, downgrade_to, status, "
+            "rectification_due, recorded_at, updated_at, kind) "
+            "VALUES (%s,%s,%s,%s,'open',%s,%s,%s,'low_stars')",
+            (e.org_id, e.problem_id, e.description, e.stars, e.rectification_due,
+             e.timestamp, e.timestamp))
+        curs.execute("UPDATE eval_ratings SET open_problems = open_problems + 1 "
+                     "WHERE org_id = %s", (e.org_id,))
 
     @handles(Rating.MajorProblemRecorded)
     def problem_recorded(self, curs, e):

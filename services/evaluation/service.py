@@ -168,6 +168,47 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
     def member_index_history(self, **payload):
         return self.app.members.index_history(self.caller(), payload)
 
+    # -- linkage rules (联动规则) --------------------------------------------------------
+    @command
+    def record_creation_failed(self, **payload):
+        return self.app.linkage.record_creation_failed(self.caller(), payload)
+
+    @command
+    def propose_review_grade(self, **payload):
+        return self.app.linkage.propose_grade(self.caller(), payload)
+
+    @command
+    def get_annual_review(self, org_id, year):
+        return self.app.linkage.get_annual_review(self.caller(), org_id, year)
+
+    @command
+    def nominate(self, **payload):
+        return self.app.linkage.nominate(self.caller(), payload)
+
+    @command
+    def review_nomination(self, **payload):
+        return self.app.linkage.review_nomination(self.caller(), payload)
+
+    @command
+    def award_nomination(self, **payload):
+        return self.app.linkage.award_nomination(self.caller(), payload)
+
+    @command
+    def get_nomination(self, nomination_id):
+        return self.app.linkage.get_nomination(self.caller(), nomination_id)
+
+    @command
+    def list_nominations(self, year):
+        return self.app.linkage.list_nominations(self.caller(), year)
+
+    @command
+    def r3_report(self, **payload):
+        return self.app.linkage.r3_report(self.caller(), payload)
+
+    @command
+    def r4_report(self, **payload):
+        return self.app.linkage.r4_report(self.caller(), payload)
+
     @timer(interval=60)
     def close_expired_publicity(self):
         """Every minute: 公示 windows that ended make their results final."""
