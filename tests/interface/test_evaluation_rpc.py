@@ -184,15 +184,25 @@ def test_college_cycle_college_secretary_self_assesses_org_admin_reviews(tree, r
     with pytest.raises(Forbidden):
         rpc_as("branch_secretary", sub=tree["sec1"], org=tree["b1"]).evaluation.submit_self_assessment(
             cycle_id=cycle["id"], org_id=tree["college"], **full_entries(scheme, 0.8, 80))
+    entries = full_entries(scheme, 0.8, 80)
+    # 双带头人 coverage is derived from organizations' roles (R5), never entered
+    with pytest.raises(ValidationError) as e:
+        college_sec.submit_self_assessment(cycle_id=cycle["id"], org_id=tree["college"],
+                                           **entries)
+    assert e.value.fields == ["scores.double_leader_coverage"]
+    del entries["scores"]["double_leader_coverage"]
     out = college_sec.submit_self_assessment(cycle_id=cycle["id"], org_id=tree["college"],
-                                             **full_entries(scheme, 0.8, 80))
-    # (80 × 70%) + 80 × 30% = 56 + 24 = 80 → ★4
-    assert (out["stage"], out["self_assessment"]["result"]["score"]) == ("review", 80.0)
+                                             **entries)
+    # no teacher branch has a 双带头人 secretary: that indicator is 0, the rest 80%:
+    # base = 80 − 20 × 50% × 0.8 = 72; 72 × 70% + 80 × 30% = 50.4 + 24 = 74.4 → ★3
+    assert (out["stage"], out["self_assessment"]["result"]["score"]) == ("review", 74.4)
+    derived = out["self_assessment"]["result"]["dimensions"][3]["indicators"][1]
+    assert derived["source"] == "derived from members.double_leader_secretary"
+    assert [r["double_leader"] for r in derived["derivation"]["records"]] == [False, False]
     with pytest.raises(Forbidden):  # a college does not review itself
-        college_sec.submit_review(cycle_id=cycle["id"], org_id=tree["college"],
-                                  **full_entries(scheme, 0.8, 80))
+        college_sec.submit_review(cycle_id=cycle["id"], org_id=tree["college"], **entries)
     assert admin.submit_review(cycle_id=cycle["id"], org_id=tree["college"],
-                               **full_entries(scheme, 0.8, 80))["stage"] == "approval"
+                               **entries)["stage"] == "approval"
 
 
 def test_relay_publishes_the_contract_events(tree, rpc_as, rabbit_config):  # noqa: F811

@@ -87,9 +87,13 @@ def test_a_cycle_result_below_four_is_a_fall_and_names_its_scheme_version():
     r = Rating.open_for("b1", "一支部", 3, ADMIN)
     r.apply_result(3, 74.0, "cycle", "c1", "model_branch", 2, {}, TODAY, 90, ADMIN)
     types = [e["type"] for e in envelopes(r)]
-    assert types[-2:] == ["rating_changed", "rating_fell_to_three_or_below"]
+    # ★3 and below owe a rectification (三.4), tracked like a major problem's
+    assert types[-3:] == ["rating_changed", "rating_fell_to_three_or_below",
+                          "rating_rectification_obliged"]
+    assert r.problems["low-stars-c1"]["kind"] == "low_stars" and r.stars == 3
     r.apply_result(2, 65.0, "cycle", "c2", "model_branch", 2, {}, TODAY, 90, ADMIN)
-    assert [e["type"] for e in envelopes(r)][-1] == "rating_changed"  # ★3 → ★2 is no new fall
+    # ★3 → ★2 is no new fall, and the open obligation stands (one at a time)
+    assert [e["type"] for e in envelopes(r)][-1] == "rating_changed"
 
 
 def test_direct_grading_needs_reason_and_evidence_and_overrides_the_stars():

@@ -91,6 +91,16 @@ def test_shipped_rules_cover_every_contract_event():
         "cycle_opened", "assessment_returned", "assessment_publicity_opened",
         "assessment_objection_lodged", "assessment_appeal_decided", "rating_changed",
         "rating_fell_to_three_or_below")} <= events
+    assert {("evaluation", e) for e in (
+        "pioneer_index_published", "pioneer_index_revised", "annual_review_grade_proposed",
+        "nomination_refused", "nomination_awarded")} <= events
+    zeroed = RULES.for_event("evaluation", "pioneer_index_revised",
+                             {"zeroed": True, "was_zeroed": False})[0]
+    assert [s.designation for s in zeroed.selectors] == ["person:member_id",
+                                                         "secretary@branch_id"]
+    assert RULES.for_event("evaluation", "pioneer_index_revised",
+                           {"zeroed": True, "was_zeroed": True}) == []
+    assert RULES.for_event("evaluation", "annual_review_grade_proposed", {"capped": False}) == []
     assert ("evaluation", "task_milestone_overdue") in events
     assert ("evaluation", "candidacy_moved") in events
     fell = RULES.for_event("evaluation", "rating_fell_to_three_or_below", {})[0]
@@ -160,6 +170,26 @@ SAMPLES = {
     "stage_deadline_approaching": {"cycle_id": "c", "cycle_name": "2026年度星级考评",
                                    "stage": "self_assessment", "deadline": "2026-12-01",
                                    "org_id": "o"},
+    "pioneer_index_zeroed": {"member_id": "m", "member_name": "李四", "year": 2026,
+                             "branch_id": "o", "score": 0.0, "previous_score": 72.5,
+                             "zeroed": True, "was_zeroed": False,
+                             "zeroed_by": [{"code": "red_line", "name": "触碰红线",
+                                            "records": [{"record_id": "r",
+                                                         "label": "红线底线违规 2026-07-01"}]}]},
+    "review_grade_capped": {"org_id": "o", "org_name": "教工第一党支部", "year": 2026,
+                            "proposed": "good", "proposed_zh": "好", "grade": "fair",
+                            "grade_zh": "一般", "capped": True,
+                            "conditions": [{"code": "stars_below",
+                                            "reason": "星级低于四星 rated ★3"}],
+                            "responsible": [{"member_id": "m", "name": "王五",
+                                             "role": "secretary"}]},
+    "nomination_refused": {"kind": "excellent_member", "kind_zh": "优秀共产党员",
+                           "subject_type": "member", "year": 2026, "subject_id": "m",
+                           "subject_name": "李四", "org_id": "o",
+                           "failed": [{"code": "appraisal", "message": "民主评议需为优秀或合格"}]},
+    "nomination_awarded": {"kind": "advanced_organization", "kind_zh": "先进基层党组织",
+                           "subject_type": "organization", "year": 2026, "subject_id": "o",
+                           "subject_name": "教工第一党支部", "org_id": "o"},
 }
 
 

@@ -206,7 +206,8 @@ class Linkage:
             name, scope_org = member["name"], self._org(member["branch_id"])
             facts = self._member_facts(subject_id, cmd.year)
         self._scope(caller, scope_org, branch_secretary=True)
-        nomination = Nomination(id=uuid4(), kind=cmd.kind, kind_zh=rule["name"], year=cmd.year,
+        nomination = Nomination(id=uuid4(), kind=cmd.kind, kind_zh=rule["name"],
+                                subject_type=rule["subject"], year=cmd.year,
                                 subject_id=subject_id, subject_name=name,
                                 org_id=str(scope_org["id"]), actor=caller.as_actor(),
                                 reason=cmd.reason)

@@ -166,9 +166,11 @@ class Nomination(Aggregate):
     id: UUID
 
     @event("Made")
-    def __init__(self, kind: str, kind_zh: str, year: int, subject_id: str, subject_name: str,
-                 org_id: str | None, actor: dict, reason: str | None):
+    def __init__(self, kind: str, kind_zh: str, subject_type: str, year: int, subject_id: str,
+                 subject_name: str, org_id: str | None, actor: dict, reason: str | None):
         self.kind = kind
+        self.kind_zh = kind_zh
+        self.subject_type = subject_type
         self.year = year
         self.subject_id = subject_id
         self.subject_name = subject_name
@@ -177,13 +179,14 @@ class Nomination(Aggregate):
         self.failed: list[dict] = []
 
     def refuse(self, failed: list[dict], actor: dict) -> None:
-        self._refused(kind=self.kind, year=self.year, subject_id=self.subject_id,
+        self._refused(kind=self.kind, kind_zh=self.kind_zh, subject_type=self.subject_type,
+                      year=self.year, subject_id=self.subject_id,
                       subject_name=self.subject_name, org_id=self.org_id, failed=failed,
                       actor=actor, reason="; ".join(f["message"] for f in failed))
 
     @event("Refused")
-    def _refused(self, kind: str, year: int, subject_id: str, subject_name: str,
-                 org_id: str | None, failed: list, actor: dict, reason: str):
+    def _refused(self, kind: str, kind_zh: str, subject_type: str, year: int, subject_id: str,
+                 subject_name: str, org_id: str | None, failed: list, actor: dict, reason: str):
         self.status = "refused"
         self.failed = failed
 
@@ -204,11 +207,12 @@ class Nomination(Aggregate):
             raise ValidationError.single(
                 "nomination_id", f"only a reviewed nomination is awarded; this one is "
                 f"{NOMINATION_STATUSES[self.status]}")
-        self._awarded(kind=self.kind, year=self.year, subject_id=self.subject_id,
+        self._awarded(kind=self.kind, kind_zh=self.kind_zh, subject_type=self.subject_type,
+                      year=self.year, subject_id=self.subject_id,
                       subject_name=self.subject_name, org_id=self.org_id, actor=actor,
                       reason=reason)
 
     @event("Awarded")
-    def _awarded(self, kind: str, year: int, subject_id: str, subject_name: str,
-                 org_id: str | None, actor: dict, reason: str | None):
+    def _awarded(self, kind: str, kind_zh: str, subject_type: str, year: int, subject_id: str,
+                 subject_name: str, org_id: str | None, actor: dict, reason: str | None):
         self.status = "awarded"

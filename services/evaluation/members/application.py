@@ -150,7 +150,7 @@ class MembersIndex:
 
     def _placement(self, member_ids: list[str] | None, run: Run) -> dict[str, dict]:
         """Each member's branch and college now (from the directory)."""
-        sql = ("SELECT m.id::text AS member_id, m.branch_id::text AS branch_id, "
+        sql = ("SELECT m.id::text AS member_id, m.name, m.branch_id::text AS branch_id, "
                "o.parent_id::text AS college_id, m.active FROM dir_members m "
                "LEFT JOIN dir_orgs o ON o.id = m.branch_id")
         params: tuple = ()
@@ -161,8 +161,8 @@ class MembersIndex:
 
     def compute_all(self, year: int, scheme: dict | None = None,
                     member_ids: list[str] | None = None, run: Run | None = None) -> dict:
-        """member_id -> (result, branch_id, college_id) for every member active now
-        or with records that year (or only those given)."""
+        """member_id -> (result, branch_id, college_id, name) for every member active
+        now or with records that year (or only those given)."""
         run = run or self.app.query
         scheme = scheme or self.scheme()[0]
         facts = self.facts(year, member_ids, run)
@@ -176,7 +176,7 @@ class MembersIndex:
             place = placement.get(member_id) or {}
             result = compute_index(scheme, facts.get(member_id, empty))
             branch = place.get("branch_id") or _last_branch(facts.get(member_id), run)
-            out[member_id] = (result, branch, place.get("college_id"))
+            out[member_id] = (result, branch, place.get("college_id"), place.get("name"))
         return out
 
     # -- the year's close ------------------------------------------------------------------
@@ -196,9 +196,10 @@ class MembersIndex:
                           members=len(results), actor=caller.as_actor(), reason=cmd.reason)
         self.app.commit(year)
         pending, published, zeroed = [], 0, 0
-        for member_id, (result, branch, college) in sorted(results.items()):
+        for member_id, (result, branch, college, name) in sorted(results.items()):
             pending.append(PioneerIndex(
                 id=PioneerIndex.id_for(member_id, cmd.year), member_id=member_id,
+                member_name=name,
                 year=cmd.year, branch_id=branch, college_id=college, score=result["score"],
                 zeroed=result["zeroed"], zeroed_by=result["zeroed_by"], breakdown=result,
                 scheme_id=self.scheme_id, scheme_version=version, actor=caller.as_actor(),
@@ -242,7 +243,7 @@ class MembersIndex:
                 run: Run) -> None:
         results = self.compute_all(year, scheme, members, run)
         changed = []
-        for member_id, (result, branch, college) in results.items():
+        for member_id, (result, branch, college, _) in results.items():
             index_id = PioneerIndex.id_for(member_id, year)
             if not self.app.exists(index_id):
                 continue  # a member who joined after the close has no index that year

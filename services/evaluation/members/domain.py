@@ -314,10 +314,12 @@ class PioneerIndex(Aggregate):
         return derived_id("pioneer-index", member_id, year)
 
     @event("Published")
-    def __init__(self, member_id: str, year: int, branch_id: str | None, college_id: str | None,
-                 score: float, zeroed: bool, zeroed_by: list, breakdown: dict,
-                 scheme_id: str, scheme_version: int, actor: dict, reason: str | None):
+    def __init__(self, member_id: str, member_name: str | None, year: int,
+                 branch_id: str | None, college_id: str | None, score: float, zeroed: bool,
+                 zeroed_by: list, breakdown: dict, scheme_id: str, scheme_version: int,
+                 actor: dict, reason: str | None):
         self.member_id = member_id
+        self.member_name = member_name
         self.year = year
         self.branch_id = branch_id
         self.score = score
@@ -332,14 +334,16 @@ class PioneerIndex(Aggregate):
         self._revised(score=result["score"], previous_score=self.score,
                       zeroed=result["zeroed"], was_zeroed=self.zeroed,
                       zeroed_by=result["zeroed_by"], breakdown=result, branch_id=branch_id,
-                      college_id=college_id, member_id=self.member_id, year=self.year,
+                      college_id=college_id, member_id=self.member_id,
+                      member_name=self.member_name, year=self.year,
                       cause=cause, actor=actor, reason=reason)
         return True
 
     @event("Revised")
     def _revised(self, score: float, previous_score: float, zeroed: bool, was_zeroed: bool,
                  zeroed_by: list, breakdown: dict, branch_id, college_id, member_id: str,
-                 year: int, cause: dict, actor: dict, reason: str | None):
+                 member_name: str | None, year: int, cause: dict, actor: dict,
+                 reason: str | None):
         self.score = score
         self.zeroed = zeroed
         self.breakdown = breakdown
