@@ -16,6 +16,7 @@ import logging
 from typing import Callable, Optional
 from uuid import UUID
 
+from psycopg.rows import tuple_row
 from pydantic import Field
 
 from shared.commands import Command
@@ -28,8 +29,6 @@ from services.evaluation.members.projections import CONSUMED_DDL, apply_record
 
 log = logging.getLogger(__name__)
 SYSTEM_ACTOR = {"sub": "system", "role": "system"}
-MEETING_ZH = {"general_meeting": "支部党员大会", "committee_meeting": "支委会",
-              "group_meeting": "党小组会", "party_lecture": "党课", "theme_day": "主题党日"}
 RECORD_ZH = {"checkup": "党性体检", "appraisal": "民主评议", "team": "项目攻坚团队",
              "course_project": "课程思政示范项目", "pledge": "亮诺践诺", "violation": "红线底线违规"}
 PUBLISH_BATCH = 500
@@ -54,8 +53,6 @@ Run = Callable[[str, tuple], list[dict]]
 
 
 def _label(row: dict) -> str:
-    if "topic" in row:
-        return f"{MEETING_ZH.get(row['kind'], row['kind'])} {row['on']} {row['topic']}"
     d = row["details"]
     what = d.get("grade") or d.get("result") or d.get("team") or d.get("title") \
         or d.get("content") or d.get("line") or ""
@@ -125,28 +122,39 @@ class MembersIndex:
     def facts(self, year: int, member_ids: list[str] | None = None,
               run: Run | None = None) -> dict[str, dict]:
         """Every member's facts for a year (or only those given): the meetings
-        they were listed at and their records, each with a label."""
-        run = run or self.app.query
+        they were listed at (with the topic) and their records (with a label)."""
         where, params = "a.year = %s", [year]
         if member_ids is not None:
             where += " AND a.member_id = ANY(%s::uuid[])"
             params.append(list(member_ids))
+        meetings = self._rows(
+            f"SELECT a.member_id::text, a.record_id, a.kind, a.held_on::text, a.status, m.topic "
+            f"FROM pi_attendance a JOIN pi_meetings m ON m.record_id = a.record_id "
+            f"WHERE {where}", tuple(params), run)
+        records = self._rows(
+            f"SELECT member_id::text, record_id, kind, on_date::text, details "
+            f"FROM pi_records a WHERE {where}", tuple(params), run)
         out: dict[str, dict] = {}
-        for r in run(f"SELECT a.member_id::text AS member_id, a.record_id, a.kind, "
-                     f"a.held_on, a.status, m.topic FROM pi_attendance a JOIN pi_meetings m "
-                     f"ON m.record_id = a.record_id WHERE {where}", tuple(params)):
-            row = {"record_id": r["record_id"], "kind": r["kind"],
-                   "on": r["held_on"].isoformat(), "status": r["status"], "topic": r["topic"]}
+        for member_id, record_id, kind, on, status, topic in meetings:
+            facts = out.get(member_id)
+            if facts is None:
+                facts = out[member_id] = {"meetings": [], "records": []}
+            facts["meetings"].append({"record_id": record_id, "kind": kind, "on": on,
+                                      "status": status, "topic": topic})
+        for member_id, record_id, kind, on, details in records:
+            row = {"record_id": record_id, "kind": kind, "on": on, "details": details}
             row["label"] = _label(row)
-            del row["topic"]
-            out.setdefault(r["member_id"], {"meetings": [], "records": []})["meetings"].append(row)
-        for r in run(f"SELECT member_id::text AS member_id, record_id, kind, on_date, details "
-                     f"FROM pi_records a WHERE {where}", tuple(params)):
-            row = {"record_id": r["record_id"], "kind": r["kind"],
-                   "on": r["on_date"].isoformat(), "details": r["details"]}
-            row["label"] = _label(row)
-            out.setdefault(r["member_id"], {"meetings": [], "records": []})["records"].append(row)
+            out.setdefault(member_id, {"meetings": [], "records": []})["records"].append(row)
         return out
+
+    def _rows(self, sql: str, params: tuple, run: Run | None) -> list[tuple]:
+        """Rows as tuples: through ``run`` (the inbox's cursor) or a plain read."""
+        if run is not None:
+            return [tuple(r.values()) for r in run(sql, params)]
+        with self.app.datastore.transaction(commit=False) as curs:
+            curs.row_factory = tuple_row
+            curs.execute(sql, params)
+            return curs.fetchall()
 
     def _placement(self, member_ids: list[str] | None, run: Run) -> dict[str, dict]:
         """Each member's branch and college now (from the directory)."""

@@ -7,7 +7,10 @@ the records behind the number — or ``None`` when there are no records at all
 for that organisation and year (then the indicator is entered as before). A
 value derived from records cannot be overwritten by a submission.
 
-For a college (level 2), each number rolls up its active branches.
+Every source is computed per branch by set-based queries (``per_branch``), for
+the branches asked or for all of them at once (``derive_all``: a dashboard, a
+batch); a college (level 2) rolls up its active branches' numerators and
+denominators.
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ PROVIDED = ("org_life.three_meetings_one_lesson_attendance", "org_life.theme_par
             "ratings.branch_stars")
 
 
-def _year(cycle: dict) -> int | None:
+def year_of(cycle: dict) -> int | None:
     match = re.search(r"(19|20|21)\d{2}", str(cycle.get("period") or ""))
     return int(match.group(0)) if match else None
 
@@ -41,168 +44,164 @@ class Derivations:
         self.app = app
 
     def providers(self) -> dict:
-        return {
-            "org_life.three_meetings_one_lesson_attendance": self.attendance,
-            "org_life.theme_party_day_count": self.theme_days,
-            "org_life.meetings_held": self.meetings_held,
-            "teams.teacher_participation": self.teams,
-            "members.double_leader_secretary": self.double_leader,
-            "members.pioneer_index_average": self.index_average,
-            "ratings.branch_stars": self.branch_stars,
-        }
+        def provider(source):
+            def provide(org_id, cycle: dict):
+                return self.for_org(source, org_id, cycle)
+            return provide
+        return {source: provider(source) for source in PROVIDED}
 
-    def _branches(self, org_id) -> list[str]:
-        org = self.app.directory.org(org_id)
-        if org is None:
-            return []
+    # -- one organisation ------------------------------------------------------------------
+    def _branches(self, org: dict, source: str) -> list[str]:
         if org["level"] == 3:
             return [str(org["id"])]
-        if org["level"] == 2:
-            return [str(r["id"]) for r in self.app.query(
-                "SELECT id FROM dir_orgs WHERE parent_id = %s AND level = 3 AND "
-                "status = 'active' ORDER BY name", (str(org["id"]),))]
-        return []
+        sql = "SELECT id::text AS id FROM dir_orgs WHERE parent_id = %s AND level = 3 " \
+              "AND status = 'active'"
+        if source == "members.double_leader_secretary":
+            sql += " AND kind = 'teacher_branch'"  # R5: 双带头人 of teacher branches
+        return [r["id"] for r in self.app.query(sql + " ORDER BY name", (str(org["id"]),))]
+
+    def for_org(self, source: str, org_id, cycle: dict):
+        org = self.app.directory.org(org_id)
+        year = year_of(cycle)
+        if org is None or org["level"] not in (2, 3) or year is None:
+            return None
+        if source == "ratings.branch_stars":
+            return self.branch_stars(org) if org["level"] == 2 else None
+        branches = self._branches(org, source)
+        if not branches:
+            return None
+        parts = list(self.per_branch(source, year, branches).values())
+        return _combine(source, parts, year, len(branches)) if _has(parts) else None
+
+    # -- every branch at once --------------------------------------------------------------------
+    def derive_all(self, year: int, branches: list[str] | None = None) -> dict:
+        """branch id -> {source: provider result or None}, every source computed
+        for all branches (or those given) with a few set-based queries."""
+        if branches is None:
+            branches = [r["id"] for r in self.app.query(
+                "SELECT id::text AS id FROM dir_orgs WHERE level = 3 AND status = 'active'")]
+        out = {b: {} for b in branches}
+        for source in PROVIDED:
+            per = {} if source == "ratings.branch_stars" else \
+                self.per_branch(source, year, branches)
+            for b in branches:
+                part = per.get(b)
+                out[b][source] = _combine(source, [part], year, 1) if part and _has([part]) \
+                    else None
+        return out
+
+    def per_branch(self, source: str, year: int, branches: list[str]) -> dict:
+        """branch -> {num, den, records, ...} for one source (absent: no records)."""
+        return {
+            "org_life.three_meetings_one_lesson_attendance": self._attendance,
+            "org_life.theme_party_day_count": self._theme_days,
+            "org_life.meetings_held": self._meetings_held,
+            "teams.teacher_participation": self._teams,
+            "members.double_leader_secretary": self._double_leader,
+            "members.pioneer_index_average": self._index_average,
+        }[source](year, branches)
 
     def _required(self) -> dict:
         return self.app.members.scheme()[0]["org_life"]["required_per_year"]
 
-    def attendance(self, org_id, cycle: dict):
-        """三会一课 attendance: attended / listed (请假 excused)."""
-        year, branches = _year(cycle), self._branches(org_id)
-        if year is None or not branches:
-            return None
-        rows = self.app.query(
-            "SELECT m.record_id, m.kind, m.held_on, m.topic, "
-            "count(*) FILTER (WHERE a.status = 'attended') AS attended, "
-            "count(*) FILTER (WHERE a.status <> 'leave') AS listed "
-            "FROM pi_meetings m JOIN pi_attendance a ON a.record_id = m.record_id "
-            "WHERE m.branch_id = ANY(%s::uuid[]) AND m.year = %s AND m.kind = ANY(%s) "
-            "GROUP BY m.record_id, m.kind, m.held_on, m.topic ORDER BY m.held_on",
-            (branches, year, list(MEETINGS_3_1)))
-        if not rows:
-            return None
-        attended, listed = sum(r["attended"] for r in rows), sum(r["listed"] for r in rows)
-        return {"fraction": _frac(attended, listed),
-                "explanation": f"{attended} attendances of {listed} expected (请假 excused) at "
-                               f"{len(rows)} 三会一课 meetings in {year}",
-                "records": [{"record_id": r["record_id"], "kind": r["kind"],
-                             "on": r["held_on"].isoformat(), "topic": r["topic"],
-                             "attended": r["attended"], "listed": r["listed"]} for r in rows]}
+    def _attendance(self, year: int, branches: list[str]) -> dict:
+        """三会一课 attendance: attended / expected (请假 excused)."""
+        out: dict = {}
+        for r in self.app.query(
+                "SELECT m.branch_id::text AS b, m.record_id, m.kind, m.held_on::text AS held_on, "
+                "m.topic, count(*) FILTER (WHERE a.status = 'attended') AS attended, "
+                "count(*) FILTER (WHERE a.status <> 'leave') AS listed "
+                "FROM pi_meetings m JOIN pi_attendance a ON a.record_id = m.record_id "
+                "WHERE m.branch_id = ANY(%s::uuid[]) AND m.year = %s AND m.kind = ANY(%s) "
+                "GROUP BY m.record_id ORDER BY m.held_on", (branches, year, list(MEETINGS_3_1))):
+            part = out.setdefault(r["b"], {"num": 0, "den": 0, "records": []})
+            part["num"] += r["attended"]
+            part["den"] += r["listed"]
+            part["records"].append({"record_id": r["record_id"], "kind": r["kind"],
+                                    "on": r["held_on"], "topic": r["topic"],
+                                    "attended": r["attended"], "listed": r["listed"]})
+        return out
 
-    def _held(self, branches: list[str], year: int, kinds: list[str]) -> list[dict]:
-        return self.app.query(
-            "SELECT record_id, branch_id::text AS branch_id, kind, held_on, topic, form "
-            "FROM pi_meetings WHERE branch_id = ANY(%s::uuid[]) AND year = %s AND kind = ANY(%s) "
-            "ORDER BY held_on", (branches, year, kinds))
+    def _held(self, year: int, branches: list[str], kinds: list[str]) -> dict:
+        out: dict = {}
+        for r in self.app.query(
+                "SELECT branch_id::text AS b, record_id, kind, held_on::text AS held_on, topic, "
+                "form FROM pi_meetings WHERE branch_id = ANY(%s::uuid[]) AND year = %s "
+                "AND kind = ANY(%s) ORDER BY held_on", (branches, year, kinds)):
+            out.setdefault(r["b"], []).append(
+                {"record_id": r["record_id"], "kind": r["kind"], "on": r["held_on"],
+                 "topic": r["topic"], "form": r["form"]})
+        return out
 
-    def theme_days(self, org_id, cycle: dict):
-        """主题党日 held / required per branch (capped at the requirement)."""
-        year, branches = _year(cycle), self._branches(org_id)
-        if year is None or not branches:
-            return None
-        rows = self._held(branches, year, ["theme_day"])
-        if not rows:
-            return None
-        required = self._required().get("theme_day", 0) * len(branches)
-        held = sum(min(sum(1 for r in rows if r["branch_id"] == b),
-                       self._required().get("theme_day", 0)) for b in branches)
-        return {"fraction": _frac(held, required) if required else 1.0,
-                "explanation": f"{len(rows)} 主题党日 held; {held} count against {required} "
-                               f"required ({len(branches)} branches) in {year}",
-                "records": [_meeting_ref(r) for r in rows]}
+    def _theme_days(self, year: int, branches: list[str]) -> dict:
+        """主题党日 held / required (capped at the requirement)."""
+        required = self._required().get("theme_day", 0)
+        return {b: {"num": min(len(rows), required), "den": required, "records": rows,
+                    "held": len(rows)}
+                for b, rows in self._held(year, branches, ["theme_day"]).items()}
 
-    def meetings_held(self, org_id, cycle: dict):
+    def _meetings_held(self, year: int, branches: list[str]) -> dict:
         """Meetings held against those required per year, kind by kind (capped)."""
-        year, branches = _year(cycle), self._branches(org_id)
-        if year is None or not branches:
-            return None
         required = self._required()
-        rows = self._held(branches, year, list(required))
-        if not rows:
-            return None
-        counted, needed, per_kind = 0, 0, {}
-        for kind, n in required.items():
-            for b in branches:
-                held = sum(1 for r in rows if r["branch_id"] == b and r["kind"] == kind)
-                counted += min(held, n)
-                needed += n
-                per_kind.setdefault(kind, [0, 0])
-                per_kind[kind][0] += held
-                per_kind[kind][1] += n
-        return {"fraction": _frac(counted, needed),
-                "explanation": f"{counted} of {needed} required meetings held in {year}: "
-                               + ", ".join(f"{k} {h}/{n}" for k, (h, n) in per_kind.items()),
-                "records": [_meeting_ref(r) for r in rows]}
+        out = {}
+        for b, rows in self._held(year, branches, list(required)).items():
+            per_kind = {k: [sum(1 for r in rows if r["kind"] == k), n]
+                        for k, n in required.items()}
+            out[b] = {"num": sum(min(h, n) for h, n in per_kind.values()),
+                      "den": sum(required.values()), "records": rows, "per_kind": per_kind}
+        return out
 
-    def teams(self, org_id, cycle: dict):
+    def _teams(self, year: int, branches: list[str]) -> dict:
         """R3: party-member teachers in a 项目攻坚团队 this year / party-member teachers."""
-        year, branches = _year(cycle), self._branches(org_id)
-        if year is None or not branches:
-            return None
-        teachers = self.app.query(
-            "SELECT id::text AS id, name FROM dir_members WHERE branch_id = ANY(%s::uuid[]) "
-            "AND active AND category = 'teacher' ORDER BY name", (branches,))
-        if not teachers:
-            return None
-        joined = self.app.query(
-            "SELECT record_id, member_id::text AS member_id, on_date, details->>'team' AS team "
-            "FROM pi_records WHERE kind = 'team' AND year = %s AND member_id = ANY(%s::uuid[])",
-            (year, [t["id"] for t in teachers]))
-        if not joined:
-            return None
-        in_team = {r["member_id"] for r in joined}
-        return {"fraction": _frac(len(in_team), len(teachers)),
-                "explanation": f"{len(in_team)} of {len(teachers)} party-member teachers in a "
-                               f"项目攻坚团队 in {year}",
-                "records": [{"record_id": r["record_id"], "kind": "team",
-                             "member_id": r["member_id"], "on": r["on_date"].isoformat(),
-                             "team": r["team"]} for r in joined],
-                "without": [t for t in teachers if t["id"] not in in_team]}
+        teachers: dict = {}
+        for r in self.app.query(
+                "SELECT branch_id::text AS b, id::text AS id, name FROM dir_members "
+                "WHERE branch_id = ANY(%s::uuid[]) AND active AND category = 'teacher' "
+                "ORDER BY name", (branches,)):
+            teachers.setdefault(r["b"], []).append({"id": r["id"], "name": r["name"]})
+        joined: dict = {}
+        for r in self.app.query(
+                "SELECT m.branch_id::text AS b, r.record_id, r.member_id::text AS member_id, "
+                "r.on_date::text AS on_date, r.details->>'team' AS team FROM pi_records r "
+                "JOIN dir_members m ON m.id = r.member_id WHERE r.kind = 'team' AND r.year = %s "
+                "AND m.branch_id = ANY(%s::uuid[]) AND m.active AND m.category = 'teacher'",
+                (year, branches)):
+            joined.setdefault(r["b"], []).append(
+                {"record_id": r["record_id"], "kind": "team", "member_id": r["member_id"],
+                 "on": r["on_date"], "team": r["team"]})
+        out = {}
+        for b, members in teachers.items():
+            recs = joined.get(b, [])
+            in_team = {r["member_id"] for r in recs}
+            out[b] = {"num": len(in_team), "den": len(members), "records": recs,
+                      "without": [t for t in members if t["id"] not in in_team]}
+        return out
 
-    def double_leader(self, org_id, cycle: dict):
-        """R5: a branch's secretary is a 双带头人 (1 or 0); for a college, the share
-        of its teacher branches whose secretary is one (from organizations' roles)."""
-        org = self.app.directory.org(org_id)
-        if org is None or org["level"] not in (2, 3):
-            return None
-        if org["level"] == 3:
-            branches = [org]
-        else:
-            branches = self.app.query(
-                "SELECT * FROM dir_orgs WHERE parent_id = %s AND kind = 'teacher_branch' "
-                "AND status = 'active' ORDER BY name", (str(org["id"]),))
-        if not branches:
-            return None
-        rows = []
-        for b in branches:
-            holders = self.app.directory.holders(b["id"], "secretary")
-            rows.append({"branch_id": str(b["id"]), "branch_name": b["name"],
-                         "secretary": holders[0]["name"] if holders else None,
-                         "double_leader": bool(holders and holders[0]["double_leader"])})
-        covered = sum(r["double_leader"] for r in rows)
-        return {"fraction": _frac(covered, len(rows)),
-                "explanation": f"{covered} of {len(rows)} branch secretaries are 双带头人",
-                "records": rows}
+    def _double_leader(self, year: int, branches: list[str]) -> dict:
+        """R5: the branch's secretary is a 双带头人 (from organizations' roles)."""
+        out = {}
+        for r in self.app.query(
+                "SELECT o.id::text AS b, o.name AS branch_name, m.name AS secretary, "
+                "coalesce(m.double_leader, false) AS double_leader FROM dir_orgs o "
+                "LEFT JOIN dir_roles s ON s.org_id = o.id AND s.role = 'secretary' "
+                "LEFT JOIN dir_members m ON m.id = s.member_id AND m.active "
+                "WHERE o.id = ANY(%s::uuid[])", (branches,)):
+            out[r["b"]] = {"num": int(r["double_leader"]), "den": 1, "records": [
+                {"branch_id": r["b"], "branch_name": r["branch_name"],
+                 "secretary": r["secretary"], "double_leader": r["double_leader"]}]}
+        return out
 
-    def index_average(self, org_id, cycle: dict):
+    def _index_average(self, year: int, branches: list[str]) -> dict:
         """Members' average published 锋领指数 (of 100)."""
-        year, branches = _year(cycle), self._branches(org_id)
-        if year is None or not branches:
-            return None
-        row = self.app.query_one(
-            "SELECT count(*) AS n, avg(score) AS avg FROM pi_indices WHERE year = %s "
-            "AND branch_id = ANY(%s::uuid[])", (year, branches))
-        if not row["n"]:
-            return None
-        return {"fraction": _frac(Decimal(str(row["avg"])), 100),
-                "explanation": f"average 锋领指数 {float(row['avg']):.2f} of {row['n']} members "
-                               f"({year})", "records": []}
+        return {r["b"]: {"num": Decimal(str(r["total"])), "den": 100 * r["n"], "records": [],
+                         "members": r["n"]}
+                for r in self.app.query(
+                    "SELECT branch_id::text AS b, count(*) AS n, sum(score) AS total "
+                    "FROM pi_indices WHERE year = %s AND branch_id = ANY(%s::uuid[]) "
+                    "GROUP BY branch_id", (year, branches))}
 
-    def branch_stars(self, org_id, cycle: dict):
-        """A college's roll-up: the share of its branches at ★4 and above."""
-        org = self.app.directory.org(org_id)
-        if org is None or org["level"] != 2:
-            return None
+    def branch_stars(self, org: dict):
+        """A college's roll-up: the share of its rated branches at ★4 and above."""
         rows = self.app.query(
             "SELECT o.id::text AS org_id, o.name, r.stars FROM dir_orgs o "
             "JOIN eval_ratings r ON r.org_id = o.id WHERE o.parent_id = %s AND o.level = 3 "
@@ -216,6 +215,42 @@ class Derivations:
                             for r in rows]}
 
 
-def _meeting_ref(r: dict) -> dict:
-    return {"record_id": r["record_id"], "branch_id": r["branch_id"], "kind": r["kind"],
-            "on": r["held_on"].isoformat(), "topic": r["topic"], "form": r["form"]}
+def _has(parts: list[dict]) -> bool:
+    """Any records behind the parts (else the indicator is entered)."""
+    return any(p["records"] or p.get("members") for p in parts)
+
+
+def _combine(source: str, parts: list[dict], year: int, branches: int) -> dict:
+    """One organisation's value from its branches' parts (one part for a branch)."""
+    num = sum(p["num"] for p in parts)
+    den = sum(p["den"] for p in parts)
+    if source in ("org_life.theme_party_day_count", "org_life.meetings_held"):
+        den = parts[0]["den"] * branches  # every branch owes them, records or not
+    records = [r for p in parts for r in p["records"]]
+    out = {"fraction": _frac(num, den) if den else 0.0, "records": records}
+    if source == "org_life.three_meetings_one_lesson_attendance":
+        out["explanation"] = (f"{num} attendances of {den} expected (请假 excused) at "
+                              f"{len(records)} 三会一课 meetings in {year}")
+    elif source == "org_life.theme_party_day_count":
+        out["explanation"] = (f"{sum(p['held'] for p in parts)} 主题党日 held; {num} count "
+                              f"against {den} required ({branches} branches) in {year}")
+    elif source == "org_life.meetings_held":
+        per_kind: dict = {}
+        for p in parts:
+            for k, (h, n) in p["per_kind"].items():
+                per_kind.setdefault(k, [0, 0])
+                per_kind[k][0] += h
+                per_kind[k][1] += n
+        out["explanation"] = (f"{num} of {den} required meetings held in {year}: "
+                              + ", ".join(f"{k} {h}/{n}" for k, (h, n) in per_kind.items()))
+    elif source == "teams.teacher_participation":
+        out["explanation"] = (f"{num} of {den} party-member teachers in a 项目攻坚团队 in "
+                              f"{year}")
+        out["without"] = [t for p in parts for t in p["without"]]
+    elif source == "members.double_leader_secretary":
+        out["explanation"] = f"{num} of {den} branch secretaries are 双带头人"
+    elif source == "members.pioneer_index_average":
+        members = sum(p["members"] for p in parts)
+        out["explanation"] = (f"average 锋领指数 {float(num) / members:.2f} of {members} "
+                              f"members ({year})")
+    return out

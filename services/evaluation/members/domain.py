@@ -151,37 +151,44 @@ def default_index_scheme() -> dict:
 
 
 # -- the computation ----------------------------------------------------------------------
-def _ref(rec: dict) -> dict:
-    return {k: rec[k] for k in ("record_id", "kind", "on", "label") if k in rec}
+def _grouped(facts: dict) -> dict:
+    """The facts sorted once into what the sources ask for."""
+    g: dict = {"listed": [], "listed_all": [], "absent": [], "theme_attended": [],
+               "records": {}}
+    for m in facts.get("meetings", ()):
+        status = m["status"]
+        if m["kind"] in MEETINGS_3_1:
+            g["listed_all"].append(m)
+            if status != "leave":
+                g["listed"].append(m)
+        elif status == "attended":
+            g["theme_attended"].append(m)
+        if status == "absent":
+            g["absent"].append(m)
+    for r in facts.get("records", ()):
+        g["records"].setdefault(r["kind"], []).append(r)
+    return g
 
 
-def _matches(source: str, facts: dict, count_leave: bool = False) -> tuple:
+def _matches(source: str, g: dict, count_leave: bool = False) -> tuple:
     """(records behind the source, the number it yields, per-record values)."""
-    meetings, records = facts.get("meetings", []), facts.get("records", [])
     if source == "meetings.attendance_rate":
-        listed = [m for m in meetings if m["kind"] in MEETINGS_3_1
-                  and (count_leave or m["status"] != "leave")]
-        attended = [m for m in listed if m["status"] == "attended"]
-        rate = _d(len(attended)) / _d(len(listed)) if listed else None
-        return listed, rate, None
+        listed = g["listed_all"] if count_leave else g["listed"]
+        attended = sum(1 for m in listed if m["status"] == "attended")
+        return listed, (_d(attended) / _d(len(listed)) if listed else None), None
     if source == "meetings.absent":
-        hit = [m for m in meetings if m["status"] == "absent"]
-        return hit, len(hit), None
+        return g["absent"], len(g["absent"]), None
     if source == "theme_days.attended":
-        hit = [m for m in meetings if m["kind"] == "theme_day" and m["status"] == "attended"]
-        return hit, len(hit), None
+        return g["theme_attended"], len(g["theme_attended"]), None
     kind, _, what = source.partition(".")
-    of_kind = [r for r in records if r["kind"] == kind]
+    of_kind = g["records"].get(kind, [])
     if source == "checkup.result":
         return of_kind, None, [r["details"].get("result") for r in of_kind]
     if source == "appraisal.grade":
         return of_kind, None, [r["details"].get("grade") for r in of_kind]
     if kind == "team":
         return of_kind, len(of_kind), None
-    if kind == "course_project":
-        hit = [r for r in of_kind if r["details"].get("status") == what]
-        return hit, len(hit), None
-    if kind == "pledge":
+    if kind in ("course_project", "pledge"):
         hit = [r for r in of_kind if r["details"].get("status") == what]
         return hit, len(hit), None
     if kind == "violation":
@@ -190,9 +197,9 @@ def _matches(source: str, facts: dict, count_leave: bool = False) -> tuple:
     raise ValueError(f"unknown source {source}")  # unreachable for a validated scheme
 
 
-def _item_points(item: dict, facts: dict) -> dict:
+def _item_points(item: dict, g: dict) -> dict:
     source = item["source"]
-    recs, number, values = _matches(source, facts, item.get("count_leave", False))
+    recs, number, values = _matches(source, g, item.get("count_leave", False))
     use = SOURCES[source][1]
     if use == "rate":
         raw = _d(item["points"]) * number if number is not None else Decimal(0)
@@ -213,25 +220,25 @@ def _item_points(item: dict, facts: dict) -> dict:
     if cap is not None and raw > points:
         how += f", at most {cap}"
     return {"code": item["code"], "name": item["name"], "source": source,
-            "points": _r(points), "how": how, "records": [_ref(r) for r in behind]}
+            "points": _r(points), "how": how, "records": behind}
 
 
 def compute_index(scheme: dict, facts: dict) -> dict:
     """A member's index for a year from the facts: ``{"meetings": [{record_id,
-    kind, on, status (attended | leave | absent), label}], "records":
+    kind, on, status (attended | leave | absent), topic}], "records":
     [{record_id, kind, on, details, label}]}``. Pure; the breakdown names the
-    records behind every point."""
+    records behind every point (the fact rows themselves)."""
+    g = _grouped(facts)
     zeroed_by = []
     for cond in scheme["zeroing"]:
-        recs, number, values = _matches(cond["source"], facts)
+        recs, number, values = _matches(cond["source"], g)
         hit = [r for r, v in zip(recs, values) if v in cond["values"]] \
             if values is not None else recs
         if hit:
-            zeroed_by.append({"code": cond["code"], "name": cond["name"],
-                              "records": [_ref(r) for r in hit]})
+            zeroed_by.append({"code": cond["code"], "name": cond["name"], "records": hit})
     parts = {}
     for part in ("positive", "negative"):
-        items = [_item_points(i, facts) for i in scheme[part]["items"]]
+        items = [_item_points(i, g) for i in scheme[part]["items"]]
         raw = sum((_d(i["points"]) for i in items), Decimal(0))
         applied = min(raw, _d(scheme[part]["cap"]))
         parts[part] = {"cap": scheme[part]["cap"], "raw": _r(raw), "applied": _r(applied),
