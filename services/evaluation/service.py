@@ -152,7 +152,7 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
     def publish_index_scheme(self, **payload):
         return self.app.members.publish_index_scheme(self.caller(), payload)
 
-    @command
+    @query
     def get_index_scheme(self, version=None):
         return self.app.members.get_index_scheme(self.caller(), version)
 
@@ -160,11 +160,11 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
     def close_member_year(self, **payload):
         return self.app.members.close_year(self.caller(), payload)
 
-    @command
+    @query
     def get_member_index(self, **payload):
         return self.app.members.get_member_index(self.caller(), payload)
 
-    @command
+    @query
     def member_index_history(self, **payload):
         return self.app.members.index_history(self.caller(), payload)
 
@@ -177,7 +177,7 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
     def propose_review_grade(self, **payload):
         return self.app.linkage.propose_grade(self.caller(), payload)
 
-    @command
+    @query
     def get_annual_review(self, org_id, year):
         return self.app.linkage.get_annual_review(self.caller(), org_id, year)
 
@@ -193,19 +193,19 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
     def award_nomination(self, **payload):
         return self.app.linkage.award_nomination(self.caller(), payload)
 
-    @command
+    @query
     def get_nomination(self, nomination_id):
         return self.app.linkage.get_nomination(self.caller(), nomination_id)
 
-    @command
+    @query
     def list_nominations(self, year):
         return self.app.linkage.list_nominations(self.caller(), year)
 
-    @command
+    @query
     def r3_report(self, **payload):
         return self.app.linkage.r3_report(self.caller(), payload)
 
-    @command
+    @query
     def r4_report(self, **payload):
         return self.app.linkage.r4_report(self.caller(), payload)
 

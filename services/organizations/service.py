@@ -88,7 +88,7 @@ class OrganizationsService(PublishedLogService, ParkedEventsService, ObservableS
     def correct_meeting(self, **payload):
         return self.app.records.correct_meeting(self.caller(), payload)
 
-    @command
+    @query
     def list_meetings(self, **payload):
         return self.app.records.list_meetings(self.caller(), payload)
 
@@ -100,7 +100,7 @@ class OrganizationsService(PublishedLogService, ParkedEventsService, ObservableS
     def correct_member_record(self, **payload):
         return self.app.records.correct_member_record(self.caller(), payload)
 
-    @command
+    @query
     def member_records(self, **payload):
         return self.app.records.member_records(self.caller(), payload)
 

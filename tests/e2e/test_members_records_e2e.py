@@ -17,7 +17,10 @@ def test_records_flow_to_the_index_over_rabbitmq(start_service, rpc_as):
     tree = build_tree(admin.organizations, branches=2, members_per_branch=3)
     branch, other = tree["branches"]
     members = tree["members"][:3]
-    secretary = rpc_as("branch_secretary", sub="sec", org=branch)
+    admin.organizations.assign_role(org_id=other, member_id=tree["members"][3],
+                                    role="secretary")
+    admin.organizations.assign_role(org_id=branch, member_id=members[0], role="secretary")
+    secretary = rpc_as("branch_secretary", sub=members[0], org=branch)
     held = (dt.date.today() - dt.timedelta(days=3)).isoformat()
     meeting = secretary.organizations.record_meeting(
         branch_id=branch, kind="party_lecture", held_on=held, topic="党课：学习党章",
@@ -45,5 +48,5 @@ def test_records_flow_to_the_index_over_rabbitmq(start_service, rpc_as):
         rpc_as("member", sub=members[1]).evaluation.get_member_index(member_id=members[0],
                                                                      year=year)
     with pytest.raises(Forbidden):
-        rpc_as("branch_secretary", sub="x", org=other).evaluation.get_member_index(
+        rpc_as("branch_secretary", sub=tree["members"][3], org=other).evaluation.get_member_index(
             member_id=members[0], year=year)

@@ -118,8 +118,8 @@ class Linkage:
         org = self._org(cmd.org_id)
         review = self._review(org, cmd.year)
         review.record_creation_failed(cmd.reason, caller.as_actor(), cmd.evidence)
-        self.app.commit(review)
-        return self.get_annual_review(caller, cmd.org_id, cmd.year)
+        return self.app.commit(review, result=lambda: self.get_annual_review(
+            caller, cmd.org_id, cmd.year))
 
     def propose_grade(self, caller: Caller, payload: dict) -> dict:
         """A reviewer proposes the 述职评议 grade; R1 caps it, naming every condition."""
@@ -139,8 +139,8 @@ class Linkage:
                        for h in self.app.directory.holders(org["id"], role)]
         review.propose(cmd.grade, capped, conditions, responsible, self.rules["r1"]["grades"],
                        caller.as_actor(), cmd.reason)
-        self.app.commit(review)
-        return self.get_annual_review(caller, cmd.org_id, cmd.year)
+        return self.app.commit(review, result=lambda: self.get_annual_review(
+            caller, cmd.org_id, cmd.year))
 
     def get_annual_review(self, caller: Caller, org_id, year: int) -> dict:
         org = self._org(org_id)
@@ -214,8 +214,8 @@ class Linkage:
         failed = eligibility(rule, facts)
         if failed:
             nomination.refuse(failed, caller.as_actor())
-        self.app.commit(nomination)
-        return self.get_nomination(caller, nomination.id)
+        return self.app.commit(nomination, result=lambda: self.get_nomination(
+            caller, nomination.id))
 
     def _nomination(self, nomination_id) -> Nomination:
         return self.app.load(nomination_id, Nomination, "nomination")
@@ -225,16 +225,16 @@ class Linkage:
         cmd = ReviewNomination.parse(payload)
         nomination = self._nomination(cmd.nomination_id)
         nomination.review(cmd.decision == "approve", caller.as_actor(), cmd.reason)
-        self.app.commit(nomination)
-        return self.get_nomination(caller, nomination.id)
+        return self.app.commit(nomination, result=lambda: self.get_nomination(
+            caller, nomination.id))
 
     def award_nomination(self, caller: Caller, payload: dict) -> dict:
         caller.require_role(ORG_ADMIN)
         cmd = AwardNomination.parse(payload)
         nomination = self._nomination(cmd.nomination_id)
         nomination.award(caller.as_actor(), cmd.reason)
-        self.app.commit(nomination)
-        return self.get_nomination(caller, nomination.id)
+        return self.app.commit(nomination, result=lambda: self.get_nomination(
+            caller, nomination.id))
 
     def get_nomination(self, caller: Caller, nomination_id) -> dict:
         row = self.app.query_one("SELECT * FROM lk_nominations WHERE id = %s",

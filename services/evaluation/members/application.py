@@ -109,9 +109,8 @@ class MembersIndex:
             scheme = IndexScheme(id=scheme_uuid, scheme_id=definition["scheme_id"],
                                  actor=caller.as_actor())
         version = scheme.publish(definition, caller.as_actor(), cmd.reason)
-        self.app.commit(scheme)
-        return {"scheme_id": definition["scheme_id"], "version": version,
-                "definition": definition}
+        return self.app.commit(scheme, result=lambda: {
+            "scheme_id": definition["scheme_id"], "version": version, "definition": definition})
 
     def get_index_scheme(self, caller: Caller, version: int | None = None) -> dict:
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY, BRANCH_SECRETARY, MEMBER)

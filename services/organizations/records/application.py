@@ -209,8 +209,8 @@ class BranchLifeRecords:
             raise ValidationError.single("record_id", f"{record_id} is already recorded")
         life.record_meeting(record_id, content, roster_errors, caller.as_actor(), cmd.reason,
                             cmd.evidence)
-        self.app.commit(life)
-        return self.get_meeting(caller, cmd.branch_id, record_id)
+        return self.app.commit(life, result=lambda: self.get_meeting(caller, cmd.branch_id,
+                                                                     record_id))
 
     def correct_meeting(self, caller: Caller, payload: dict) -> dict:
         """A correction: the whole corrected meeting and its reason; the original stays."""
@@ -223,8 +223,8 @@ class BranchLifeRecords:
         life = self.app.load(life_id, BranchLife, "branch records")
         life.correct_meeting(str(cmd.record_id), content, roster_errors, caller.as_actor(),
                              cmd.reason, cmd.evidence)
-        self.app.commit(life)
-        return self.get_meeting(caller, cmd.branch_id, cmd.record_id)
+        return self.app.commit(life, result=lambda: self.get_meeting(caller, cmd.branch_id,
+                                                                     cmd.record_id))
 
     def get_meeting(self, caller: Caller, branch_id, record_id) -> dict:
         self._may_read_branch(caller, branch_id)
@@ -280,8 +280,7 @@ class BranchLifeRecords:
         if record_id in file.records:
             raise ValidationError.single("record_id", f"{record_id} is already recorded")
         file.record(record_id, branch_id, content, caller.as_actor(), cmd.reason, cmd.evidence)
-        self.app.commit(file)
-        return self._record_out(cmd.member_id, record_id)
+        return self.app.commit(file, result=lambda: self._record_out(cmd.member_id, record_id))
 
     def correct_member_record(self, caller: Caller, payload: dict) -> dict:
         cmd = CorrectMemberRecord.parse(payload)
@@ -295,8 +294,8 @@ class BranchLifeRecords:
             caller.require_role(ORG_ADMIN)
         file.correct(str(cmd.record_id), branch_id, content, caller.as_actor(), cmd.reason,
                      cmd.evidence)
-        self.app.commit(file)
-        return self._record_out(cmd.member_id, cmd.record_id)
+        return self.app.commit(file, result=lambda: self._record_out(cmd.member_id,
+                                                                     cmd.record_id))
 
     def _record_out(self, member_id, record_id) -> dict:
         row = self.app.query_one("SELECT * FROM life_member_records WHERE record_id = %s",
