@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export PSYCOPG_WAIT_FUNC := wait_select
 
-.PHONY: install infra run stop test faults bench bench-evaluation bench-programme reset clean
+.PHONY: install infra run stop test faults bench bench-evaluation bench-programme bench-members reset clean
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ bench-evaluation: install infra
 # The programme's school-wide dashboard (50 colleges, 1,000 branches) beside a no-op RPC.
 bench-programme: install infra
 	$(VENV)/bin/python -m bench.bench_programme
+
+# bench-members: a year of records for 30,000 members (about 1.2 million), then the
+# pioneer index for all and the derived indicators for all branches: ten minutes or so.
+bench-members: install infra
+	$(VENV)/bin/python -m bench.bench_members
 
 # Drop the three services' local databases (all events, all read models) and
 # the event queues that still hold what was published from them.

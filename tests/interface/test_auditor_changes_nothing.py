@@ -17,7 +17,8 @@ MUTATING = {
         "dissolve_organization", "register_member", "transfer_member",
         "convert_member_to_full", "change_member_category", "set_double_leader",
         "member_leaves", "assign_role", "revoke_role", "rebuild_read_models",
-        "retry_parked", "skip_parked"},
+        "retry_parked", "skip_parked",
+        "record_meeting", "correct_meeting", "record_member_record", "correct_member_record"},
     "evaluation": {
         "publish_scheme", "open_cycle", "add_cycle_organization", "drop_cycle_organization",
         "submit_self_assessment", "submit_review", "return_assessment", "extend_deadline",
@@ -27,7 +28,11 @@ MUTATING = {
         "rebuild_read_models", "retry_parked", "skip_parked",
         # the creation programme (三级联创)
         "nominate_candidacy", "move_candidacy", "define_plan", "register_brand",
-        "recognise_brand", "set_milestone", "report_progress"},
+        "recognise_brand", "set_milestone", "report_progress",
+        # members and linkage (issue 8)
+        "publish_index_scheme", "close_member_year",
+        "record_creation_failed", "propose_review_grade", "nominate", "review_nomination",
+        "award_nomination"},
     "notifications": {
         "register_contact", "update_contact", "set_preferences", "deactivate_contact",
         "mark_read", "retry_dead_letter", "backfill_directory", "retry_parked",
