@@ -58,7 +58,7 @@ def test_meeting_recorded_and_corrected_keeping_the_original(org):
     fixed["absentees"] = []
     corrected = app.records.correct_meeting(sec, fixed)
     assert corrected["attendees"] == m and corrected["corrections"] == 1
-    history = app.get_history(AUDITOR, str(app.records._branch_life(a).id))
+    history = app.get_history(AUDITOR, corrected["aggregate_id"])
     assert [h["type"] for h in history] == ["branch_life_opened", "branch_life_meeting_recorded",
                                             "branch_life_meeting_corrected"]
     assert history[1]["data"]["attendees"] == m[:2] and history[2]["reason"] == "漏记一名参会党员"

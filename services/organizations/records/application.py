@@ -325,7 +325,8 @@ class BranchLifeRecords:
 
 
 def _meeting_out(r: dict, for_member: str | None = None) -> dict:
-    out = {"record_id": r["record_id"], "branch_id": str(r["branch_id"]), "kind": r["kind"],
+    out = {"record_id": r["record_id"], "branch_id": str(r["branch_id"]),
+           "aggregate_id": str(BranchLife.id_for(r["branch_id"])), "kind": r["kind"],
            "kind_zh": MEETING_KINDS[r["kind"]], "held_on": r["held_on"].isoformat(),
            "topic": r["topic"], "form": r["form"],
            "form_zh": THEME_DAY_FORMS.get(r["form"]) if r["form"] else None,
@@ -341,6 +342,7 @@ def _meeting_out(r: dict, for_member: str | None = None) -> dict:
 
 def _record_out(r: dict) -> dict:
     return {"record_id": r["record_id"], "member_id": str(r["member_id"]),
+            "aggregate_id": str(MemberFile.id_for(r["member_id"])),
             "branch_id": str(r["branch_id"]), "kind": r["kind"],
             "kind_zh": MEMBER_RECORD_KINDS[r["kind"]], "on": r["on_date"].isoformat(),
             "year": r["year"], "details": r["details"], "corrections": r["corrections"],
