@@ -77,6 +77,15 @@ def test_index_published_at_close_revised_later_and_private(world):
     assert out["published"] == 6 and out["zeroed"] == 0
     with pytest.raises(ValidationError):
         world.ev.members.close_year(ADMIN, {"year": YEAR})
+    # a member registered after the close: calling it again publishes only theirs
+    late = world.org.register_member(ADMIN, {"name": "新党员", "branch_id": a,
+                                             "category": "student", "status": "probationary",
+                                             "joined_on": day(10)})["id"]
+    world.sync()
+    again = world.ev.members.close_year(ADMIN, {"year": YEAR})
+    assert (again["published"], again["already_published"]) == (1, 6)
+    assert world.ev.members.get_member_index(ADMIN, {"member_id": late, "year": YEAR})[
+        "published"]
     got = world.ev.members.get_member_index(Caller(m[0], "member"),
                                             {"member_id": m[0], "year": YEAR})
     assert got["published"] and got["score"] == 69.0

@@ -188,40 +188,52 @@ class MembersIndex:
 
     # -- the year's close ------------------------------------------------------------------
     def close_year(self, caller: Caller, payload: dict) -> dict:
-        """年度关账: publish every member's index for the year with its breakdown."""
+        """年度关账: publish every member's index for the year with its breakdown.
+
+        The indices are saved in batches after the close itself; a close that
+        was interrupted is finished by calling it again (it publishes only the
+        indices still missing, under the scheme version the close named)."""
         caller.require_role(ORG_ADMIN)
         cmd = CloseYear.parse(payload)
         if cmd.year > dt.date.today().year:
             raise ValidationError.single("year", f"{cmd.year} has not begun")
-        if self.app.exists(MemberYear.id_for(cmd.year)):
+        closed = self.app.query_one("SELECT scheme_version FROM pi_years WHERE year = %s",
+                                    (cmd.year,))
+        if closed is not None:
+            scheme, version = self.scheme(closed["scheme_version"])
+        else:
+            scheme, version = self.scheme()
+        results = self.compute_all(cmd.year, scheme)
+        published_before = {r["m"] for r in self.app.query(
+            "SELECT member_id::text AS m FROM pi_indices WHERE year = %s", (cmd.year,))}
+        missing = {m: r for m, r in results.items() if m not in published_before}
+        if closed is not None and not missing:
             raise ValidationError.single("year", f"{cmd.year} is already closed; later records "
                                          "revise the indices one by one")
-        scheme, version = self.scheme()
-        results = self.compute_all(cmd.year, scheme)
-        year = MemberYear(id=MemberYear.id_for(cmd.year), year=cmd.year,
-                          scheme_id=self.scheme_id, scheme_version=version,
-                          members=len(results), actor=caller.as_actor(), reason=cmd.reason)
-        self.app.commit(year)
+        if closed is None:
+            self.app.commit(MemberYear(
+                id=MemberYear.id_for(cmd.year), year=cmd.year, scheme_id=self.scheme_id,
+                scheme_version=version, members=len(results), actor=caller.as_actor(),
+                reason=cmd.reason))
         pending, published, zeroed = [], 0, 0
-        for member_id, (result, branch, college, name) in sorted(results.items()):
+        for member_id, (result, branch, college, name) in sorted(missing.items()):
             pending.append(PioneerIndex(
                 id=PioneerIndex.id_for(member_id, cmd.year), member_id=member_id,
-                member_name=name,
-                year=cmd.year, branch_id=branch, college_id=college, score=result["score"],
-                zeroed=result["zeroed"], zeroed_by=result["zeroed_by"], breakdown=result,
-                scheme_id=self.scheme_id, scheme_version=version, actor=caller.as_actor(),
-                reason=cmd.reason or f"{cmd.year} 年度锋领指数"))
+                member_name=name, year=cmd.year, branch_id=branch, college_id=college,
+                score=result["score"], zeroed=result["zeroed"], zeroed_by=result["zeroed_by"],
+                breakdown=result, scheme_id=self.scheme_id, scheme_version=version,
+                actor=caller.as_actor(), reason=cmd.reason or f"{cmd.year} 年度锋领指数"))
             zeroed += result["zeroed"]
             if len(pending) >= PUBLISH_BATCH:
-                self.app.save(*pending)
+                self.app.commit(*pending)
                 published += len(pending)
                 pending = []
         if pending:
-            self.app.save(*pending)
+            self.app.commit(*pending)
             published += len(pending)
-        self.app.projector.catch_up()
         return {"year": cmd.year, "scheme_id": self.scheme_id, "scheme_version": version,
-                "published": published, "zeroed": zeroed}
+                "published": published, "zeroed": zeroed,
+                "already_published": len(published_before)}
 
     # -- later records ---------------------------------------------------------------------
     def on_record_event(self, curs, envelope: dict) -> None:
