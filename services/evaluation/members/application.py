@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import logging
 from typing import Callable, Optional
 from uuid import UUID
 
@@ -27,7 +26,6 @@ from services.evaluation.members.domain import (IndexScheme, MemberYear, Pioneer
                                                 validate_index_scheme)
 from services.evaluation.members.projections import CONSUMED_DDL, apply_record
 
-log = logging.getLogger(__name__)
 SYSTEM_ACTOR = {"sub": "system", "role": "system"}
 RECORD_ZH = {"checkup": "党性体检", "appraisal": "民主评议", "team": "项目攻坚团队",
              "course_project": "课程思政示范项目", "pledge": "亮诺践诺", "violation": "红线底线违规"}
@@ -309,7 +307,8 @@ class MembersIndex:
                     "score": row["score"], "zeroed": row["zeroed"],
                     "breakdown": row["breakdown"], "scheme_id": row["scheme_id"],
                     "scheme_version": row["scheme_version"], "revisions": row["revisions"],
-                    "last_cause": row["last_cause"], "published_at": row["published_at"].isoformat(),
+                    "last_cause": row["last_cause"],
+                    "published_at": row["published_at"].isoformat(),
                     "updated_at": row["updated_at"].isoformat()}
         scheme, version = self.scheme()
         facts = self.facts(cmd.year, [member_id]).get(member_id,

@@ -94,7 +94,8 @@ def _date(errors: list, field: str, value: Any, today: dt.date) -> str | None:
 
 def _one_of(errors: list, field: str, value: Any, allowed: dict) -> Any:
     if value not in allowed:
-        errors.append({"field": field, "message": f"unknown {value!r}; one of {', '.join(allowed)}"})
+        errors.append({"field": field,
+                       "message": f"unknown {value!r}; one of {', '.join(allowed)}"})
     return value
 
 

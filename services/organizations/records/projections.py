@@ -21,7 +21,8 @@ DDL = (
         kind text NOT NULL, on_date date NOT NULL, year int NOT NULL, details jsonb NOT NULL,
         corrections int NOT NULL DEFAULT 0, recorded_at timestamptz NOT NULL,
         updated_at timestamptz NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS life_member_records_member ON life_member_records (member_id, year)",
+    "CREATE INDEX IF NOT EXISTS life_member_records_member "
+    "ON life_member_records (member_id, year)",
 )
 
 
