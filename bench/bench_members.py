@@ -21,6 +21,7 @@ the derived indicators for all branches, beside raw SQL baselines.
 Target: 2 + 3 under 30 s on this machine.
 
 Run: .venv/bin/python -m bench.bench_members [--branches 1000] [--members-per-branch 30]
+     [--no-close]; then ``--reuse --no-close`` measures again without reloading.
 """
 import warnings
 
@@ -37,10 +38,11 @@ import random  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 
-from bench.common import bench_db  # noqa: E402
+from bench.common import PG, bench_db  # noqa: E402
 from services.evaluation.application import EvaluationApplication  # noqa: E402
 from services.evaluation.members.derived import PROVIDED, Derivations  # noqa: E402
 from services.evaluation.schemes import DERIVATION_PROVIDERS  # noqa: E402
+from shared.config import DatabaseSettings  # noqa: E402
 from shared.domain import derived_id  # noqa: E402
 from shared.identity import Caller  # noqa: E402
 
@@ -203,13 +205,23 @@ def raw_derived_baseline(app):
         "FROM pi_attendance WHERE year = %s GROUP BY branch_id, kind", (YEAR,))
 
 
-def main(branches: int, per_branch: int, close: bool, per_event_branches: int) -> None:
-    settings = bench_db("evaluation")
+def main(branches: int, per_branch: int, close: bool, per_event_branches: int,
+         reuse: bool) -> None:
+    if reuse:  # the records a previous run loaded (and did not close)
+        settings = DatabaseSettings(dbname="lcbench_evaluation", pool_size=4, max_overflow=6,
+                                    **PG)
+    else:
+        settings = bench_db("evaluation")
     app = EvaluationApplication(settings)
     try:
-        tree = seed_directory(app, branches, per_branch)
-        members = branches * per_branch
-        load(app, tree, per_event_branches)
+        if reuse:
+            tree = {"branches": [r["id"] for r in app.query(
+                "SELECT id::text AS id FROM dir_orgs WHERE level = 3 ORDER BY name")]}
+            branches = len(tree["branches"])
+        else:
+            tree = seed_directory(app, branches, per_branch)
+            load(app, tree, per_event_branches)
+        members = app.query_one("SELECT count(*) AS n FROM dir_members")["n"]
         rows = app.query_one("SELECT (SELECT count(*) FROM pi_attendance) AS a, "
                              "(SELECT count(*) FROM pi_records) AS r")
         print(f"{rows['a'] + rows['r']} member records "
@@ -255,5 +267,8 @@ if __name__ == "__main__":
     parser.add_argument("--per-event-branches", type=int, default=10,
                         help="branches whose events go through the inbox one by one")
     parser.add_argument("--no-close", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure on the records a previous --no-close run loaded")
     args = parser.parse_args()
-    main(args.branches, args.members_per_branch, not args.no_close, args.per_event_branches)
+    main(args.branches, args.members_per_branch, not args.no_close, args.per_event_branches,
+         args.reuse)

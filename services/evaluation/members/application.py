@@ -119,23 +119,30 @@ class MembersIndex:
     def facts(self, year: int, member_ids: list[str] | None = None,
               run: Run | None = None) -> dict[str, dict]:
         """Every member's facts for a year (or only those given): the meetings
-        they were listed at (with the topic) and their records (with a label)."""
-        where, params = "a.year = %s", [year]
+        they were listed at (with the topic) and their records (with a label).
+
+        The year's meetings are read once; each member's listing is then just
+        (member, meeting, status), so the million rows of a large year stay small."""
+        where, params = "year = %s", [year]
         if member_ids is not None:
-            where += " AND a.member_id = ANY(%s::uuid[])"
+            where += " AND member_id = ANY(%s::uuid[])"
             params.append(list(member_ids))
-        meetings = self._rows(
-            f"SELECT a.member_id::text, a.record_id, a.kind, a.held_on::text, a.status, m.topic "
-            f"FROM pi_attendance a JOIN pi_meetings m ON m.record_id = a.record_id "
-            f"WHERE {where}", tuple(params), run)
+        listed = self._rows(f"SELECT member_id::text, record_id, status FROM pi_attendance "
+                            f"WHERE {where}", tuple(params), run)
+        wanted = None if member_ids is None else list({r[1] for r in listed})
+        meetings = {rid: (kind, on, topic) for rid, kind, on, topic in self._rows(
+            "SELECT record_id, kind, held_on::text, topic FROM pi_meetings WHERE year = %s"
+            + ("" if wanted is None else " AND record_id = ANY(%s)"),
+            (year,) if wanted is None else (year, wanted), run)}
         records = self._rows(
             f"SELECT member_id::text, record_id, kind, on_date::text, details "
-            f"FROM pi_records a WHERE {where}", tuple(params), run)
+            f"FROM pi_records WHERE {where}", tuple(params), run)
         out: dict[str, dict] = {}
-        for member_id, record_id, kind, on, status, topic in meetings:
+        for member_id, record_id, status in listed:
             facts = out.get(member_id)
             if facts is None:
                 facts = out[member_id] = {"meetings": [], "records": []}
+            kind, on, topic = meetings[record_id]
             facts["meetings"].append({"record_id": record_id, "kind": kind, "on": on,
                                       "status": status, "topic": topic})
         for member_id, record_id, kind, on, details in records:

@@ -201,6 +201,9 @@ def _item_points(item: dict, g: dict) -> dict:
     source = item["source"]
     recs, number, values = _matches(source, g, item.get("count_leave", False))
     use = SOURCES[source][1]
+    if not recs:  # nothing behind it: no points, no Decimal arithmetic
+        return {"code": item["code"], "name": item["name"], "source": source, "points": 0.0,
+                "how": "no records: 0", "records": []}
     if use == "rate":
         raw = _d(item["points"]) * number if number is not None else Decimal(0)
         behind = recs
