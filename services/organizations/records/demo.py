@@ -102,28 +102,43 @@ def plan(orgs: list[dict], members: list[dict], roles: list[dict], today: dt.dat
     return meetings, records
 
 
+def _in_waves(calls: list[list[dict]], send, width: int = 16) -> int:
+    """Send each list's calls in order, lists side by side: the n-th call of every
+    list goes out together (``call_async``, ``width`` at a time) — different
+    branches or members never touch the same aggregate, one list's calls never
+    overlap."""
+    sent, depth = 0, max((len(c) for c in calls), default=0)
+    for n in range(depth):
+        wave = [c[n] for c in calls if n < len(c)]
+        for start in range(0, len(wave), width):
+            for reply in [send(payload) for payload in wave[start:start + width]]:
+                reply.result()
+                sent += 1
+    return sent
+
+
 def load(rpc, orgs: list[dict], members: list[dict], roles: list[dict],
          branches: int | None = None, today: dt.date | None = None) -> dict:
     """Record the plan through ``rpc.organizations`` (an org_admin proxy); idempotent."""
     meetings, records = plan(orgs, members, roles, today or dt.date.today(), branches)
-    created = {"meetings": 0, "member_records": 0}
     year = (today or dt.date.today()).year
-    known_meetings: set[str] = set()
+    known: set[str] = set()
     for branch_id in {m["branch_id"] for m in meetings}:
-        known_meetings |= {m["record_id"] for m in rpc.organizations.list_meetings(
+        known |= {m["record_id"] for m in rpc.organizations.list_meetings(
             branch_id=branch_id, year=year)["meetings"]}
-    for meeting in meetings:
-        if meeting["record_id"] in known_meetings:
-            continue
-        rpc.organizations.record_meeting(**meeting, reason="演示数据 demo data")
-        created["meetings"] += 1
-    known_records: set[str] = set()
     for member_id in {r["member_id"] for r in records}:
-        known_records |= {r["record_id"] for r in rpc.organizations.member_records(
+        known |= {r["record_id"] for r in rpc.organizations.member_records(
             member_id=member_id, year=year)["records"]}
+    by_branch: dict[str, list] = {}
+    for meeting in meetings:
+        if meeting["record_id"] not in known:
+            by_branch.setdefault(meeting["branch_id"], []).append(meeting)
+    by_member: dict[str, list] = {}
     for record in records:
-        if record["record_id"] in known_records:
-            continue
-        rpc.organizations.record_member_record(**record, reason="演示数据 demo data")
-        created["member_records"] += 1
-    return created
+        if record["record_id"] not in known:
+            by_member.setdefault(record["member_id"], []).append(record)
+    reason = "演示数据 demo data"
+    return {"meetings": _in_waves(list(by_branch.values()), lambda m: (
+                rpc.organizations.record_meeting.call_async(**m, reason=reason))),
+            "member_records": _in_waves(list(by_member.values()), lambda r: (
+                rpc.organizations.record_member_record.call_async(**r, reason=reason)))}
