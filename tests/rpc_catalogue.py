@@ -18,10 +18,13 @@ from shared.entrypoints import Mutation
 from shared.parking import ListParked, ResolveParked
 from shared.published_log import ReadAggregateEvents, ReadEvents
 from services.evaluation import application as ev
+from services.evaluation.linkage import application as lk
+from services.evaluation.members import application as mem
 from services.evaluation.programme import application as pg
 from services.evaluation.programme import taskbook as tb
 from services.notifications import application as nt
 from services.organizations import application as og
+from services.organizations.records import application as rec
 
 ORGANIZATIONS = {
     "create_organization": og.CreateOrganization, "rename_organization": og.RenameOrganization,
@@ -36,6 +39,9 @@ ORGANIZATIONS = {
     "double_leader_coverage": CollegeFilter, "list_departments": None,
     "get_history": og.AggregateRef, "rebuild_read_models": None,
     "read_events": ReadEvents, "read_aggregate_events": ReadAggregateEvents,
+    "record_meeting": rec.RecordMeeting, "correct_meeting": rec.CorrectMeeting,
+    "list_meetings": rec.ListMeetings, "record_member_record": rec.RecordMemberRecord,
+    "correct_member_record": rec.CorrectMemberRecord, "member_records": rec.MemberRecords,
 }
 EVALUATION = {
     "publish_scheme": ev.PublishScheme, "get_scheme": ev.SchemeRef, "list_schemes": None,
@@ -63,6 +69,14 @@ EVALUATION = {
     "list_brands": pg.BrandFilter, "list_tasks": None, "get_task": tb.TaskRef,
     "set_milestone": tb.SetMilestone, "report_progress": tb.ReportProgress,
     "department_view": tb.DepartmentRef, "programme_dashboard": CollegeFilter,
+    "publish_index_scheme": mem.PublishIndexScheme, "get_index_scheme": mem.IndexSchemeRef,
+    "close_member_year": mem.CloseYear, "get_member_index": mem.MemberIndex,
+    "member_index_history": mem.MemberIndex,
+    "record_creation_failed": lk.CreationFailed, "propose_review_grade": lk.ProposeGrade,
+    "get_annual_review": lk.AnnualReviewRef, "nominate": lk.Nominate,
+    "review_nomination": lk.ReviewNomination, "award_nomination": lk.AwardNomination,
+    "get_nomination": lk.NominationRef, "list_nominations": lk.NominationsQuery,
+    "r3_report": lk.Report, "r4_report": lk.Report,
 }
 NOTIFICATIONS = {
     "register_contact": nt.RegisterContact, "update_contact": nt.UpdateContact,
@@ -91,7 +105,8 @@ MUTATING = {
                       "merge_branches", "dissolve_organization", "register_member",
                       "transfer_member", "convert_member_to_full", "change_member_category",
                       "set_double_leader", "member_leaves", "assign_role", "revoke_role",
-                      *PARKING_COMMANDS],
+                      "record_meeting", "correct_meeting", "record_member_record",
+                      "correct_member_record", *PARKING_COMMANDS],
     "evaluation": ["publish_scheme", "open_cycle", "add_cycle_organization",
                    "drop_cycle_organization", "submit_self_assessment", "submit_review",
                    "return_assessment", "extend_deadline", "approve", "grade_directly",
@@ -99,7 +114,10 @@ MUTATING = {
                    "record_major_problem", "plan_rectification", "complete_rectification",
                    "verify_rectification", *PARKING_COMMANDS,
                    "nominate_candidacy", "move_candidacy", "define_plan", "register_brand",
-                   "recognise_brand", "set_milestone", "report_progress"],
+                   "recognise_brand", "set_milestone", "report_progress",
+                   "publish_index_scheme", "close_member_year", "record_creation_failed",
+                   "propose_review_grade", "nominate", "review_nomination",
+                   "award_nomination"],
     "notifications": ["register_contact", "update_contact", "set_preferences",
                       "deactivate_contact", "mark_read", "retry_dead_letter",
                       *PARKING_COMMANDS],

@@ -18,45 +18,55 @@ from uuid import UUID, uuid4
 
 from pydantic import Field
 
-from shared.commands import Command
+from shared.commands import Command, Evidence, Key, Query, Reason, RequiredReason
 from shared.errors import Forbidden, NotFound, ValidationError
 from shared.identity import AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, ORG_ADMIN, Caller
 from services.evaluation.linkage.domain import (AnnualReview, Nomination, capped_grade,
                                                 eligibility, load_rules, r1_conditions)
 
-Evidence = list[str]
-
-
 class CreationFailed(Command):
     org_id: UUID
     year: int = Field(ge=2000, le=2200)
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: RequiredReason
     evidence: Optional[Evidence] = None
 
 
 class ProposeGrade(Command):
     org_id: UUID
     year: int = Field(ge=2000, le=2200)
-    grade: str = Field(max_length=20)
-    reason: Optional[str] = Field(default=None, max_length=2000)
+    grade: Key
+    reason: Optional[Reason] = None
 
 
 class Nominate(Command):
-    kind: str = Field(max_length=40)
+    kind: Key
     subject_id: UUID
     year: int = Field(ge=2000, le=2200)
-    reason: Optional[str] = Field(default=None, max_length=2000)
+    reason: Optional[Reason] = None
 
 
 class ReviewNomination(Command):
     nomination_id: UUID
     decision: Literal["approve", "return"]
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: RequiredReason
 
 
 class AwardNomination(Command):
     nomination_id: UUID
-    reason: Optional[str] = Field(default=None, max_length=2000)
+    reason: Optional[Reason] = None
+
+
+class AnnualReviewRef(Query):
+    org_id: UUID
+    year: int = Field(ge=2000, le=2200)
+
+
+class NominationRef(Query):
+    nomination_id: UUID
+
+
+class NominationsQuery(Query):
+    year: int = Field(ge=2000, le=2200)
 
 
 class Report(Command):
@@ -143,6 +153,8 @@ class Linkage:
             caller, cmd.org_id, cmd.year))
 
     def get_annual_review(self, caller: Caller, org_id, year: int) -> dict:
+        query = AnnualReviewRef.of(org_id=org_id, year=year)
+        org_id, year = query.org_id, query.year
         org = self._org(org_id)
         if caller.role not in (ORG_ADMIN, AUDITOR) and caller.org not in (
                 str(org["id"]), self.app.directory.college_of(org["id"])):
@@ -237,6 +249,7 @@ class Linkage:
             caller, nomination.id))
 
     def get_nomination(self, caller: Caller, nomination_id) -> dict:
+        nomination_id = NominationRef.of(nomination_id=nomination_id).nomination_id
         row = self.app.query_one("SELECT * FROM lk_nominations WHERE id = %s",
                                  (str(nomination_id),))
         if row is None:
@@ -247,8 +260,9 @@ class Linkage:
 
     def list_nominations(self, caller: Caller, year: int) -> list[dict]:
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY, BRANCH_SECRETARY)
+        year = NominationsQuery.of(year=year).year
         rows = self.app.query("SELECT * FROM lk_nominations WHERE year = %s "
-                              "ORDER BY kind, subject_name", (int(year),))
+                              "ORDER BY kind, subject_name", (year,))
         if caller.role in (COLLEGE_SECRETARY, BRANCH_SECRETARY):
             rows = [r for r in rows if caller.org in (
                 str(r["org_id"]), self.app.directory.college_of(r["org_id"]))]

@@ -18,7 +18,7 @@ from uuid import UUID
 from psycopg.rows import tuple_row
 from pydantic import Field
 
-from shared.commands import Command
+from shared.commands import Command, Mapping, Query, Reason, Version
 from shared.errors import Conflict, Forbidden, NotFound, ValidationError
 from shared.identity import AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, ORG_ADMIN, Caller
 from services.evaluation.members.domain import (IndexScheme, MemberYear, PioneerIndex,
@@ -33,18 +33,22 @@ PUBLISH_BATCH = 500
 
 
 class PublishIndexScheme(Command):
-    definition: dict
-    reason: Optional[str] = Field(default=None, max_length=2000)
+    definition: Mapping
+    reason: Optional[Reason] = None
 
 
 class CloseYear(Command):
     year: int = Field(ge=2000, le=2200)
-    reason: Optional[str] = Field(default=None, max_length=2000)
+    reason: Optional[Reason] = None
 
 
 class MemberIndex(Command):
     member_id: UUID
     year: int = Field(ge=2000, le=2200)
+
+
+class IndexSchemeRef(Query):
+    version: Optional[Version] = None
 
 
 Run = Callable[[str, tuple], list[dict]]
@@ -112,7 +116,7 @@ class MembersIndex:
 
     def get_index_scheme(self, caller: Caller, version: int | None = None) -> dict:
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY, BRANCH_SECRETARY, MEMBER)
-        definition, version = self.scheme(version)
+        definition, version = self.scheme(IndexSchemeRef.of(version=version).version)
         return {"scheme_id": self.scheme_id, "version": version, "definition": definition}
 
     # -- facts -------------------------------------------------------------------------

@@ -20,64 +20,55 @@ from uuid import UUID, uuid4
 
 from pydantic import Field
 
-from shared.commands import Command
+from shared.commands import Command, Evidence, Ids, Mapping, Reason, RequiredReason, RequiredText
 from shared.errors import Forbidden, NotFound, ValidationError
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, ORG_ADMIN,
                              Caller)
 from services.organizations.records.domain import (
-    ABSENCE_KINDS, MEETING_KINDS, MEMBER_RECORD_KINDS, THEME_DAY_FORMS, BranchLife, MemberFile,
-    check_meeting, check_member_record)
+    MEETING_KINDS, MEMBER_RECORD_KINDS, THEME_DAY_FORMS, BranchLife, MemberFile,
+    check_meeting, check_member_record, is_id)
 
 MeetingKind = Literal[tuple(MEETING_KINDS)]  # type: ignore[valid-type]
 RecordKind = Literal[tuple(MEMBER_RECORD_KINDS)]  # type: ignore[valid-type]
 ThemeDayForm = Literal[tuple(THEME_DAY_FORMS)]  # type: ignore[valid-type]
-AbsenceKind = Literal[tuple(ABSENCE_KINDS)]  # type: ignore[valid-type]
-Evidence = list[str]
-
-
-class Absentee(Command):
-    member_id: UUID
-    kind: AbsenceKind
-    note: Optional[str] = Field(default=None, max_length=500)
-
-
 class MeetingContent(Command):
     branch_id: UUID
     kind: MeetingKind
     held_on: dt.date
-    topic: str = Field(min_length=1, max_length=500)
+    topic: RequiredText
     form: Optional[ThemeDayForm] = None
-    attendees: list[UUID] = Field(default_factory=list, max_length=2000)
-    absentees: list[Absentee] = Field(default_factory=list, max_length=2000)
+    attendees: Ids(max_length=2000) = Field(default_factory=list)
+    # [{member_id, kind: leave (请假) | absent (缺席), note}], checked in the domain
+    absentees: list[Mapping] = Field(default_factory=list, max_length=2000)
     evidence: Optional[Evidence] = None
 
 
 class RecordMeeting(MeetingContent):
-    reason: Optional[str] = Field(default=None, max_length=2000)
+    reason: Optional[Reason] = None
     record_id: Optional[UUID] = None  # for imports: a known id makes a re-import idempotent
 
 
 class CorrectMeeting(MeetingContent):
     record_id: UUID
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: RequiredReason
 
 
 class MemberRecordContent(Command):
     member_id: UUID
     kind: RecordKind
     on: dt.date
-    details: dict = Field(default_factory=dict)
+    details: Mapping = Field(default_factory=dict)
     evidence: Optional[Evidence] = None
 
 
 class RecordMemberRecord(MemberRecordContent):
-    reason: Optional[str] = Field(default=None, max_length=2000)
+    reason: Optional[Reason] = None
     record_id: Optional[UUID] = None
 
 
 class CorrectMemberRecord(MemberRecordContent):
     record_id: UUID
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: RequiredReason
 
 
 class ListMeetings(Command):
@@ -185,13 +176,13 @@ class BranchLifeRecords:
         if branch["status"] != "active":
             raise ValidationError.single("branch_id", f"'{branch['name']}' is {branch['status']}")
         listed = [(f"attendees[{i}]", str(a)) for i, a in enumerate(cmd.attendees)] + \
-                 [(f"absentees[{i}].member_id", str(a.member_id))
-                  for i, a in enumerate(cmd.absentees)]
+                 [(f"absentees[{i}].member_id", str(UUID(a["member_id"])))
+                  for i, a in enumerate(cmd.absentees) if is_id(a.get("member_id"))]
         roster_errors = self._roster_errors(str(branch["id"]), cmd.held_on, listed)
         try:
             content = check_meeting(
                 cmd.kind, cmd.held_on, cmd.topic, cmd.form, [str(a) for a in cmd.attendees],
-                [a.model_dump(mode="json") for a in cmd.absentees], self.today())
+                [dict(a) for a in cmd.absentees], self.today())
         except ValidationError as exc:
             named = set(exc.fields)
             raise ValidationError(exc.errors + [e for e in roster_errors

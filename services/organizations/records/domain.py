@@ -104,6 +104,15 @@ def _raise(errors: list) -> None:
         raise ValidationError(errors)
 
 
+def is_id(value: Any) -> bool:
+    """A member id as text (a UUID)."""
+    try:
+        UUID(str(value))
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return isinstance(value, str)
+
+
 def topic_key(kind: str, held_on: str, topic: str) -> str:
     """What makes two meetings the same meeting: branch (the aggregate), kind,
     date and topic (case and spacing ignored)."""
@@ -133,10 +142,17 @@ def check_meeting(kind, held_on, topic, form, attendees, absentees, today: dt.da
     cleaned_absent = []
     for i, a in enumerate(absentees or []):
         field = f"absentees[{i}]"
-        member_id = str(a.get("member_id")) if isinstance(a, dict) else None
-        if not member_id:
-            errors.append({"field": f"{field}.member_id", "message": "required"})
+        if not isinstance(a, dict):
+            errors.append({"field": field, "message": "{member_id, kind, note}"})
             continue
+        for key in a:
+            if key not in ("member_id", "kind", "note"):
+                errors.append({"field": f"{field}.{key}",
+                               "message": "unknown; known: member_id, kind, note"})
+        if not is_id(a.get("member_id")):
+            errors.append({"field": f"{field}.member_id", "message": "a member id"})
+            continue
+        member_id = str(UUID(a["member_id"]))
         if member_id in seen:
             errors.append({"field": f"{field}.member_id",
                            "message": f"{member_id} is also listed at {seen[member_id]}"})
