@@ -53,10 +53,24 @@ def test_r1_each_trigger_alone_and_together(world):  # noqa: F811
     assert not out["annual_excellent_eligible"]
     assert out["responsible"][0]["member_id"] == w.members[a][0]
 
-    # creation not up to standard alone
-    link.record_creation_failed(ADMIN, {"org_id": b, "year": YEAR,
-                                        "reason": "样板支部创建验收未达标"})
+    # creation not up to standard alone: from the programme (a candidacy failed this year)
+    candidacy = w.ev.programme.nominate_candidacy(ADMIN, {
+        "org_id": b, "tier": "school", "on": str(TODAY - dt.timedelta(days=5)),
+        "reason": "培育样板支部"})
+    cid = candidacy.get("id") or candidacy.get("candidacy_id")
+    for stage in ("applied", "accepted", "acceptance_review", "failed"):
+        w.ev.programme.move_candidacy(ADMIN, {"candidacy_id": cid, "to_stage": stage,
+                                              "on": str(TODAY - dt.timedelta(days=1)),
+                                              "reason": "验收意见：三会一课记录不全",
+                                              "evidence": ["验收意见书"]})
     out = link.propose_grade(ADMIN, {"org_id": b, "year": YEAR, "grade": "fairly_good"})
+    assert out["grade"] == "fair" and codes(out) == ["creation_failed"]
+    assert "验收未达标" in out["conditions"][0]["reason"]
+    assert "三会一课记录不全" in out["conditions"][0]["reason"]
+    # … or recorded by 组织部
+    link.record_creation_failed(ADMIN, {"org_id": c1, "year": YEAR,
+                                        "reason": "样板支部创建验收未达标"})
+    out = link.propose_grade(ADMIN, {"org_id": c1, "year": YEAR, "grade": "good"})
     assert out["grade"] == "fair" and codes(out) == ["creation_failed"]
     assert "样板支部创建验收未达标" in out["conditions"][0]["reason"]
 

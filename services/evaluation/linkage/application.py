@@ -1,8 +1,10 @@
 """Linkage rules (联动规则) in evaluation: R1 caps, R2 nominations, R3/R4 reports.
 
 Who may do what:
-* org_admin (组织部) records a creation not up to standard (创建未达标, until the
-  programme issue provides it), proposes any organisation's 述职评议 grade,
+* R1's 创建未达标 comes from the creation programme (a candidacy moved to 未达标
+  that year, services/evaluation/programme) or is recorded by org_admin
+  (``record_creation_failed``, e.g. a failure outside the programme's tiers);
+  org_admin proposes any organisation's 述职评议 grade,
   reviews and awards nominations; a college secretary proposes its branches'
   grades and nominates within its college; a branch secretary nominates its
   members and its branch;
@@ -102,6 +104,17 @@ class Linkage:
             "AND kind = 'major_problem' AND extract(year FROM recorded_at) = %s "
             "ORDER BY recorded_at", (str(org_id), year))
 
+    def programme_failures(self, org_id, year: int) -> list[dict]:
+        """创建未达标 from the creation programme: candidacies of the organisation
+        that moved to 未达标 (failed) that year, each with its reason."""
+        return [{"reason": f"{r['title']} {r['tier']} 验收未达标 on {r['on_date']}: "
+                           f"{r['reason']}"}
+                for r in self.app.query(
+                    "SELECT m.on_date, m.reason, c.title, c.tier FROM prog_candidacy_moves m "
+                    "JOIN prog_candidacies c ON c.id = m.candidacy_id WHERE m.org_id = %s "
+                    "AND m.to_stage = 'failed' AND extract(year FROM m.on_date) = %s "
+                    "ORDER BY m.on_date", (str(org_id), year))]
+
     def _review(self, org: dict, year: int) -> AnnualReview:
         review_id = AnnualReview.id_for(org["id"], year)
         if self.app.exists(review_id):
@@ -141,7 +154,8 @@ class Linkage:
         self._scope(caller, org)
         review = self._review(org, cmd.year)
         conditions = r1_conditions(self.rules, cmd.year, self.stars_at_close(org["id"], cmd.year),
-                                   review.creation_failures,
+                                   self.programme_failures(org["id"], cmd.year)
+                                   + review.creation_failures,
                                    self.major_problems(org["id"], cmd.year))
         capped = capped_grade(self.rules, cmd.grade, conditions)
         responsible = [{"member_id": str(h["id"]), "name": h["name"], "role": role}
