@@ -3,8 +3,10 @@
 It follows the service's notification log and publishes each domain event as
 a nameko event on ``<service>.events`` (routing key = event type), signed with
 the service's event key (``shared.signing``), with
-publisher confirms and persistent delivery. Its position is saved in
-PostgreSQL only after the broker confirmed, so a crash re-publishes at most the
+publisher confirms and persistent delivery. A batch is published without a
+round trip per event and its confirms are awaited together
+(``ConfirmedPublisher``); its position is saved in PostgreSQL only after the
+broker confirmed every event up to it, so a crash re-publishes at most the
 last batch, which consumers recognise by event id and skip.
 
 Exactly one instance of a service relays at a time: the one holding a
@@ -15,11 +17,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Callable
 
 import eventlet
 import psycopg
-from nameko.amqp.publish import Publisher
+from kombu import Connection, Producer
 from nameko.constants import PERSISTENT
 from nameko.standalone.events import get_event_exchange
 
@@ -39,18 +42,89 @@ CREATE TABLE IF NOT EXISTS relay_positions (
 )"""
 
 
+class PublishNotConfirmed(Exception):
+    """The broker refused (nack) or did not confirm a batch in time."""
+
+
+class ConfirmedPublisher:
+    """Publishes a batch of messages on one channel in confirm mode, then waits
+    until the broker has confirmed all of them (one wait per batch instead of
+    one round trip per message). Any nack, timeout or connection error raises;
+    the caller then saves no position and publishes the batch again."""
+
+    def __init__(self, amqp_uri: str, exchange, confirm_timeout: float = 30.0):
+        self.amqp_uri = amqp_uri
+        self.exchange = exchange
+        self.confirm_timeout = confirm_timeout
+        self._conn: Connection | None = None
+        self._channel = None
+        self._producer: Producer | None = None
+        self._sent = 0  # delivery tags the broker gives this channel: 1, 2, ...
+        self._acked = 0
+        self._nacked = False
+
+    def _connect(self):
+        if self._producer is not None:
+            return
+        conn = Connection(self.amqp_uri)
+        channel = conn.channel()
+        channel.confirm_select()
+        channel.events["basic_ack"].add(self._on_ack)
+        channel.events["basic_nack"].add(self._on_nack)
+        self._conn, self._channel = conn, channel
+        self._producer = Producer(channel, exchange=self.exchange, serializer="json")
+        self.exchange(channel).declare()
+        self._sent = self._acked = 0
+        self._nacked = False
+
+    def _on_ack(self, delivery_tag, multiple):
+        # Confirms arrive in order on a channel; "multiple" covers all before.
+        self._acked = max(self._acked, delivery_tag)
+
+    def _on_nack(self, delivery_tag, multiple):
+        self._nacked = True
+
+    def publish_all(self, messages: list[tuple[dict, str, dict]]) -> None:
+        """``messages``: (body, routing key, headers). Returns once the broker
+        confirmed every one of them."""
+        try:
+            self._connect()
+            for body, routing_key, headers in messages:
+                self._producer.publish(body, routing_key=routing_key, headers=headers,
+                                       delivery_mode=PERSISTENT, retry=False)
+                self._sent += 1
+            deadline = time.monotonic() + self.confirm_timeout
+            while self._acked < self._sent and not self._nacked:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PublishNotConfirmed(
+                        f"{self._sent - self._acked} messages not confirmed in time")
+                self._conn.drain_events(timeout=remaining)
+            if self._nacked:
+                raise PublishNotConfirmed("the broker refused (nack) a message of the batch")
+        except BaseException:
+            self.close()  # a fresh channel next time: no stale tags or confirms
+            raise
+
+    def close(self):
+        conn, self._conn, self._channel, self._producer = self._conn, None, None, None
+        if conn is not None:
+            try:
+                conn.release()
+            except Exception:
+                pass
+
+
 class Relay:
     def __init__(self, app, service_name: str, config: dict, instance: str,
-                 batch_size: int = 200, poll_interval: float = 0.2):
+                 batch_size: int = 1000, poll_interval: float = 0.2):
         self.app = app
         self.service_name = service_name
         self.instance = instance
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.exchange = get_event_exchange(service_name, config)
-        self.publisher = Publisher(
-            config["AMQP_URI"], use_confirms=True, delivery_mode=PERSISTENT,
-            serializer="json", declare=[self.exchange])
+        self.publisher = ConfirmedPublisher(config["AMQP_URI"], self.exchange)
         self.relay_name = f"{service_name}.events"
         self.signing_key = event_signing_key(service_name, config)
         self._conninfo = app.settings.conninfo()
@@ -82,6 +156,7 @@ class Relay:
         """Give up leadership (closing the session releases the lock)."""
         conn, self._conn = self._conn, None
         self._set_leader(False)
+        self.publisher.close()
         if conn is not None and not conn.closed:
             try:
                 conn.close()
@@ -109,14 +184,14 @@ class Relay:
         published = []
         for notification in notifications:
             event = self.app.mapper.to_domain_event(notification)
-            envelope = sign_envelope(
-                build_envelope(event, notification.id, self.service_name), self.signing_key)
-            # Blocks until the broker confirms (publisher confirms).
-            self.publisher.publish(envelope, exchange=self.exchange,
-                                   routing_key=envelope["type"],
-                                   headers={"event_id": envelope["event_id"]})
+            published.append(sign_envelope(
+                build_envelope(event, notification.id, self.service_name), self.signing_key))
+        # Returns once the broker confirmed every one (publisher confirms).
+        self.publisher.publish_all([(envelope, envelope["type"],
+                                     {"event_id": envelope["event_id"]})
+                                    for envelope in published])
+        for envelope in published:
             metrics.EVENTS_PUBLISHED.labels(self.service_name, envelope["type"]).inc()
-            published.append(envelope)
         if self.after_confirm is not None:
             self.after_confirm(published)
         # Saved through the lock-holding session: if that session is gone we

@@ -46,8 +46,14 @@ DDL = (
         score double precision, cause text NOT NULL, scheme_id text, scheme_version int,
         cycle_id uuid, actor jsonb, reason text, evidence jsonb,
         valid_from timestamptz NOT NULL, valid_to timestamptz, PRIMARY KEY (org_id, version))""",
+    # The rating handlers update by rating_id: without an index each update of a
+    # rebuild scans the table (slower and slower as it fills).
+    "CREATE UNIQUE INDEX IF NOT EXISTS eval_ratings_rating ON eval_ratings (rating_id)",
     "CREATE INDEX IF NOT EXISTS eval_rating_history_asof "
     "ON eval_rating_history (org_id, valid_from DESC)",
+    # Closing the current period reads only the open row of an org.
+    "CREATE INDEX IF NOT EXISTS eval_rating_history_open "
+    "ON eval_rating_history (org_id) WHERE valid_to IS NULL",
     """CREATE TABLE IF NOT EXISTS eval_problems (
         org_id uuid NOT NULL, problem_id text NOT NULL, description text NOT NULL,
         downgrade_to int NOT NULL, status text NOT NULL, rectification_due date,

@@ -21,6 +21,7 @@ DDL = (
         valid_from timestamptz NOT NULL, valid_to timestamptz,
         PRIMARY KEY (org_id, version))""",
     "CREATE INDEX IF NOT EXISTS org_history_period ON org_history (valid_from, valid_to)",
+    "CREATE INDEX IF NOT EXISTS org_history_open ON org_history (org_id) WHERE valid_to IS NULL",
     """CREATE TABLE IF NOT EXISTS member_view (
         id uuid PRIMARY KEY, name text NOT NULL, branch_id uuid, category text NOT NULL,
         status text NOT NULL, joined_on date NOT NULL, full_on date, double_leader bool NOT NULL,
