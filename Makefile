@@ -34,12 +34,11 @@ test: install infra
 faults: install infra
 	$(VENV)/bin/pytest -q --timeout 300 -m faults tests
 
-# Benchmarks beside their raw baselines (kombu round trip, psycopg insert).
+# Every benchmark in one run beside raw baselines measured in the same run,
+# written to docs/benchmarks.md (the previous run's figures kept beside them).
 # bench-evaluation fills the store with 1,000,000 events: about ten minutes.
 bench: install infra
-	$(VENV)/bin/python -m bench.bench_foundation
-	$(VENV)/bin/python -m bench.bench_notifications
-	$(VENV)/bin/python -m bench.bench_parking 10000 3
+	$(VENV)/bin/python -m bench.run_all
 
 bench-evaluation: install infra
 	$(VENV)/bin/python -m bench.bench_evaluation

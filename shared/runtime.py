@@ -44,7 +44,7 @@ class EventStore(DependencyProvider):
         if relay_cfg.get("enabled", True) not in (False, "false", "no", "0", 0):
             self.relay = Relay(
                 self.app, self.container.service_name, config, self.instance,
-                batch_size=int(relay_cfg.get("batch_size", 200)),
+                batch_size=int(relay_cfg.get("batch_size", 1000)),
                 poll_interval=float(relay_cfg.get("poll_interval", 0.2)))
         self.stopping = Event()
         self.projection_poll = float((config.get("PROJECTIONS") or {}).get("poll_interval", 0.5))

@@ -48,7 +48,7 @@ DDL = (
         valid_from timestamptz NOT NULL, valid_to timestamptz, PRIMARY KEY (org_id, version))""",
     # The rating handlers update by rating_id: without an index each update of a
     # rebuild scans the table (slower and slower as it fills).
-    "CREATE UNIQUE INDEX IF NOT EXISTS eval_ratings_rating ON eval_ratings (rating_id)",
+    "CREATE INDEX IF NOT EXISTS eval_ratings_rating ON eval_ratings (rating_id)",
     "CREATE INDEX IF NOT EXISTS eval_rating_history_asof "
     "ON eval_rating_history (org_id, valid_from DESC)",
     # Closing the current period reads only the open row of an org.
