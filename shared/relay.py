@@ -22,6 +22,7 @@ from typing import Callable
 
 import eventlet
 import psycopg
+from amqp.method_framing import frame_writer
 from kombu import Connection, Producer
 from nameko.constants import PERSISTENT
 from nameko.standalone.events import get_event_exchange
@@ -44,6 +45,24 @@ CREATE TABLE IF NOT EXISTS relay_positions (
 
 class PublishNotConfirmed(Exception):
     """The broker refused (nack) or did not confirm a batch in time."""
+
+
+class _Coalescing:
+    """Stands in for py-amqp's transport while a batch is framed: the frames of
+    every message are collected (copied: py-amqp reuses its buffer) and written
+    to the socket in one go, not one system call per message."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.chunks: list[bytes] = []
+
+    def write(self, data) -> None:
+        self.chunks.append(bytes(data))
+
+    def flush(self) -> None:
+        if self.chunks:
+            data, self.chunks = b"".join(self.chunks), []
+            self.transport.write(data)
 
 
 class ConfirmedPublisher:
@@ -72,7 +91,8 @@ class ConfirmedPublisher:
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
         self._conn, self._channel = conn, channel
-        self._producer = Producer(channel, exchange=self.exchange, serializer="json")
+        self._producer = Producer(channel, exchange=self.exchange, serializer="json",
+                                  auto_declare=False)  # declared once, just below
         self.exchange(channel).declare()
         self._sent = self._acked = 0
         self._nacked = False
@@ -89,10 +109,18 @@ class ConfirmedPublisher:
         confirmed every one of them."""
         try:
             self._connect()
-            for body, routing_key, headers in messages:
-                self._producer.publish(body, routing_key=routing_key, headers=headers,
-                                       delivery_mode=PERSISTENT, retry=False)
-                self._sent += 1
+            amqp_conn = self._conn.connection
+            direct = amqp_conn.frame_writer
+            coalescing = _Coalescing(amqp_conn.transport)
+            amqp_conn.frame_writer = frame_writer(amqp_conn, coalescing)
+            try:
+                for body, routing_key, headers in messages:
+                    self._producer.publish(body, routing_key=routing_key, headers=headers,
+                                           delivery_mode=PERSISTENT, retry=False)
+                    self._sent += 1
+            finally:
+                amqp_conn.frame_writer = direct
+            coalescing.flush()
             deadline = time.monotonic() + self.confirm_timeout
             while self._acked < self._sent and not self._nacked:
                 remaining = deadline - time.monotonic()
