@@ -417,20 +417,6 @@ class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSour
         self._org_row(org_id)
         return [_org_ref(r) for r in self._path_rows(org_id)]
 
-    def _head_counts(self, org_ids: list) -> dict:
-        """Active members in each organisation's subtree."""
-        if not org_ids:
-            return {}
-        rows = self.query(
-            """WITH RECURSIVE sub AS (
-                 SELECT id AS root, id FROM org_view WHERE id = ANY(%s::uuid[])
-                 UNION ALL
-                 SELECT sub.root, o.id FROM org_view o JOIN sub ON o.parent_id = sub.id)
-               SELECT sub.root, count(m.id) AS n FROM sub
-               LEFT JOIN member_view m ON m.branch_id = sub.id AND m.active
-               GROUP BY sub.root""", ([str(i) for i in org_ids],))
-        return {str(r["root"]): int(r["n"]) for r in rows}
-
     def get_organization(self, caller: Caller, org_id, as_of: str | None = None) -> dict:
         caller.require_role(*READERS)
         query = OrgAsOf.of(org_id=org_id, as_of=as_of)
@@ -440,17 +426,16 @@ class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSour
         row = self._org_row(org_id)
         children = self.query(
             "SELECT * FROM org_view WHERE parent_id = %s ORDER BY level, name", (str(org_id),))
-        counts = self._head_counts([row["id"], *[c["id"] for c in children]])
         officers = self.query(
             "SELECT r.role, r.member_id, m.name FROM org_roles r JOIN member_view m "
             "ON m.id = r.member_id WHERE r.org_id = %s ORDER BY r.role, m.name", (str(org_id),))
         result = _org_out(row)
-        result["member_count"] = counts.get(str(row["id"]), 0)
+        result["member_count"] = row["head_count"]
         result["path"] = [_org_ref(r) for r in self._path_rows(org_id)]
         result["officers"] = [{"role": o["role"], "role_zh": ORG_ROLES[o["role"]],
                                "member_id": str(o["member_id"]), "name": o["name"]}
                               for o in officers]
-        result["children"] = [dict(_org_out(c), member_count=counts.get(str(c["id"]), 0))
+        result["children"] = [dict(_org_out(c), member_count=c["head_count"])
                               for c in children]
         return result
 
@@ -485,10 +470,8 @@ class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSour
                 "SELECT * FROM org_history WHERE valid_from <= %s AND "
                 "(valid_to IS NULL OR valid_to > %s) ORDER BY level, name", (moment, moment))]
         else:
-            rows = [_org_out(r) for r in self.query("SELECT * FROM org_view ORDER BY level, name")]
-            counts = self._head_counts([r["id"] for r in rows])
-            for r in rows:
-                r["member_count"] = counts.get(r["id"], 0)
+            rows = [dict(_org_out(r), member_count=r["head_count"])
+                    for r in self.query("SELECT * FROM org_view ORDER BY level, name")]
         if not include_closed:
             rows = [r for r in rows if r["status"] == "active"]
         nodes = {r["id"]: dict(r, children=[]) for r in rows}

@@ -15,6 +15,9 @@ DDL = (
         parent_id uuid, basis text, status text NOT NULL, merged_into uuid,
         created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, version int NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS org_view_parent ON org_view (parent_id)",
+    # Head count (人数): active members in the organisation's subtree, kept here
+    # by the member and move handlers rather than computed per read.
+    "ALTER TABLE org_view ADD COLUMN IF NOT EXISTS head_count int NOT NULL DEFAULT 0",
     """CREATE TABLE IF NOT EXISTS org_history (
         org_id uuid NOT NULL, version int NOT NULL, name text NOT NULL, kind text NOT NULL,
         level int NOT NULL, parent_id uuid, basis text, status text NOT NULL,
@@ -28,6 +31,17 @@ DDL = (
         staff_no text, active bool NOT NULL, left_on date,
         registered_at timestamptz NOT NULL, updated_at timestamptz NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS member_view_branch ON member_view (branch_id) WHERE active",
+    # Recounted at start-up (cheap for one university): a read model filled
+    # before head_count existed is right at once, and a drift cannot last.
+    """WITH RECURSIVE sub AS (
+         SELECT id AS root, id FROM org_view
+         UNION ALL
+         SELECT sub.root, o.id FROM org_view o JOIN sub ON o.parent_id = sub.id),
+       counted AS (
+         SELECT sub.root, count(m.id) AS n FROM sub
+         LEFT JOIN member_view m ON m.branch_id = sub.id AND m.active GROUP BY sub.root)
+       UPDATE org_view SET head_count = counted.n FROM counted
+       WHERE org_view.id = counted.root AND org_view.head_count <> counted.n""",
     """CREATE TABLE IF NOT EXISTS member_moves (
         member_id uuid NOT NULL, version int NOT NULL, from_branch_id uuid, to_branch_id uuid,
         effective_on date, recorded_at timestamptz NOT NULL, kind text NOT NULL,
@@ -36,6 +50,21 @@ DDL = (
         org_id uuid NOT NULL, member_id uuid NOT NULL, role text NOT NULL,
         assigned_at timestamptz NOT NULL, PRIMARY KEY (org_id, member_id, role))""",
 )
+
+
+_ADD_TO_HEAD_COUNTS = """
+    WITH RECURSIVE up AS (
+      SELECT id, parent_id FROM org_view WHERE id = %(org)s
+      UNION ALL
+      SELECT o.id, o.parent_id FROM org_view o JOIN up ON o.id = up.parent_id)
+    UPDATE org_view SET head_count = head_count + %(n)s
+    WHERE id IN (SELECT id FROM up)"""
+
+
+def _add_to_head_counts(curs, org_id, n: int) -> None:
+    """Add ``n`` to the head count of ``org_id`` and each organisation above it."""
+    if org_id is not None and n:
+        curs.execute(_ADD_TO_HEAD_COUNTS, {"org": org_id, "n": n})
 
 
 class OrganizationsReadModel(Projection):
@@ -71,6 +100,12 @@ class OrganizationsReadModel(Projection):
 
     @handles(Organization.Moved)
     def org_moved(self, curs, e):
+        curs.execute("SELECT parent_id, head_count FROM org_view WHERE id = %s",
+                     (e.originator_id,))
+        before = curs.fetchone()
+        if before is not None:  # its members leave the old line and join the new one
+            _add_to_head_counts(curs, before["parent_id"], -before["head_count"])
+            _add_to_head_counts(curs, e.parent_id, before["head_count"])
         self._update_org(curs, e, "parent_id = %s", (e.parent_id,))
 
     @handles(Organization.Dissolved)
@@ -125,10 +160,17 @@ class OrganizationsReadModel(Projection):
             "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,true,%s,%s)",
             (e.originator_id, e.name, e.branch_id, e.category, e.status, e.joined_on, e.full_on,
              e.double_leader, e.staff_no, e.timestamp, e.timestamp))
+        _add_to_head_counts(curs, e.branch_id, 1)
         self._move(curs, e, "registered", None, e.branch_id, e.joined_on)
 
     @handles(Member.Transferred)
     def member_transferred(self, curs, e):
+        curs.execute("SELECT branch_id, active FROM member_view WHERE id = %s",
+                     (e.originator_id,))
+        before = curs.fetchone()
+        if before is not None and before["active"]:
+            _add_to_head_counts(curs, before["branch_id"], -1)
+            _add_to_head_counts(curs, e.to_branch_id, 1)
         self._update_member(curs, e, "branch_id = %s", (e.to_branch_id,))
         self._move(curs, e, "transferred", e.from_branch_id, e.to_branch_id, e.effective_on)
 
@@ -146,5 +188,10 @@ class OrganizationsReadModel(Projection):
 
     @handles(Member.Left)
     def member_left(self, curs, e):
+        curs.execute("SELECT branch_id, active FROM member_view WHERE id = %s",
+                     (e.originator_id,))
+        before = curs.fetchone()
+        if before is not None and before["active"]:
+            _add_to_head_counts(curs, before["branch_id"], -1)
         self._update_member(curs, e, "active = false, left_on = %s", (e.effective_on,))
         self._move(curs, e, "left", e.branch_id, None, e.effective_on)

@@ -173,6 +173,34 @@ def test_merge_moves_members_and_closes_the_branch(org):
     assert e.value.fields == ["target_id"]
 
 
+def test_head_counts_kept_in_the_read_model_match_a_recount(org):
+    """人数 kept by the projection (register, transfer, leave, move, merge) equals
+    the count rolled up from the members' moves, and survives a rebuild."""
+    admin = org["admin"]
+    admin.transfer_member(member_id=org["m2"]["id"], to_branch_id=org["b3"]["id"],
+                          effective_on="2026-03-01", reason="调动")
+    admin.member_leaves(member_id=org["m4"]["id"], effective_on="2026-04-01", reason="转出")
+    admin.move_organization(org_id=org["b2"]["id"], parent_id=org["c2"]["id"], reason="调整")
+    admin.merge_branches(source_id=org["b3"]["id"], target_id=org["b2"]["id"], reason="合并")
+
+    def counts(tree):
+        out = {}
+        stack = list(tree)
+        while stack:
+            node = stack.pop()
+            out[node["id"]] = node["member_count"]
+            stack.extend(node["children"])
+        return out
+
+    kept = counts(admin.get_tree())
+    now = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)).isoformat()
+    assert kept == counts(admin.get_tree(as_of=now))
+    assert kept[org["committee"]["id"]] == 3
+    assert (kept[org["c1"]["id"]], kept[org["c2"]["id"]], kept[org["b2"]["id"]]) == (1, 2, 2)
+    admin.rebuild_read_models()
+    assert counts(admin.get_tree()) == kept
+
+
 def test_dissolve(org):
     admin = org["admin"]
     with pytest.raises(ValidationError) as e:
