@@ -24,7 +24,9 @@ import datetime as dt  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from importlib import metadata  # noqa: E402
@@ -283,6 +285,7 @@ def run(quick: bool) -> tuple[dict, list[dict]]:
 
         # Relay and rebuild over a store of `events` more events.
         relay_and_rebuild(settings, vhost, events, row)
+        event_flow(quick, row)
     finally:
         for c in containers:
             c.kill()
@@ -336,6 +339,33 @@ def relay_and_rebuild(settings, vhost, events, row):
     app.close()
 
 
+def event_flow(quick: bool, row) -> None:
+    """Commit → another service's inbox, bounded: ``bench.bench_notifications``
+    (a real notifications container; its own vhost and database)."""
+    burst, paced, fanout = (1000, 200, 100) if quick else (3000, 400, 300)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_notifications", "--events", str(burst),
+         "--paced", str(paced), "--rate", "100", "--fanout", str(fanout)],
+        cwd=DOCS.parent, capture_output=True, text=True, timeout=900).stdout
+    EVENT_FLOW_OUTPUT.append(out)
+    for line in out.splitlines():
+        m = re.search(r"all in inboxes after .* → ([\d,]+) events/s", line)
+        if m:
+            row(f"event flow: burst of {burst:,} events → notifications inbox", "rate",
+                float(m.group(1).replace(",", "")), "events/s", "raw psycopg INSERT + COMMIT")
+        m = re.search(r"→ ([\d,]+) notices/s", line)
+        if m:
+            row(f"event flow: fan-out ×7, {fanout:,} events → notices", "rate",
+                float(m.group(1).replace(",", "")), "notices/s", "raw psycopg INSERT + COMMIT")
+        m = re.match(r"paced commit → inbox p95 ([\d.]+) ms", line)
+        if m:
+            row("event flow: paced 100/s, commit → inbox p95", "latency", float(m.group(1)),
+                "ms p95")
+
+
+EVENT_FLOW_OUTPUT: list[str] = []
+
+
 # -- the page ---------------------------------------------------------------------
 def fmt(v, digits=1):
     return "" if v is None else f"{v:,.{digits}f}"
@@ -371,6 +401,9 @@ def write(info: dict, rows: list[dict], previous: dict | None, quick: bool) -> N
             f"| {r['name']} | {fmt(r['value'])} | {r['unit']} | {fmt(r['median_ms'], 2)} | "
             f"{fmt(r['p99_ms'], 2)} | {r['baseline'] or '(baseline)'} | "
             f"{ratio(r.get('ratio'))} | {fmt(p.get('value'))} | {ratio(p.get('ratio'))} |")
+    if EVENT_FLOW_OUTPUT:
+        lines += ["", "## Event flow (notifications bench, as printed)", "", "```",
+                  EVENT_FLOW_OUTPUT[0].strip(), "```"]
     if previous:
         lines += ["", f"Previous run: {previous.get('when', '?')} "
                       f"(commit {previous.get('machine', {}).get('commit', '?')})."]
