@@ -286,6 +286,7 @@ def run(quick: bool) -> tuple[dict, list[dict]]:
         # Relay and rebuild over a store of `events` more events.
         relay_and_rebuild(settings, vhost, events, row)
         event_flow(quick, row)
+        parking(quick, row)
     finally:
         for c in containers:
             c.kill()
@@ -363,7 +364,17 @@ def event_flow(quick: bool, row) -> None:
                 "ms p95")
 
 
+def parking(quick: bool, row) -> None:
+    """The projector's per-event savepoints (parking), bounded:
+    ``bench.bench_parking`` beside its raw replay."""
+    events = 3000 if quick else 8000
+    out = subprocess.run([sys.executable, "-m", "bench.bench_parking", str(events), "2"],
+                         cwd=DOCS.parent, capture_output=True, text=True, timeout=900).stdout
+    PARKING_OUTPUT.append(out)
+
+
 EVENT_FLOW_OUTPUT: list[str] = []
+PARKING_OUTPUT: list[str] = []
 
 
 # -- the page ---------------------------------------------------------------------
@@ -404,6 +415,9 @@ def write(info: dict, rows: list[dict], previous: dict | None, quick: bool) -> N
     if EVENT_FLOW_OUTPUT:
         lines += ["", "## Event flow (notifications bench, as printed)", "", "```",
                   EVENT_FLOW_OUTPUT[0].strip(), "```"]
+    if PARKING_OUTPUT:
+        lines += ["", "## Projector savepoints (parking bench, as printed)", "", "```",
+                  PARKING_OUTPUT[0].strip(), "```"]
     if previous:
         lines += ["", f"Previous run: {previous.get('when', '?')} "
                       f"(commit {previous.get('machine', {}).get('commit', '?')})."]
