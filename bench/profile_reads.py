@@ -1,4 +1,5 @@
-"""cProfile of organizations reads and one command, in process (for the note)."""
+"""cProfile of one organizations read or command, in process, 200 calls:
+.venv/bin/python -m bench.profile_reads get_organization|get_tree|list_members|double_leader_coverage|register_member"""
 import warnings
 warnings.filterwarnings("ignore")
 import eventlet
