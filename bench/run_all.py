@@ -314,8 +314,8 @@ def relay_and_rebuild(settings, vhost, events, row):
     app.projector.catch_up()
     total = app.recorder.max_notification_id()
     table = f"{app.recorder.events_table_name}"
-    row(f"raw sequential read of the events table ({total:,} rows)", "baseline",
-        raw_sequential_read(settings, table), "rows/s")
+    row("raw sequential read of the events table", "baseline",
+        raw_sequential_read(settings, table), f"rows/s of {total:,}")
 
     # A durable queue bound, as a consumer's would be.
     from nameko.standalone.events import get_event_exchange
@@ -330,13 +330,14 @@ def relay_and_rebuild(settings, vhost, events, row):
         pass
     elapsed = time.perf_counter() - started
     relay.release()
-    row(f"relay: {total:,} events decrypted, signed, published, confirmed", "rate",
-        total / elapsed, "events/s", "raw kombu publish, confirm each (durable queue)")
+    row("relay: events decrypted, signed, published, confirmed", "rate",
+        total / elapsed, f"events/s of {total:,}",
+        "raw kombu publish, confirm each (durable queue)")
     started = time.perf_counter()
     applied = app.projector.rebuild()
     elapsed = time.perf_counter() - started
-    row(f"rebuild_read_models (organizations, {applied:,} events)", "rate", applied / elapsed,
-        "events/s", f"raw sequential read of the events table ({total:,} rows)")
+    row("rebuild_read_models (organizations)", "rate", applied / elapsed,
+        f"events/s of {applied:,}", "raw sequential read of the events table")
     app.close()
 
 
@@ -352,12 +353,14 @@ def event_flow(quick: bool, row) -> None:
     for line in out.splitlines():
         m = re.search(r"all in inboxes after .* → ([\d,]+) events/s", line)
         if m:
-            row(f"event flow: burst of {burst:,} events → notifications inbox", "rate",
-                float(m.group(1).replace(",", "")), "events/s", "raw psycopg INSERT + COMMIT")
+            row("event flow: burst → notifications inbox", "rate",
+                float(m.group(1).replace(",", "")), f"events/s of {burst:,}",
+                "raw psycopg INSERT + COMMIT")
         m = re.search(r"→ ([\d,]+) notices/s", line)
         if m:
-            row(f"event flow: fan-out ×7, {fanout:,} events → notices", "rate",
-                float(m.group(1).replace(",", "")), "notices/s", "raw psycopg INSERT + COMMIT")
+            row("event flow: fan-out ×7 → notices", "rate",
+                float(m.group(1).replace(",", "")), f"notices/s of {fanout * 7:,}",
+                "raw psycopg INSERT + COMMIT")
         m = re.match(r"paced commit → inbox p95 ([\d.]+) ms", line)
         if m:
             row("event flow: paced 100/s, commit → inbox p95", "latency", float(m.group(1)),
