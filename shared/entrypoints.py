@@ -177,9 +177,19 @@ def command(func):
 
 
 def query(func):
-    """A read-only RPC method: typed errors, resilient replies."""
+    """A read-only RPC method: typed errors, resilient replies; its queries
+    share one connection and transaction (``EventSourcedApplication.reading``)."""
+
+    @functools.wraps(func)
+    def in_one_read(self, *args, **kwargs):
+        reading = getattr(getattr(self, "app", None), "reading", None)
+        if reading is None:
+            return func(self, *args, **kwargs)
+        with reading():
+            return func(self, *args, **kwargs)
+
     return ResilientRpc.decorator(expected_exceptions=EXPECTED_ERRORS)(
-        translate_infrastructure_errors(func))
+        translate_infrastructure_errors(in_one_read, signature_of=func))
 
 
 rpc = query  # for mixins whose methods are plain RPC

@@ -60,6 +60,8 @@ class CommitTransaction:
     aggregates: dict = field(default_factory=dict)
 
 
+_read_session: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar(
+    "lianchuang_read_session", default=None)
 _running_command: contextvars.ContextVar[CommandRun | None] = contextvars.ContextVar(
     "lianchuang_running_command", default=None)
 _commit_transaction: contextvars.ContextVar[CommitTransaction | None] = \
@@ -150,7 +152,27 @@ class EventSourcedApplication(Application[UUID]):
         with self.datastore.transaction(commit=True) as curs:
             yield curs
 
+    @contextlib.contextmanager
+    def reading(self):
+        """One pooled connection and one read-only transaction for every
+        ``query`` of a read call (``shared.entrypoints.query``), instead of a
+        checkout, a pre-ping and a BEGIN/ROLLBACK per statement."""
+        if _read_session.get() is not None or _commit_transaction.get() is not None:
+            yield
+            return
+        with self.datastore.transaction(commit=False) as curs:
+            token = _read_session.set((self, curs))
+            try:
+                yield
+            finally:
+                _read_session.reset(token)
+
     def query(self, sql: str, params: Iterable | dict = ()) -> list[dict]:
+        session = _read_session.get()
+        if session is not None and session[0] is self:
+            curs = session[1]
+            curs.execute(sql, params)
+            return list(curs.fetchall()) if curs.description else []
         tx = _commit_transaction.get()
         if tx is not None:
             # The library records in pipeline mode: a result's description is
