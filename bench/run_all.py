@@ -370,7 +370,7 @@ def event_flow(quick: bool, row) -> None:
 def parking(quick: bool, row) -> None:
     """The projector's per-event savepoints (parking), bounded:
     ``bench.bench_parking`` beside its raw replay."""
-    events = 3000 if quick else 8000
+    events = 2000 if quick else 4000
     out = subprocess.run([sys.executable, "-m", "bench.bench_parking", str(events), "2"],
                          cwd=DOCS.parent, capture_output=True, text=True, timeout=900).stdout
     PARKING_OUTPUT.append(out)
