@@ -22,6 +22,10 @@ class DatabaseSettings:
     # Encrypts stored events at rest (eventsourcing's AES-GCM cipher, base64 AES
     # key, shared.secrets.event_cipher_key); None stores them in plain text.
     cipher_key: str | None = field(default=None, repr=False)
+    # The service's own PostgreSQL role (``lianchuang_<service>_svc``, made by
+    # ``lianchuang db setup``): when set the service connects as it, and
+    # ``user`` is only the administrator that setup runs as.
+    role: str = ""
 
     @classmethod
     def from_config(cls, config: dict) -> "DatabaseSettings":
@@ -45,10 +49,20 @@ class DatabaseSettings:
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=float(db.get("pool_timeout") or 5.0),
+            role=str(db.get("role") or ""),
         )
 
+    @property
+    def login(self) -> str:
+        """Who the service connects as: its own role, else ``user``."""
+        return self.role or self.user
+
+    def admin(self) -> "DatabaseSettings":
+        """The same database as the administrator (setup, maintenance)."""
+        return replace(self, role="")
+
     def conninfo(self, dbname: str | None = None) -> str:
-        return (f"host={self.host} port={self.port} user={self.user} "
+        return (f"host={self.host} port={self.port} user={self.login} "
                 f"password={self.password} dbname={dbname or self.dbname}")
 
     def with_dbname(self, dbname: str) -> "DatabaseSettings":
@@ -62,7 +76,7 @@ class DatabaseSettings:
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),
-            "POSTGRES_USER": self.user,
+            "POSTGRES_USER": self.login,
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_POOL_SIZE": str(self.pool_size),
             "POSTGRES_MAX_OVERFLOW": str(self.max_overflow),
@@ -71,6 +85,9 @@ class DatabaseSettings:
             # A transaction left idle (a worker killed mid-command) is ended by
             # the server instead of holding its locks for good.
             "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "30",
+            # A service role cannot (and need not) create the store's tables:
+            # ``lianchuang db setup`` made them as the administrator.
+            "CREATE_TABLE": "n" if self.role else "y",
             # Never POSTGRES_ENABLE_DB_FUNCTIONS: its insert skips the table lock
             # that keeps notification ids in commit order, which the relay relies on.
             **self._cipher_env(),

@@ -22,6 +22,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 
 from shared.config import DatabaseSettings
 from shared.envelope import AUDIT, PUBLIC, build_envelope
+from shared.dbsetup import ensure_database, setup_service_database  # noqa: F401 (re-exported)
 from shared.errors import Conflict, NotFound
 
 A = TypeVar("A")
@@ -94,20 +95,6 @@ class CommandRecorder(PostgresApplicationRecorder):
         return ids
 
 
-def ensure_database(settings: DatabaseSettings) -> None:
-    """Create the service's database if it does not exist yet (idempotent)."""
-    with psycopg.connect(settings.conninfo("postgres"), autocommit=True) as conn:
-        exists = conn.execute(
-            "SELECT 1 FROM pg_database WHERE datname = %s", (settings.dbname,)
-        ).fetchone()
-        if exists:
-            return
-        try:
-            conn.execute(f'CREATE DATABASE "{settings.dbname}"')
-        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
-            pass  # another instance created it at the same moment
-
-
 class EventSourcedApplication(Application[UUID]):
     """Base of each service's application (one bounded context each).
 
@@ -117,10 +104,13 @@ class EventSourcedApplication(Application[UUID]):
     """
 
     def __init__(self, settings: DatabaseSettings, **kwargs: Any):
-        ensure_database(settings)
         self.settings = settings
-        # The library creates its tables on start; two instances starting on a
-        # fresh database at once would race on CREATE TABLE, so they take turns.
+        if not settings.role:
+            # No role of its own: the service is its database's administrator
+            # and sets it up itself (tables, append-only trigger, hash chain).
+            setup_service_database(settings, self.name)
+        # The library creates its tables on start (unless a service role
+        # connects: setup made them); instances starting together take turns.
         with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
             conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{self.name}:schema",))
             try:

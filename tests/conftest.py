@@ -16,7 +16,7 @@ from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 from shared.config import DatabaseSettings  # noqa: E402
 from shared.identity import mint_token  # noqa: E402
-from shared.store import ensure_database  # noqa: E402
+from shared.dbsetup import empty_stored_events, service_role, setup_service_database  # noqa: E402,E501
 
 SECRET = "test-secret-for-lianchuang-tests-only-0123456789"
 # Per source service: the HMAC key its relay signs events with (shared.secrets).
@@ -33,7 +33,7 @@ RUN_ID = os.environ.get("LIANCHUANG_TEST_RUN", f"{os.getpid()}")
 
 def db_settings(service: str) -> DatabaseSettings:
     return DatabaseSettings(dbname=f"lctest_{RUN_ID}_{service}", pool_size=2, max_overflow=8,
-                            **PG)
+                            role=service_role(service), **PG)
 
 
 def free_port() -> int:
@@ -44,21 +44,27 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def databases():
-    """Each service's own database for this test run, dropped at the end."""
+    """Each service's own database for this test run, set up as in production
+    (the service connects as its own role), dropped at the end."""
     settings = {s: db_settings(s) for s in SERVICES}
-    for s in settings.values():
-        ensure_database(s)
+    for service, s in settings.items():
+        setup_service_database(s, service)
     yield settings
-    with psycopg.connect(settings["organizations"].conninfo("postgres"), autocommit=True) as conn:
+    admin = settings["organizations"].admin()
+    with psycopg.connect(admin.conninfo("postgres"), autocommit=True) as conn:
         for s in settings.values():
             conn.execute(f'DROP DATABASE IF EXISTS "{s.dbname}" WITH (FORCE)')
 
 
 def wipe(settings: DatabaseSettings) -> None:
-    """Empty every table (and reset sequences): each test starts from nothing."""
-    with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
+    """Empty every table (and reset sequences): each test starts from nothing.
+    Stored events go the documented maintenance way (the append-only trigger
+    refuses even a superuser otherwise)."""
+    with psycopg.connect(settings.admin().conninfo(), autocommit=True) as conn:
+        guarded = empty_stored_events(conn)
         tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()]
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename <> ALL(%s)", (guarded,)).fetchall()]
         if tables:
             conn.execute("TRUNCATE " + ", ".join(f'"{t}"' for t in tables)
                          + " RESTART IDENTITY CASCADE")
@@ -80,7 +86,7 @@ def service_config(rabbit_config, settings: DatabaseSettings, **extra) -> dict:
            for s in SERVICES},
         "WEB_SERVER_ADDRESS": f"127.0.0.1:{free_port()}",
         "DATABASE": {"dbname": settings.dbname, "pool_size": settings.pool_size,
-                     "max_overflow": settings.max_overflow, **PG},
+                     "max_overflow": settings.max_overflow, "role": settings.role, **PG},
         "RELAY": {"poll_interval": 0.05, "batch_size": 200},
         "PROJECTIONS": {"poll_interval": 0.2},
         "max_workers": 10,

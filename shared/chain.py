@@ -1,0 +1,144 @@
+"""The hash chain over a service's stored events: recompute it and name every
+broken link (tamper evidence, 防篡改).
+
+The database extends the chain itself (``shared.dbsetup``: a trigger adds a
+row to ``event_chain`` for each stored event inserted). Each link is
+
+    hash(n) = SHA-256( hash(previous) ‖ int8 n ‖ originator_id (16 bytes)
+                       ‖ int8 originator_version ‖ int4 len(topic) ‖ topic UTF-8
+                       ‖ stored state bytes )
+
+with ``hash(previous)`` = 32 zero bytes for the first event, integers
+big-endian, and the state hashed as stored (compressed or encrypted bytes,
+whatever the store holds). ``verify`` walks the events and the chain together
+in notification order and reports:
+
+* ``altered``   — the stored event no longer hashes to its link (content,
+                  topic or position changed);
+* ``missing``   — the chain records an event at a position that holds none,
+                  or a link names a previous position that is gone (the event
+                  and its link were deleted);
+* ``moved``     — a position holds another event than the one the chain
+                  recorded there; two such that hold each other's events are
+                  reported once as ``swapped``;
+* ``unchained`` — a stored event the chain has no link for (inserted past
+                  the trigger, or its link deleted).
+
+A chain rewritten wholesale from some position on passes this check; the
+published heads (``chain_head_published``) are what an outside party compares
+against for that.
+"""
+from __future__ import annotations
+
+import hashlib
+import struct
+import time
+from uuid import UUID
+
+from psycopg import sql
+from psycopg.rows import tuple_row
+
+from shared.dbsetup import CHAIN_TABLE, GENESIS
+
+_INT8 = struct.Struct(">q")
+_INT4 = struct.Struct(">i")
+
+
+def link_hash(previous: bytes, position: int, originator_id: UUID, version: int,
+              topic: str | None, state: bytes | None) -> bytes:
+    """One link, exactly as the database trigger computes it."""
+    topic_bytes = (topic or "").encode("utf-8")
+    return hashlib.sha256(b"".join((
+        previous, _INT8.pack(position), originator_id.bytes, _INT8.pack(version),
+        _INT4.pack(len(topic_bytes)), topic_bytes, state or b""))).digest()
+
+
+def _event_id(originator_id, version) -> str | None:
+    return f"{originator_id}:{version}" if originator_id is not None else None
+
+
+def verify(conn, events_table: str, batch: int = 20000) -> dict:
+    """Recompute the chain of ``events_table`` on ``conn`` (any role that may
+    read the store and ``event_chain``). Returns ``{"ok", "checked", "head",
+    "problems": [{"position", "event_id", "kind", "detail"}], "seconds"}``."""
+    started = time.perf_counter()
+    query = sql.SQL(
+        "SELECT notification_id, e.originator_id, e.originator_version, e.topic, e.state, "
+        "c.previous_id, c.originator_id, c.originator_version, c.hash "
+        "FROM {events} e FULL JOIN {chain} c USING (notification_id) "
+        "ORDER BY notification_id").format(events=sql.Identifier(events_table),
+                                           chain=sql.Identifier(CHAIN_TABLE))
+    problems: list[dict] = []
+    moved: dict[int, tuple[str, str]] = {}
+    checked = 0
+    last_pos, last_hash = 0, GENESIS
+    sha256 = hashlib.sha256
+    pack8, pack4 = _INT8.pack, _INT4.pack
+    with conn.transaction(), conn.cursor(name="lianchuang_verify_chain",
+                                          row_factory=tuple_row) as cur:
+        cur.itersize = batch
+        cur.execute(query)
+        for pos, oid, ver, topic, state, prev_id, c_oid, c_ver, c_hash in cur:
+            checked += 1
+            if c_hash is None:
+                problems.append({"position": pos, "event_id": _event_id(oid, ver),
+                                 "kind": "unchained",
+                                 "detail": "stored event has no link in the chain"})
+                continue
+            c_hash = bytes(c_hash)
+            if prev_id != last_pos:
+                problems.append({
+                    "position": prev_id, "event_id": None, "kind": "missing",
+                    "detail": f"the link at {pos} follows position {prev_id}, "
+                              f"which is gone (last present: {last_pos})"})
+            if oid is None:
+                problems.append({"position": pos, "event_id": _event_id(c_oid, c_ver),
+                                 "kind": "missing",
+                                 "detail": "the chain records this event here; the store "
+                                           "no longer holds it"})
+            elif (oid, ver) != (c_oid, c_ver):
+                moved[pos] = (_event_id(oid, ver), _event_id(c_oid, c_ver))
+            elif prev_id == last_pos:
+                topic_bytes = (topic or "").encode("utf-8")
+                recomputed = sha256(b"".join((
+                    last_hash, pack8(pos), oid.bytes, pack8(ver),
+                    pack4(len(topic_bytes)), topic_bytes, state or b""))).digest()
+                if recomputed != c_hash:
+                    problems.append({"position": pos, "event_id": _event_id(oid, ver),
+                                     "kind": "altered",
+                                     "detail": "the stored event does not hash to its link"})
+            last_pos, last_hash = pos, c_hash
+    problems.extend(_pair_moves(moved))
+    problems.sort(key=lambda p: (p["position"] or 0, p["kind"]))
+    return {"ok": not problems, "checked": checked, "problems": problems,
+            "head": {"position": last_pos, "hash": last_hash.hex()},
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _pair_moves(moved: dict[int, tuple[str, str]]) -> list[dict]:
+    """``moved`` positions → problems, two that hold each other's events as one swap."""
+    where_expected = {expected: pos for pos, (_, expected) in moved.items()}
+    problems, done = [], set()
+    for pos, (found, expected) in sorted(moved.items()):
+        if pos in done:
+            continue
+        other = where_expected.get(found)
+        if other is not None and other != pos and moved[other][0] == expected:
+            done.update((pos, other))
+            problems.append({"position": pos, "event_id": found, "kind": "swapped",
+                             "detail": f"positions {pos} and {other} hold each other's "
+                                       f"events ({expected} ⇄ {found})"})
+        else:
+            problems.append({"position": pos, "event_id": found, "kind": "moved",
+                             "detail": f"the chain recorded {expected} at this position"})
+    return problems
+
+
+def head(conn) -> dict:
+    """The chain's last link: what is published for outside anchoring."""
+    row = conn.cursor(row_factory=tuple_row).execute(sql.SQL("SELECT notification_id, hash FROM {} "
+                               "ORDER BY notification_id DESC LIMIT 1")
+                       .format(sql.Identifier(CHAIN_TABLE))).fetchone()
+    if row is None:
+        return {"position": 0, "hash": GENESIS.hex()}
+    return {"position": int(row[0]), "hash": bytes(row[1]).hex()}
