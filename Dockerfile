@@ -6,6 +6,7 @@ COPY requirements.txt pyproject.toml ./
 RUN pip install --no-cache-dir -r requirements.txt
 COPY shared ./shared
 COPY services ./services
+COPY lianchuang_cli ./lianchuang_cli
 RUN pip install --no-cache-dir --no-deps -e .
 EXPOSE 8001 8002 8003
 # e.g. nameko run --config services/organizations/config.yaml services.organizations.service:OrganizationsService

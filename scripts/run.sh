@@ -31,6 +31,10 @@ supervise() {
     sleep 1
   done
 }
+
+# Each service's database, its own role and the append-only, chained store
+# (as POSTGRES_USER, the administrator; the services then connect as their roles).
+.venv/bin/lianchuang db setup
 for svc in organizations evaluation notifications; do
   : >".run/$svc.log"
   supervise "$svc" &

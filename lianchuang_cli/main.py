@@ -1,4 +1,5 @@
-"""The ``lianchuang`` console command: mint tokens, load demo data, wait for health."""
+"""The ``lianchuang`` console command: mint tokens, load demo data, wait for health,
+set up the databases (``db``) and audit the stores (``audit``)."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,9 @@ import sys
 import time
 
 import click
+
+from lianchuang_cli.audit import audit
+from lianchuang_cli.db import db
 
 DEFAULT_AMQP = "pyamqp://guest:guest@127.0.0.1:5672/"
 
@@ -129,6 +133,9 @@ def wait_healthy(urls, timeout):
         click.echo(f"not healthy after {timeout}s: {', '.join(pending)}", err=True)
         sys.exit(1)
 
+
+main.add_command(db)
+main.add_command(audit)
 
 if __name__ == "__main__":
     main()

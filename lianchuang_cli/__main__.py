@@ -1,0 +1,3 @@
+from lianchuang_cli.main import main
+
+main()

@@ -1,0 +1,28 @@
+"""The three services as the command line sees them: name, config file, database."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from shared.config import DatabaseSettings
+
+SERVICES = ("organizations", "evaluation", "notifications")
+_ROOT = Path(__file__).resolve().parent.parent / "services"
+
+
+def load_config(service: str) -> dict:
+    """The service's ``config.yaml`` with ``${VAR:default}`` resolved, as ``nameko run`` reads it."""
+    from nameko.cli.main import setup_yaml_parser
+
+    setup_yaml_parser()
+    with open(_ROOT / service / "config.yaml", encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def database(service: str) -> DatabaseSettings:
+    return DatabaseSettings.from_config(load_config(service))
+
+
+def chosen(service: str | None) -> tuple[str, ...]:
+    return (service,) if service else SERVICES
