@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from werkzeug.wrappers import Response
 
 from shared import metrics
+from shared.audit import publish_heads_forever
 from shared.config import DatabaseSettings, service_instance
 from shared.entrypoints import command, query
 from shared.relay import Relay
@@ -49,6 +50,8 @@ class EventStore(DependencyProvider):
         self.stopping = Event()
         self.projection_poll = float((config.get("PROJECTIONS") or {}).get("poll_interval", 0.5))
         configure_parking(self.app, config)
+        # How often the hash chain's head is published (0: never).
+        self.head_interval = float((config.get("CHAIN") or {}).get("publish_interval", 300))
 
     def start(self):
         if self.app.projector is not None:
@@ -56,6 +59,9 @@ class EventStore(DependencyProvider):
                 lambda: self.app.projector.run_forever(self.stopping, self.projection_poll))
         if self.relay is not None:
             self.container.spawn_managed_thread(lambda: self.relay.run_forever(self.stopping))
+        if self.head_interval > 0 and hasattr(self.app, "publish_chain_head"):
+            self.container.spawn_managed_thread(lambda: publish_heads_forever(
+                self.app, self.stopping, self.head_interval))
 
     def _shutdown(self):
         if not self.stopping.ready():

@@ -26,6 +26,7 @@ from pydantic import Field
 from shared.commands import (CollegeFilter, Command, Days, Document, Evidence, Ids, Key,
                              Mapping, Moment, Name, OrgRef, Query, Reason, RequiredEvidence,
                              RequiredReason, RequiredText, Text, Version, text_type)
+from shared.audit import ChainQueries
 from shared.config import DatabaseSettings
 from shared.domain import parse_moment
 from shared.directory import DirectoryOperations, OrgDirectory
@@ -206,7 +207,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class EvaluationApplication(ParkingOperations, DirectoryOperations, PublishedLogQueries,
+class EvaluationApplication(ChainQueries, ParkingOperations, DirectoryOperations, PublishedLogQueries,
                             EventSourcedApplication):
     name = "evaluation"
     # Ratings and assessments are read as of any moment: snapshots keep a

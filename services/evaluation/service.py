@@ -10,6 +10,7 @@ from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from shared.consumer import SourceLog, consumes
+from shared.audit import ChainService
 from shared.entrypoints import CommandContext, command, query
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
@@ -19,7 +20,7 @@ from services.evaluation.application import EvaluationApplication
 
 
 
-class EvaluationService(PublishedLogService, ParkedEventsService, ObservableService):
+class EvaluationService(ChainService, PublishedLogService, ParkedEventsService, ObservableService):
     name = "evaluation"
 
     config = Config()

@@ -12,6 +12,7 @@ from nameko.rpc import RpcProxy
 from nameko.timer import Timer
 
 from shared.consumer import SourceLog, consumes
+from shared.audit import ChainService
 from shared.entrypoints import CommandContext, command, query
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
@@ -58,7 +59,7 @@ class ConfiguredTimer(Timer):
             self.interval = float(value)
 
 
-class NotificationsService(ParkedEventsService, ObservableService):
+class NotificationsService(ChainService, ParkedEventsService, ObservableService):
     name = "notifications"
 
     config = Config()

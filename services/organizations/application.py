@@ -14,6 +14,7 @@ from pydantic import Field
 
 from shared.commands import (CollegeFilter, Command, Moment, Name, OrgRef, Page, Query,
                              Reason, RequiredReason, text_type)
+from shared.audit import ChainQueries
 from shared.config import DatabaseSettings
 from shared.domain import derived_id, parse_moment
 from shared.errors import Forbidden, NotFound, ValidationError
@@ -166,7 +167,7 @@ ONE_COMMITTEE = "the-university-committee"
 READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 
 
-class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSourcedApplication):
+class OrganizationsApplication(ChainQueries, ParkingOperations, PublishedLogQueries, EventSourcedApplication):
     name = "organizations"
     # Long-lived aggregates (a branch's roles over the years) load from a snapshot.
     snapshotting_intervals = {Organization: 100, Member: 100, BranchLife: 100, MemberFile: 100}

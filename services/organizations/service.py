@@ -7,6 +7,7 @@ import shared  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg loads)
 
 from nameko.dependency_providers import Config
 
+from shared.audit import ChainService
 from shared.entrypoints import CommandContext, command, query
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
@@ -16,7 +17,7 @@ from services.organizations.application import OrganizationsApplication
 
 
 
-class OrganizationsService(PublishedLogService, ParkedEventsService, ObservableService):
+class OrganizationsService(ChainService, PublishedLogService, ParkedEventsService, ObservableService):
     name = "organizations"
 
     config = Config()

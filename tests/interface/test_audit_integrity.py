@@ -1,0 +1,141 @@
+"""Tamper evidence: the service's role cannot change stored events, even a
+superuser is stopped by the trigger, and every change made the maintenance
+way is named by ``verify_chain`` (RPC) and ``lianchuang audit verify`` (CLI)."""
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from lianchuang_cli.main import main as cli
+from shared.chain import link_hash
+from shared.dbsetup import GENESIS, maintenance
+from shared.errors import Forbidden
+from tests.helpers import rows
+
+EVENTS = "organizations_events"
+
+
+def _refused(conninfo, statement):
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+            conn.execute(statement)
+    return str(caught.value)
+
+
+@pytest.fixture
+def store(start_service, rpc_as, clean_databases):
+    start_service("organizations", CHAIN={"publish_interval": 0})
+    admin = rpc_as("org_admin", sub="zuzhibu").organizations
+    committee = admin.create_organization(name="学校党委", kind="committee")
+    college = admin.create_organization(name="机电学院党总支", kind="general_branch",
+                                        parent_id=committee["id"])
+    for n in range(3):
+        admin.create_organization(name=f"教工第{n + 1}党支部", kind="teacher_branch",
+                                  parent_id=college["id"])
+    return clean_databases["organizations"]
+
+
+def _events(settings):
+    return rows(settings, f"SELECT notification_id, originator_id, originator_version "
+                          f"FROM {EVENTS} ORDER BY notification_id")
+
+
+def test_the_service_role_cannot_update_delete_or_truncate_stored_events(store):
+    assert store.role == "lianchuang_organizations_svc"
+    assert rows(store, "SELECT current_user AS u")[0]["u"] == store.role
+    for table in (EVENTS, "event_chain"):
+        assert "append-only" in _refused(store.conninfo(), f"UPDATE {table} SET "
+                                         "originator_version = originator_version + 1") \
+            or table == "event_chain"
+        _refused(store.conninfo(), f"DELETE FROM {table}")
+        _refused(store.conninfo(), f"TRUNCATE {table}")
+    # Nor forge a link of the chain, nor change the trigger.
+    _refused(store.conninfo(), "INSERT INTO event_chain VALUES (999, 0, gen_random_uuid(), 1, "
+                               "'\\x00')")
+    _refused(store.conninfo(), f"ALTER TABLE {EVENTS} DISABLE TRIGGER lianchuang_append_only")
+    assert len(_events(store)) == 11  # 5 organisations, 6 sibling-name claims
+
+
+def test_even_a_superuser_goes_through_the_maintenance_role(store):
+    message = _refused(store.admin().conninfo(), f"DELETE FROM {EVENTS}")
+    assert "append-only" in message and "postgres" in message
+    _refused(store.admin().conninfo(), f"TRUNCATE {EVENTS}")
+    assert len(_events(store)) == 11
+
+
+def test_the_chain_is_extended_by_the_database_as_documented(store):
+    links = rows(store, "SELECT c.*, e.topic, e.state FROM event_chain c "
+                        f"JOIN {EVENTS} e USING (notification_id) ORDER BY notification_id")
+    assert [link["notification_id"] for link in links] == list(range(1, 12))
+    previous = GENESIS
+    for link in links:
+        expected = link_hash(previous, link["notification_id"], link["originator_id"],
+                             link["originator_version"], link["topic"], link["state"])
+        assert bytes(link["hash"]) == expected
+        previous = expected
+
+
+def test_verify_names_an_altered_a_deleted_and_two_swapped_events(store, rpc_as):
+    auditor = rpc_as("auditor", sub="jiwei").organizations
+    clean = auditor.verify_chain()
+    assert (clean["ok"], clean["checked"], clean["problems"]) == (True, 11, [])
+    result = CliRunner(env={"ORGANIZATIONS_DB": store.dbname}).invoke(
+        cli, ["audit", "verify", "--service", "organizations"])
+    assert result.exit_code == 0, result.output
+    assert "11 links checked" in result.output and "intact" in result.output
+
+    event = {e["notification_id"]: f"{e['originator_id']}:{e['originator_version']}"
+             for e in _events(store)}
+    with psycopg.connect(store.admin().conninfo(), autocommit=True) as conn:
+        with maintenance(conn):
+            conn.execute(f"UPDATE {EVENTS} SET state = state || '\\x20'::bytea "
+                         "WHERE notification_id = 2")
+            conn.execute(f"DELETE FROM {EVENTS} WHERE notification_id = 3")
+            conn.execute(f"UPDATE {EVENTS} SET notification_id = -4 WHERE notification_id = 4")
+            conn.execute(f"UPDATE {EVENTS} SET notification_id = 4 WHERE notification_id = 5")
+            conn.execute(f"UPDATE {EVENTS} SET notification_id = 5 WHERE notification_id = -4")
+
+    report = auditor.verify_chain()
+    assert report["ok"] is False
+    found = [(p["position"], p["kind"], p["event_id"]) for p in report["problems"]]
+    assert found == [(2, "altered", event[2]), (3, "missing", event[3]),
+                     (4, "swapped", event[5])]
+    assert "4 and 5" in report["problems"][2]["detail"]
+
+    result = CliRunner(env={"ORGANIZATIONS_DB": store.dbname}).invoke(
+        cli, ["audit", "verify", "--service", "organizations"])
+    assert result.exit_code == 1
+    for position, kind, event_id in found:
+        assert f"position {position}  {kind}" in result.output
+        assert event_id in result.output
+
+
+def test_a_link_deleted_with_its_event_is_named_by_its_successor(store):
+    with psycopg.connect(store.admin().conninfo(), autocommit=True) as conn:
+        with maintenance(conn):
+            conn.execute(f"DELETE FROM {EVENTS} WHERE notification_id = 3")
+            conn.execute("DELETE FROM event_chain WHERE notification_id = 3")
+    result = CliRunner(env={"ORGANIZATIONS_DB": store.dbname}).invoke(
+        cli, ["audit", "verify", "--service", "organizations"])
+    assert result.exit_code == 1
+    assert "position 3  missing" in result.output and "link at 4 follows position 3" \
+        in result.output
+
+
+def test_only_auditors_and_ops_verify(store, rpc_as):
+    with pytest.raises(Forbidden):
+        rpc_as("org_admin").organizations.verify_chain()
+    assert rpc_as("ops").organizations.verify_chain()["ok"] is True
+
+
+def test_the_head_is_published_as_an_event_once_per_change(store, rpc_as, start_service):
+    from tests.helpers import event_store
+    container = start_service("organizations", INSTANCE="b", CHAIN={"publish_interval": 0})
+    app = event_store(container).app
+    head = app.publish_chain_head()
+    assert head["position"] == 11
+    assert app.publish_chain_head() is None  # nothing new since: not published again
+    published = rpc_as("auditor").organizations.read_events(after_position=11)
+    assert [(e["type"], e["data"]["position"], e["data"]["hash"]) for e in published] == [
+        ("chain_head_published", 11, head["hash"])]
+    assert published[0]["actor"]["sub"] == "service:organizations"
+    assert rpc_as("auditor").organizations.verify_chain()["checked"] == 12
