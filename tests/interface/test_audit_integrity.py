@@ -109,15 +109,23 @@ def test_verify_names_an_altered_a_deleted_and_two_swapped_events(store, rpc_as)
         assert event_id in result.output
 
 
-def test_a_link_deleted_with_its_event_is_named_by_its_successor(store):
+def test_a_link_deleted_with_its_event_and_an_event_slipped_past_the_trigger(store):
     with psycopg.connect(store.admin().conninfo(), autocommit=True) as conn:
         with maintenance(conn):
             conn.execute(f"DELETE FROM {EVENTS} WHERE notification_id = 3")
             conn.execute("DELETE FROM event_chain WHERE notification_id = 3")
+        # A superuser can switch triggers off for a session: the chain trigger too.
+        with conn.transaction():
+            conn.execute("SET LOCAL session_replication_role = replica")
+            conn.execute(f"INSERT INTO {EVENTS} (originator_id, originator_version, topic, "
+                         "state) VALUES ('00000000-0000-0000-0000-000000000001', 1, 't', "
+                         "'\\x7b7d')")
     result = CliRunner(env={"ORGANIZATIONS_DB": store.dbname}).invoke(
         cli, ["audit", "verify", "--service", "organizations"])
     assert result.exit_code == 1
     assert "position 3  missing" in result.output and "link at 4 follows position 3" \
+        in result.output
+    assert "position 12  unchained  event 00000000-0000-0000-0000-000000000001:1" \
         in result.output
 
 
