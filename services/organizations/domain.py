@@ -205,21 +205,25 @@ class Organization(Aggregate):
         self.officers = {}
 
     # -- the branch's members ---------------------------------------------------
-    def admit(self, member_id: UUID, field: str) -> None:
+    # Each roster event carries the actor and reason of the member's change that
+    # caused it (events stored before they did have neither: None).
+    def admit(self, member_id: UUID, field: str, actor: dict, reason: str) -> None:
         check_branch_takes_members(self, field)
         if str(member_id) not in self.member_ids:
-            self._member_admitted(member_id=member_id)
+            self._member_admitted(member_id=member_id, actor=actor, reason=reason)
 
     @event("MemberAdmitted")
-    def _member_admitted(self, member_id: UUID):
+    def _member_admitted(self, member_id: UUID, actor: dict | None = None,
+                         reason: str | None = None):
         self.member_ids.append(str(member_id))
 
-    def release(self, member_id: UUID) -> None:
+    def release(self, member_id: UUID, actor: dict, reason: str) -> None:
         if str(member_id) in self.member_ids:
-            self._member_released(member_id=member_id)
+            self._member_released(member_id=member_id, actor=actor, reason=reason)
 
     @event("MemberReleased")
-    def _member_released(self, member_id: UUID):
+    def _member_released(self, member_id: UUID, actor: dict | None = None,
+                         reason: str | None = None):
         self.member_ids.remove(str(member_id))
 
     # -- roles (书记, 副书记, 委员, 专职组织员) ----------------------------------
@@ -343,7 +347,7 @@ class Member(Aggregate):
                       joined_on=joined_on, full_on=full_on, double_leader=double_leader,
                       staff_no=staff_no, actor=actor, reason=reason)
         member = cls(id=member_id or uuid4(), **kwargs)
-        branch.admit(member.id, "branch_id")
+        branch.admit(member.id, "branch_id", actor, _roster_reason("党员登记 registered", reason))
         return member
 
     @property
@@ -359,8 +363,10 @@ class Member(Aggregate):
         self._require_active()
         require(from_branch.id == self.branch_id, "member_id", "is not in the branch given")
         require(to_branch.id != self.branch_id, "to_branch_id", "is the member's current branch")
-        to_branch.admit(self.id, "to_branch_id")
-        from_branch.release(self.id)
+        to_branch.admit(self.id, "to_branch_id", actor,
+                        _roster_reason(f"转入 transferred in from {from_branch.name}", reason))
+        from_branch.release(self.id, actor,
+                            _roster_reason(f"转出 transferred out to {to_branch.name}", reason))
         self._transferred(from_branch_id=self.branch_id, to_branch_id=to_branch.id,
                           effective_on=parse_date(effective_on, "effective_on"),
                           actor=actor, reason=reason)
@@ -414,7 +420,7 @@ class Member(Aggregate):
         self._require_active()
         require(bool(reason), "reason", "leaving needs a reason (转出, 去世, 出党 …)")
         require(branch.id == self.branch_id, "member_id", "is not in the branch given")
-        branch.release(self.id)
+        branch.release(self.id, actor, _roster_reason("离开 left", reason))
         self._left(branch_id=self.branch_id, effective_on=parse_date(effective_on, "effective_on"),
                    actor=actor, reason=reason)
 
@@ -422,6 +428,11 @@ class Member(Aggregate):
     def _left(self, branch_id: UUID, effective_on: str, actor: dict, reason: str | None):
         self.active = False
         self.left_on = effective_on
+
+
+def _roster_reason(cause: str, reason: str | None) -> str:
+    """The reason a branch's roster changed: the member's change, and its reason."""
+    return f"{cause}: {reason}" if reason else cause
 
 
 def check_branch_takes_members(org: Organization, field: str) -> None:

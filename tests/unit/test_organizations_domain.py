@@ -233,3 +233,32 @@ def test_events_record_actor_and_reason(tree):
     branch.rename("教工第一党支部", ACTOR, "规范名称")
     event = branch.collect_events()[-1]
     assert (event.actor, event.reason, event.previous_name) == (ACTOR, "规范名称", "教工一支部")
+
+
+def test_branch_roster_events_carry_the_actor_and_reason_of_their_cause(tree):
+    _, _, _, branch, branch2 = tree
+    for org in (branch, branch2):
+        org.collect_events()
+    member = Member.register("张三", branch, "teacher", "full", "2010-07-01", ACTOR)
+    admitted = branch.collect_events()
+    assert [(type(e).__name__, e.actor, e.reason) for e in admitted] == [
+        ("MemberAdmitted", ACTOR, "党员登记 registered")]
+    clerk = {"sub": "wang", "role": "college_secretary", "org": "c1"}
+    member.transfer(branch, branch2, "2026-12-01", clerk, "工作调动")
+    (released,), (admitted,) = branch.collect_events(), branch2.collect_events()
+    assert (type(released).__name__, released.actor, released.reason) == (
+        "MemberReleased", clerk, "转出 transferred out to 学生一支部: 工作调动")
+    assert (type(admitted).__name__, admitted.actor, admitted.reason) == (
+        "MemberAdmitted", clerk, "转入 transferred in from 教工一支部: 工作调动")
+
+
+def test_roster_events_stored_before_they_had_an_actor_still_replay(tree):
+    _, _, _, branch, _ = tree
+    created = branch.collect_events()
+    Member.register("李四", branch, "teacher", "full", "2010-07-01", ACTOR)
+    (admitted,) = branch.collect_events()
+    del admitted.__dict__["actor"], admitted.__dict__["reason"]  # as stored before
+    replayed = None
+    for e in (*created, admitted):
+        replayed = e.mutate(replayed)
+    assert replayed.member_ids == branch.member_ids
