@@ -700,7 +700,8 @@ class EvaluationApplication(ChainQueries, ParkingOperations, DirectoryOperations
         rating.apply_result(a.stars, a.score, cause, str(cycle.id), cycle.scheme_id,
                             cycle.scheme_version, self._result_breakdown(a), now.date(),
                             definition["major_problem"]["rectification_days"], actor,
-                            reason=f"{cycle.name} 考评结果")
+                            reason=a.result_reason(f"{cycle.name} 考评结果"),
+                            evidence=a.result_evidence())
         return [a, rating]
 
     def close_expired_publicity(self, limit: int = 200) -> int:

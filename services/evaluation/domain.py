@@ -310,6 +310,8 @@ class Assessment(Aggregate):
                    actor: dict, reason: str | None):
         self.entries[stage] = entries
         self.results[stage] = breakdown
+        # getattr: snapshots taken before evidence was kept have none
+        self.evidence = {**getattr(self, "evidence", {}), stage: evidence}
         self.stage = "review" if stage == "self_assessment" else "approval"
         self.returned_from = None
 
@@ -338,6 +340,24 @@ class Assessment(Aggregate):
     def reviewed(self) -> dict | None:
         return self.results.get("review")
 
+    def result_evidence(self) -> dict:
+        """What the result rests on (考评依据), for the rating it changes: the
+        self-assessment's and the reviewer's evidence ({indicator: [refs]}),
+        the approver's reason and, for a direct grading, its evidence."""
+        evidence = getattr(self, "evidence", {})
+        out = {"self_assessment": evidence.get("self_assessment"),
+               "review": evidence.get("review"),
+               "approval_reason": getattr(self, "approval_reason", None)}
+        if self.direct_grade is not None:
+            out["direct_grading"] = {"reason": self.direct_grade.get("reason"),
+                                     "evidence": self.direct_grade.get("evidence")}
+        return out
+
+    def result_reason(self, label: str) -> str:
+        """The automatic label, and beside it the reason the approver gave."""
+        reason = getattr(self, "approval_reason", None)
+        return f"{label}; 审定意见 approver's reason: {reason}" if reason else label
+
     def approve(self, score: float, stars: int, notes: list[str], cycle: Cycle,
                 now: dt.datetime, actor: dict, reason: str | None = None) -> None:
         self._require_stage("approval")
@@ -359,6 +379,7 @@ class Assessment(Aggregate):
         self.score = score
         self.stars = stars
         self.quota_notes = list(quota_notes)
+        self.approval_reason = reason
 
     @event("PublicityOpened")
     def _publicity_opened(self, cycle_id: str, org_id: str, ends_at: str, actor: dict,
@@ -444,7 +465,7 @@ class Assessment(Aggregate):
     @event("DirectlyGraded")
     def _directly_graded(self, cycle_id: str, org_id: str, stars: int,
                          previous_stars: int | None, actor: dict, reason: str, evidence: list):
-        self.direct_grade = {"stars": stars, "reason": reason}
+        self.direct_grade = {"stars": stars, "reason": reason, "evidence": evidence}
         if self.stage in ("publicity", "final"):
             self.stars = stars
 

@@ -36,8 +36,9 @@ def test_quota_ties_at_approval_and_publicity_closed_by_the_timer(clean_database
             sec = Caller(f"s{b}", "branch_secretary", str(b))
             payload = {"cycle_id": cycle["id"], "org_id": str(b), **full, "appraisal": appraisal}
             app.submit_self_assessment(sec, payload)
-            app.submit_review(ADMIN, payload)
-        out = app.approve(ADMIN, {"cycle_id": cycle["id"], "org_ids": [str(b) for b in branches]})
+            app.submit_review(ADMIN, {**payload, "evidence": {"a2": ["review-visit-notes"]}})
+        out = app.approve(ADMIN, {"cycle_id": cycle["id"], "org_ids": [str(b) for b in branches],
+                                  "reason": "党委会审定 2026-12-20"})
         got = [(a["score"], a["stars"]) for a in out["approved"]]
         # scores 100, 97, 94, 94, 91 are in the ★5 band, 70 × 5 in ★3.
         # ★5 quota: 30% of 10 branches = 3 slots. 100 and 97 take two; 94 and 94 tie for
@@ -57,6 +58,14 @@ def test_quota_ties_at_approval_and_publicity_closed_by_the_timer(clean_database
         assert (dist["four_or_above"]["count"], dist["four_or_above"]["share"]) == (5, 0.5)
         assert len(dist["three_or_below"]["organizations"]) == 5
         assert "ranked 5 of 5" in ratings[4]["breakdown"]["quota_notes"][0]
+        # The rating change carries what the result rests on: both stages' evidence,
+        # and the approver's reason beside the automatic label.
+        (changed,) = [e for e in app.read_envelopes(0, 5000) if e["type"] == "rating_changed"
+                      and e["data"]["org_id"] == str(branches[0])]
+        assert changed["reason"] == "2026考评 考评结果; 审定意见 approver's reason: 党委会审定 2026-12-20"
+        assert changed["evidence"] == {"self_assessment": {"a2": ["minutes"]},
+                                       "review": {"a2": ["review-visit-notes"]},
+                                       "approval_reason": "党委会审定 2026-12-20"}
         gauges = {g["name"]: dict(g["samples"]) for g in app.business_gauges()}
         assert gauges["lianchuang_ratings"][("5", "3")] == 2
         assert gauges["lianchuang_assessments"][("final",)] == 10
