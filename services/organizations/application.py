@@ -29,6 +29,8 @@ from services.organizations.domain import (ALL_COLLEGES, BRANCH, COLLEGE, COMMIT
                                            DEPARTMENTS, E_BRANCH_BASES, MEMBER_CATEGORIES,
                                            MEMBER_STATUSES, ORG_KINDS, ORG_ROLES, Member,
                                            Organization, SiblingName)
+from services.organizations.asof.application import MembersAsOf
+from services.organizations.asof.projections import MemberHistoryReadModel
 from services.organizations.projections import OrganizationsReadModel
 from services.organizations.records.application import BranchLifeRecords
 from services.organizations.records.domain import BranchLife, MemberFile
@@ -142,6 +144,7 @@ class ListMembers(Query):
     status: Optional[Status] = None
     name_contains: Optional[Name] = None
     include_left: bool = False
+    as_of: Optional[str] = None  # ISO date or timestamp: the members then
 
 
 # -- queries ----------------------------------------------------------------
@@ -167,7 +170,7 @@ ONE_COMMITTEE = "the-university-committee"
 READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 
 
-class OrganizationsApplication(ChainQueries, ParkingOperations, PublishedLogQueries, EventSourcedApplication):
+class OrganizationsApplication(MembersAsOf, ChainQueries, ParkingOperations, PublishedLogQueries, EventSourcedApplication):
     name = "organizations"
     # Long-lived aggregates (a branch's roles over the years) load from a snapshot.
     snapshotting_intervals = {Organization: 100, Member: 100, BranchLife: 100, MemberFile: 100}
@@ -175,7 +178,9 @@ class OrganizationsApplication(ChainQueries, ParkingOperations, PublishedLogQuer
     def __init__(self, settings: DatabaseSettings):
         super().__init__(settings)
         self.read_model = OrganizationsReadModel()
-        Projector(self, [self.read_model, RecordsReadModel()], service="organizations")
+        # member_history copies member_view's new row: it runs after it.
+        Projector(self, [self.read_model, MemberHistoryReadModel(), RecordsReadModel()],
+                  service="organizations")
         self.records = BranchLifeRecords(self)  # 组织生活记录 (issue 8)
 
     # -- scope -------------------------------------------------------------
@@ -499,6 +504,8 @@ class OrganizationsApplication(ChainQueries, ParkingOperations, PublishedLogQuer
         cmd = ListMembers.parse(payload)
         row = self._org_row(cmd.org_id)
         self._may_read_members(caller, cmd.org_id)
+        if cmd.as_of:
+            return self.list_members_as_of(row["id"], cmd.as_of, cmd)
         where, params = ["m.branch_id IN (SELECT id FROM sub)"], [str(row["id"])]
         if not cmd.include_left:
             where.append("m.active")
@@ -526,6 +533,16 @@ class OrganizationsApplication(ChainQueries, ParkingOperations, PublishedLogQuer
 
     def get_member(self, caller: Caller, member_id) -> dict:
         member_id = MemberRef.of(member_id=member_id).member_id
+    def get_member(self, caller: Caller, member_id, as_of: str | None = None,
+                   replay: bool = False) -> dict:
+        """A member now, or as of a moment (from the read model, or replayed
+        from the store with ``replay``); the caller must be allowed to read the
+        branch the member was in then."""
+        if as_of:
+            then = self.member_as_of(member_id, as_of, replay=replay)
+            if not (caller.role == MEMBER and caller.sub == then["id"]):
+                self._may_read_members(caller, then["branch_id"])
+            return then
         row = self.query_one(
             "SELECT m.*, b.name AS branch_name FROM member_view m "
             "LEFT JOIN org_view b ON b.id = m.branch_id WHERE m.id = %s", (str(member_id),))

@@ -123,8 +123,8 @@ class OrganizationsService(ChainService, PublishedLogService, ParkedEventsServic
         return self.app.list_members(self.caller(), payload)
 
     @query
-    def get_member(self, member_id):
-        return self.app.get_member(self.caller(), member_id)
+    def get_member(self, member_id, as_of=None, replay=False):
+        return self.app.get_member(self.caller(), member_id, as_of, bool(replay))
 
     @query
     def double_leader_coverage(self, college_id=None):

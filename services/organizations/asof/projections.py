@@ -1,0 +1,38 @@
+"""``member_history``: every state of every member with its validity period
+(``valid_from`` = the event's time, ``valid_to`` = the next one's), so a
+branch's roster and a member can be read as of any moment. Rebuildable."""
+from __future__ import annotations
+
+from shared.projection import Projection, handles
+from services.organizations.domain import Member
+
+DDL = (
+    """CREATE TABLE IF NOT EXISTS member_history (
+        member_id uuid NOT NULL, version int NOT NULL, name text NOT NULL, branch_id uuid,
+        category text NOT NULL, status text NOT NULL, joined_on date NOT NULL, full_on date,
+        double_leader bool NOT NULL, staff_no text, active bool NOT NULL, left_on date,
+        valid_from timestamptz NOT NULL, valid_to timestamptz,
+        PRIMARY KEY (member_id, version))""",
+    "CREATE INDEX IF NOT EXISTS member_history_branch ON member_history (branch_id, valid_from)",
+)
+
+_COLUMNS = ("name", "branch_id", "category", "status", "joined_on", "full_on",
+            "double_leader", "staff_no", "active", "left_on")
+
+
+class MemberHistoryReadModel(Projection):
+    """Runs after ``OrganizationsReadModel`` in the same transaction: copies the
+    member's present row (``member_view``) as a new period."""
+
+    ddl = DDL
+    tables = ("member_history",)
+
+    @handles(Member.Registered, Member.Transferred, Member.ConvertedToFull,
+             Member.CategoryChanged, Member.DoubleLeaderSet, Member.Left)
+    def member_changed(self, curs, e):
+        curs.execute("UPDATE member_history SET valid_to = %s "
+                     "WHERE member_id = %s AND valid_to IS NULL", (e.timestamp, e.originator_id))
+        cols = ", ".join(_COLUMNS)
+        curs.execute(f"INSERT INTO member_history (member_id, version, {cols}, valid_from) "
+                     f"SELECT id, %s, {cols}, %s FROM member_view WHERE id = %s",
+                     (e.originator_version, e.timestamp, e.originator_id))
