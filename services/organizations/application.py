@@ -23,10 +23,12 @@ from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBE
 from shared.office import Office, read_office
 from shared.parking import ParkingOperations
 from shared.projection import Projector
+from shared.history import AuditedHistory
 from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
 from services.organizations.domain import (ALL_COLLEGES, BRANCH, COLLEGE, COMMITTEE,
-                                           DEPARTMENTS, E_BRANCH_BASES, MEMBER_CATEGORIES,
+                                           DEPARTMENTS, E_BRANCH_BASES, EVENT_LABELS,
+                                           MEMBER_CATEGORIES,
                                            MEMBER_STATUSES, ORG_KINDS, ORG_ROLES, Member,
                                            Organization, SiblingName)
 from services.organizations.asof.application import MembersAsOf
@@ -170,7 +172,7 @@ ONE_COMMITTEE = "the-university-committee"
 READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 
 
-class OrganizationsApplication(MembersAsOf, ChainQueries, ParkingOperations, PublishedLogQueries, EventSourcedApplication):
+class OrganizationsApplication(AuditedHistory, MembersAsOf, ChainQueries, ParkingOperations, PublishedLogQueries, EventSourcedApplication):
     name = "organizations"
     # Long-lived aggregates (a branch's roles over the years) load from a snapshot.
     snapshotting_intervals = {Organization: 100, Member: 100, BranchLife: 100, MemberFile: 100}
@@ -505,6 +507,8 @@ class OrganizationsApplication(MembersAsOf, ChainQueries, ParkingOperations, Pub
         row = self._org_row(cmd.org_id)
         self._may_read_members(caller, cmd.org_id)
         if cmd.as_of:
+            self.record_audit_read(caller, row["id"], "list_members",
+                                   cmd.model_dump(mode="json", exclude={"org_id"}))
             return self.list_members_as_of(row["id"], cmd.as_of, cmd)
         where, params = ["m.branch_id IN (SELECT id FROM sub)"], [str(row["id"])]
         if not cmd.include_left:
@@ -542,6 +546,8 @@ class OrganizationsApplication(MembersAsOf, ChainQueries, ParkingOperations, Pub
             then = self.member_as_of(member_id, as_of, replay=replay)
             if not (caller.role == MEMBER and caller.sub == then["id"]):
                 self._may_read_members(caller, then["branch_id"])
+            self.record_audit_read(caller, member_id, "get_member",
+                                   {"as_of": as_of, "replay": replay})
             return then
         row = self.query_one(
             "SELECT m.*, b.name AS branch_name FROM member_view m "
@@ -613,11 +619,14 @@ class OrganizationsApplication(MembersAsOf, ChainQueries, ParkingOperations, Pub
                                 "ORDER BY name")]})
         return departments
 
-    def get_history(self, caller: Caller, aggregate_id) -> list[dict]:
-        """The full event history of an organisation or member (for 纪委办 auditors)."""
+    def get_history(self, caller: Caller, payload: dict) -> list[dict] | dict:
+        """The event history of an organisation or member (for 纪委办 auditors),
+        filtered by time and kind, labelled in Chinese, as JSON or CSV; the
+        read is recorded."""
         caller.require_role(ORG_ADMIN, AUDITOR)
         aggregate_id = AggregateRef.of(aggregate_id=aggregate_id).aggregate_id
         return self.history(aggregate_id, "organisation or member")
+        return self.audited_history(caller, payload, EVENT_LABELS, "organisation or member")
 
     def rebuild_read_models(self, caller: Caller) -> dict:
         caller.require_role(ORG_ADMIN, OPS)

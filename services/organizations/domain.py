@@ -70,6 +70,18 @@ ALL_COLLEGES = ("all_colleges", "各二级学院")
 
 MAX_NAME = 100
 
+# Chinese labels of the events, for auditors' histories (审计履历).
+EVENT_LABELS = {
+    "organization_created": "建立党组织", "organization_renamed": "更名",
+    "organization_moved": "调整隶属关系", "organization_merged": "合并支部",
+    "organization_dissolved": "撤销党组织", "organization_role_assigned": "任职",
+    "organization_role_revoked": "免职", "organization_member_admitted": "党员转入本支部",
+    "organization_member_released": "党员转出本支部", "member_registered": "党员登记",
+    "member_transferred": "组织关系转接", "member_converted_to_full": "预备党员转正",
+    "member_category_changed": "党员类别变更", "member_double_leader_set": "双带头人认定",
+    "member_left": "党员离开", "audit_read_recorded": "审计查阅",
+}
+
 
 def clean_name(name, field: str = "name") -> str:
     require(isinstance(name, str), field, "must be text")

@@ -135,8 +135,12 @@ class OrganizationsService(ChainService, PublishedLogService, ParkedEventsServic
         return self.app.list_departments(self.caller())
 
     @query
-    def get_history(self, aggregate_id):
-        return self.app.get_history(self.caller(), aggregate_id)
+    def get_history(self, aggregate_id, **filters):
+        return self.app.get_history(self.caller(), {"aggregate_id": aggregate_id, **filters})
+
+    @query
+    def list_audit_reads(self, **payload):
+        return self.app.list_audit_reads(self.caller(), payload)
 
     # -- operations ----------------------------------------------------------------
     @command

@@ -88,3 +88,45 @@ def test_a_member_as_of_a_moment_from_the_read_model_and_by_replay(scenario, rpc
     for replay in (False, True):
         with pytest.raises(NotFound):
             auditor.get_member(member_id=s["m1"], as_of=s["t0"], replay=replay)
+
+
+def test_history_by_time_and_kind_with_labels_as_csv_and_every_read_recorded(scenario,
+                                                                                rpc_as):
+    s = scenario
+    auditor = rpc_as("auditor", sub="jiwei").organizations
+    everything = auditor.get_history(s["m1"])
+    assert [(h["type"], h["label"]) for h in everything] == [
+        ("member_registered", "党员登记"), ("member_transferred", "组织关系转接")]
+    moved = auditor.get_history(s["m1"], since=s["t1"], until=s["t2"])
+    assert [(h["label"], h["actor"]["sub"], h["reason"]) for h in moved] == [
+        ("组织关系转接", "zuzhibu", "工作调动")]
+    assert auditor.get_history(s["m1"], until=s["t1"], kinds=["member_transferred"]) == []
+    roster = auditor.get_history(s["b1"], kinds=["organization_member_admitted",
+                                                  "organization_member_released"])
+    assert [(h["label"], h["reason"]) for h in roster] == [
+        ("党员转入本支部", "党员登记 registered"), ("党员转入本支部", "党员登记 registered"),
+        ("党员转出本支部", "转出 transferred out to 教工二支部: 工作调动"),
+        ("党员转出本支部", "离开 left: 转出")]
+
+    exported = auditor.get_history(s["b1"], since=s["t2"], format="csv")
+    assert exported["filename"] == f"history-{s['b1']}.csv"
+    table = list(csv.reader(io.StringIO(exported["content"].lstrip("\ufeff"))))
+    assert table[0][:3] == ["时间 time", "事件 event", "类型 type"]
+    assert [(r[1], r[3], r[4], r[5]) for r in table[1:]] == [
+        ("更名", "zuzhibu", "org_admin", "规范名称"),
+        ("党员转出本支部", "zuzhibu", "org_admin", "离开 left: 转出")]
+
+    rpc_as("auditor", sub="another").organizations.get_member(member_id=s["m2"],
+                                                              as_of=s["t1"])
+    admin = s["admin"]
+    reads = admin.list_audit_reads()
+    assert [(r["reader"]["sub"], r["subject_id"], r["query"]) for r in reads] == [
+        ("jiwei", s["m1"], "get_history"), ("jiwei", s["m1"], "get_history"),
+        ("jiwei", s["m1"], "get_history"), ("jiwei", s["b1"], "get_history"),
+        ("jiwei", s["b1"], "get_history"), ("another", s["m2"], "get_member")]
+    assert reads[1]["filters"] == {"since": s["t1"], "until": s["t2"], "format": "json"}
+    assert reads[4]["filters"]["format"] == "csv"
+    assert [r["query"] for r in admin.list_audit_reads(subject_id=s["m2"])] == ["get_member"]
+    assert len(admin.list_audit_reads(reader="jiwei")) == 5
+    with pytest.raises(Forbidden):
+        auditor.list_audit_reads()
