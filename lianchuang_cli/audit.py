@@ -45,3 +45,37 @@ def verify(service, as_json):
     if as_json:
         click.echo(json.dumps(reports, ensure_ascii=False, indent=2))
     sys.exit(1 if broken else 0)
+
+
+@audit.command("rebuild")
+@click.option("--service", type=click.Choice(SERVICES), required=True)
+@click.option("--dry-run", is_flag=True, help="report the differences, keep the live models")
+@click.option("--as-json", "as_json", is_flag=True, help="print the report as JSON")
+def rebuild(service, dry_run, as_json):
+    """Rebuild SERVICE's read models from its event store (重建读模型) and report
+    every difference from the live ones before swapping them in; readers see
+    the live ones until the new ones are complete. Exits 1 when they differed."""
+    import shared  # noqa: F401
+    from lianchuang_cli.services import application
+    from shared.rebuild import rebuild_compared
+
+    app = application(service)
+    try:
+        report = rebuild_compared(app.projector, apply=not dry_run)
+    finally:
+        app.close()
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+    else:
+        click.echo(f"{service}: {report['replayed_events']} events replayed; read models "
+                   + ("identical to the live ones (一致)" if report["identical"]
+                      else "DIFFER from the live ones (不一致)")
+                   + ("; swapped in" if report["swapped"] else "; dry run, live ones kept"))
+        for table, c in report["tables"].items():
+            if c["only_live"] or c["only_rebuilt"]:
+                click.echo(f"  {table}: {c['live_rows']} live rows, {c['rebuilt_rows']} rebuilt; "
+                           f"{c['only_live']} only live, {c['only_rebuilt']} only rebuilt")
+                for side in ("only_live", "only_rebuilt"):
+                    for row in c["samples"][side]:
+                        click.echo(f"    {side}: {json.dumps(row, ensure_ascii=False)}")
+    sys.exit(0 if report["identical"] else 1)

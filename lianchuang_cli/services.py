@@ -26,3 +26,14 @@ def database(service: str) -> DatabaseSettings:
 
 def chosen(service: str | None) -> tuple[str, ...]:
     return (service,) if service else SERVICES
+
+
+def application(service: str):
+    """The service's application on its database (as its own role)."""
+    if service == "organizations":
+        from services.organizations.application import OrganizationsApplication as App
+    elif service == "evaluation":
+        from services.evaluation.application import EvaluationApplication as App
+    else:
+        from services.notifications.application import NotificationsApplication as App
+    return App(database(service))

@@ -1,6 +1,7 @@
-"""Tamper evidence over RPC (防篡改): verify a service's hash chain, and publish
+"""Tamper evidence over RPC (防篡改): verify a service's hash chain, publish
 the chain's head at intervals so another service or an outside notary can
-anchor it (see ``shared.chain`` and docs/events.md)."""
+anchor it (see ``shared.chain`` and docs/events.md), and rebuild the read
+models with a report of how they differed (``shared.rebuild``)."""
 from __future__ import annotations
 
 import logging
@@ -13,13 +14,19 @@ from eventsourcing.utils import get_topic
 from nameko.rpc import rpc
 
 from shared import chain
+from shared.commands import Command
 from shared.domain import derived_id
 from shared.errors import EXPECTED_ERRORS
-from shared.identity import AUDITOR, OPS, Caller
+from shared.identity import AUDITOR, OPS, ORG_ADMIN, Caller
+from shared.rebuild import rebuild_compared
 
 log = logging.getLogger(__name__)
 
 CHAIN_CHECKERS = (AUDITOR, OPS)
+
+
+class Rebuild(Command):
+    dry_run: bool = False
 
 
 class ChainHead(Aggregate):
@@ -40,8 +47,9 @@ class ChainHead(Aggregate):
 HEAD_REASON = "定期公布哈希链头 (the chain head, published for anchoring)"
 
 
-class ChainQueries:
-    """Mixed into an ``EventSourcedApplication``: the chain check and head."""
+class AuditQueries:
+    """Mixed into an ``EventSourcedApplication``: the chain check and head,
+    and the compared rebuild of its read models."""
 
     def verify_chain(self, caller: Caller) -> dict:
         """Recompute this service's hash chain; every broken link by position
@@ -49,6 +57,16 @@ class ChainQueries:
         caller.require_role(*CHAIN_CHECKERS)
         with self.datastore.get_connection() as conn:
             report = chain.verify(conn, self.recorder.events_table_name)
+        report["service"] = self.name
+        return report
+
+    def rebuild_read_models(self, caller: Caller, payload: dict | None = None) -> dict:
+        """Rebuild every read model from the store, reporting each difference
+        from the live one before swapping; ``dry_run`` reports and keeps the
+        live ones (org_admin, ops)."""
+        caller.require_role(ORG_ADMIN, OPS)
+        cmd = Rebuild.parse(payload or {})
+        report = rebuild_compared(self.projector, apply=not cmd.dry_run)
         report["service"] = self.name
         return report
 
@@ -76,12 +94,16 @@ class ChainQueries:
         return head
 
 
-class ChainService:
-    """Mixin for a nameko service whose ``app`` mixes in ``ChainQueries``."""
+class AuditService:
+    """Mixin for a nameko service whose ``app`` mixes in ``AuditQueries``."""
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def verify_chain(self):
         return self.app.verify_chain(self.caller())
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def rebuild_read_models(self, **payload):
+        return self.app.rebuild_read_models(self.caller(), payload)
 
 
 def publish_heads_forever(app, stopping, interval: float) -> None:

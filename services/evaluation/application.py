@@ -27,6 +27,7 @@ from shared.commands import (CollegeFilter, Command, Days, Document, Evidence, I
                              Mapping, Moment, Name, OrgRef, Query, Reason, RequiredEvidence,
                              RequiredReason, RequiredText, Text, Version, text_type)
 from shared.audit import ChainQueries
+from shared.audit import AuditQueries
 from shared.config import DatabaseSettings
 from shared.domain import parse_moment
 from shared.directory import DirectoryOperations, OrgDirectory
@@ -207,7 +208,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class EvaluationApplication(ChainQueries, ParkingOperations, DirectoryOperations, PublishedLogQueries,
+class EvaluationApplication(AuditQueries, ChainQueries, ParkingOperations, DirectoryOperations, PublishedLogQueries,
                             EventSourcedApplication):
     name = "evaluation"
     # Ratings and assessments are read as of any moment: snapshots keep a
@@ -1012,10 +1013,6 @@ class EvaluationApplication(ChainQueries, ParkingOperations, DirectoryOperations
         caller.require_role(ORG_ADMIN, OPS, AUDITOR)
         return {"org_directory": self.directory.status(),
                 "read_models": {"parked": self.projector.parking.summary()}}
-
-    def rebuild_read_models(self, caller: Caller) -> dict:
-        caller.require_role(ORG_ADMIN, OPS)
-        return {"replayed_events": self.projector.rebuild()}
 
     def business_gauges(self) -> list[dict]:
         stars = self.query("SELECT coalesce(stars::text, 'unrated') AS s, level, count(*) AS n "

@@ -10,7 +10,7 @@ from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
 from shared.consumer import SourceLog, consumes
-from shared.audit import ChainService
+from shared.audit import AuditService
 from shared.entrypoints import CommandContext, command, query
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
@@ -20,7 +20,7 @@ from services.evaluation.application import EvaluationApplication
 
 
 
-class EvaluationService(ChainService, PublishedLogService, ParkedEventsService, ObservableService):
+class EvaluationService(AuditService, ChainService, PublishedLogService, ParkedEventsService, ObservableService):
     name = "evaluation"
 
     config = Config()
@@ -301,6 +301,3 @@ class EvaluationService(ChainService, PublishedLogService, ParkedEventsService, 
             self.caller(), lambda after, limit: self.organizations_log.verified(
                 self.organizations.read_events(after_position=after, limit=limit)))
 
-    @command
-    def rebuild_read_models(self):
-        return self.app.rebuild_read_models(self.caller())

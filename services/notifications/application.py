@@ -22,6 +22,7 @@ from pydantic import Field
 from shared.commands import (BATCH_MAX, POSITION_MAX, Address, Command, Key, Name, Page,
                              Query, Reason, RequiredReason, text_type)
 from shared.audit import ChainQueries
+from shared.audit import AuditQueries
 from shared.config import DatabaseSettings
 from shared.consumer import APPLIED, Inbox
 from shared.directory import DirectoryOperations, OrgDirectory
@@ -146,7 +147,7 @@ def _row(row: dict) -> dict:
     return {k: _iso(v) for k, v in row.items()}
 
 
-class NotificationsApplication(ChainQueries, ParkingOperations, DirectoryOperations, EventSourcedApplication):
+class NotificationsApplication(AuditQueries, ChainQueries, ParkingOperations, DirectoryOperations, EventSourcedApplication):
     name = "notifications"
 
     def __init__(self, settings: DatabaseSettings):

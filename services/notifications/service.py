@@ -12,7 +12,7 @@ from nameko.rpc import RpcProxy
 from nameko.timer import Timer
 
 from shared.consumer import SourceLog, consumes
-from shared.audit import ChainService
+from shared.audit import AuditService
 from shared.entrypoints import CommandContext, command, query
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
@@ -59,7 +59,7 @@ class ConfiguredTimer(Timer):
             self.interval = float(value)
 
 
-class NotificationsService(ChainService, ParkedEventsService, ObservableService):
+class NotificationsService(AuditService, ChainService, ParkedEventsService, ObservableService):
     name = "notifications"
 
     config = Config()

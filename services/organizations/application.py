@@ -15,6 +15,7 @@ from pydantic import Field
 from shared.commands import (CollegeFilter, Command, Moment, Name, OrgRef, Page, Query,
                              Reason, RequiredReason, text_type)
 from shared.audit import ChainQueries
+from shared.audit import AuditQueries
 from shared.config import DatabaseSettings
 from shared.domain import derived_id, parse_moment
 from shared.errors import Forbidden, NotFound, ValidationError
@@ -172,7 +173,7 @@ ONE_COMMITTEE = "the-university-committee"
 READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 
 
-class OrganizationsApplication(AuditedHistory, MembersAsOf, ChainQueries, ParkingOperations, PublishedLogQueries, EventSourcedApplication):
+class OrganizationsApplication(AuditQueries, AuditedHistory, MembersAsOf, ChainQueries, ParkingOperations, PublishedLogQueries, EventSourcedApplication):
     name = "organizations"
     # Long-lived aggregates (a branch's roles over the years) load from a snapshot.
     snapshotting_intervals = {Organization: 100, Member: 100, BranchLife: 100, MemberFile: 100}
@@ -627,11 +628,6 @@ class OrganizationsApplication(AuditedHistory, MembersAsOf, ChainQueries, Parkin
         aggregate_id = AggregateRef.of(aggregate_id=aggregate_id).aggregate_id
         return self.history(aggregate_id, "organisation or member")
         return self.audited_history(caller, payload, EVENT_LABELS, "organisation or member")
-
-    def rebuild_read_models(self, caller: Caller) -> dict:
-        caller.require_role(ORG_ADMIN, OPS)
-        applied = self.projector.rebuild()
-        return {"replayed_events": applied}
 
     # -- metrics -------------------------------------------------------------
     def business_gauges(self) -> list[dict]:

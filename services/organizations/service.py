@@ -7,7 +7,7 @@ import shared  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg loads)
 
 from nameko.dependency_providers import Config
 
-from shared.audit import ChainService
+from shared.audit import AuditService
 from shared.entrypoints import CommandContext, command, query
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
@@ -17,7 +17,7 @@ from services.organizations.application import OrganizationsApplication
 
 
 
-class OrganizationsService(ChainService, PublishedLogService, ParkedEventsService, ObservableService):
+class OrganizationsService(AuditService, ChainService, PublishedLogService, ParkedEventsService, ObservableService):
     name = "organizations"
 
     config = Config()
@@ -143,6 +143,3 @@ class OrganizationsService(ChainService, PublishedLogService, ParkedEventsServic
         return self.app.list_audit_reads(self.caller(), payload)
 
     # -- operations ----------------------------------------------------------------
-    @command
-    def rebuild_read_models(self):
-        return self.app.rebuild_read_models(self.caller())

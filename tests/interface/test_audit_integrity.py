@@ -147,3 +147,33 @@ def test_the_head_is_published_as_an_event_once_per_change(store, rpc_as, start_
         ("chain_head_published", 11, head["hash"])]
     assert published[0]["actor"]["sub"] == "service:organizations"
     assert rpc_as("auditor").organizations.verify_chain()["checked"] == 12
+
+
+def test_rebuild_reports_differences_from_the_live_read_models_before_swapping(store, rpc_as):
+    ops = rpc_as("ops").organizations
+    same = ops.rebuild_read_models(dry_run=True)
+    assert (same["identical"], same["swapped"], same["replayed_events"]) == (True, False, 11)
+    assert same["tables"]["org_view"] == {"live_rows": 5, "rebuilt_rows": 5, "only_live": 0,
+                                          "only_rebuilt": 0,
+                                          "samples": {"only_live": [], "only_rebuilt": []}}
+    # Someone edits a read model by hand: the rebuild names the row, both ways.
+    with psycopg.connect(store.conninfo(), autocommit=True) as conn:
+        conn.execute("UPDATE org_view SET name = '篡改' WHERE name = '教工第1党支部'")
+    cli_env = {"ORGANIZATIONS_DB": store.dbname}
+    dry = CliRunner(env=cli_env).invoke(cli, ["audit", "rebuild", "--service",
+                                              "organizations", "--dry-run"])
+    assert dry.exit_code == 1, dry.output
+    assert "DIFFER" in dry.output and "dry run, live ones kept" in dry.output
+    assert "org_view: 5 live rows, 5 rebuilt; 1 only live, 1 only rebuilt" in dry.output
+    assert '"name": "篡改"' in dry.output and '"name": "教工第1党支部"' in dry.output
+    assert rows(store, "SELECT count(*) AS n FROM org_view WHERE name = '篡改'")[0]["n"] == 1
+
+    swapped = ops.rebuild_read_models()
+    assert (swapped["identical"], swapped["swapped"]) == (False, True)
+    assert swapped["tables"]["org_view"]["samples"]["only_live"][0]["name"] == "篡改"
+    assert rows(store, "SELECT count(*) AS n FROM org_view WHERE name = '篡改'")[0]["n"] == 0
+    again = CliRunner(env=cli_env).invoke(cli, ["audit", "rebuild", "--service",
+                                                "organizations"])
+    assert again.exit_code == 0 and "identical" in again.output and "swapped in" in again.output
+    with pytest.raises(Forbidden):
+        rpc_as("auditor").organizations.rebuild_read_models()
