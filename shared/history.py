@@ -87,12 +87,15 @@ class AuditedHistory:
     the record of who read it."""
 
     def audited_history(self, caller: Caller, payload: dict, labels: dict[str, str],
-                        what: str) -> list[dict] | dict:
+                        what: str, subject_id=None) -> list[dict] | dict:
+        """``payload``: ``HistoryQuery``; ``subject_id``: what the reader asked
+        about, when the aggregate stands for it (e.g. an organisation's rating)."""
         cmd = HistoryQuery.parse(payload)
         entries = filtered(self.history(cmd.aggregate_id, what), cmd, labels)
-        self.record_audit_read(caller, cmd.aggregate_id, "get_history",
+        subject = str(subject_id or cmd.aggregate_id)
+        self.record_audit_read(caller, subject, "get_history",
                                cmd.model_dump(mode="json", exclude={"aggregate_id"}))
-        return as_csv(entries, str(cmd.aggregate_id)) if cmd.format == "csv" else entries
+        return as_csv(entries, subject) if cmd.format == "csv" else entries
 
     def record_audit_read(self, caller: Caller, subject_id, query: str, filters: dict) -> None:
         """Who looked at whose history or past state, when (the event's time)."""

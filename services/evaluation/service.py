@@ -129,6 +129,14 @@ class EvaluationService(AuditService, ChainService, PublishedLogService, ParkedE
         return self.app.rating_history(self.caller(), org_id)
 
     @query
+    def get_history(self, org_id, **filters):
+        return self.app.get_history(self.caller(), {"org_id": org_id, **filters})
+
+    @query
+    def list_audit_reads(self, **payload):
+        return self.app.list_audit_reads(self.caller(), payload)
+
+    @query
     def star_distribution(self, college_id=None):
         return self.app.star_distribution(self.caller(), college_id)
 

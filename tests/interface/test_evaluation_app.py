@@ -2,6 +2,9 @@
 a quota cap with ties at approval (审定) over one college, and the timer that
 makes results final when the publicity (公示) window ends."""
 import copy
+import csv
+import io
+import json
 import datetime as dt
 import uuid
 
@@ -66,6 +69,18 @@ def test_quota_ties_at_approval_and_publicity_closed_by_the_timer(clean_database
         assert changed["evidence"] == {"self_assessment": {"a2": ["minutes"]},
                                        "review": {"a2": ["review-visit-notes"]},
                                        "approval_reason": "党委会审定 2026-12-20"}
+        # The auditor's history of that rating: labelled, filtered, as CSV; the read recorded.
+        auditor = Caller("jiwei", "auditor")
+        history = app.get_history(auditor, {"org_id": str(branches[0])})
+        assert [h["label"] for h in history] == ["建立星级档案", "考评结果定级", "星级变动"]
+        exported = app.get_history(auditor, {"org_id": str(branches[0]),
+                                             "kinds": ["rating_changed"], "format": "csv"})
+        (header, row) = list(csv.reader(io.StringIO(exported["content"].lstrip("\ufeff"))))
+        # closed by the timer when publicity ended: actor "system"
+        assert (row[1], row[3], row[5], row[7]) == ("星级变动", "system", changed["reason"], "1")
+        assert json.loads(row[6])["review"] == {"a2": ["review-visit-notes"]}
+        reads = app.list_audit_reads(ADMIN, {"subject_id": str(branches[0])})
+        assert [(r["reader"]["sub"], r["query"]) for r in reads] == [("jiwei", "get_history")] * 2
         gauges = {g["name"]: dict(g["samples"]) for g in app.business_gauges()}
         assert gauges["lianchuang_ratings"][("5", "3")] == 2
         assert gauges["lianchuang_assessments"][("final",)] == 10
