@@ -79,3 +79,49 @@ def rebuild(service, dry_run, as_json):
                     for row in c["samples"][side]:
                         click.echo(f"    {side}: {json.dumps(row, ensure_ascii=False)}")
     sys.exit(0 if report["identical"] else 1)
+
+
+@audit.command("history")
+@click.argument("record_id")
+@click.option("--service", type=click.Choice(["organizations", "evaluation"]),
+              default="organizations", show_default=True,
+              help="organizations: an organisation or member; evaluation: an organisation's rating")
+@click.option("--sub", required=True, help="who is reading (recorded as an audit read)")
+@click.option("--since", default=None, help="ISO date or timestamp (inclusive)")
+@click.option("--until", default=None, help="ISO date or timestamp (exclusive)")
+@click.option("--kind", "kinds", multiple=True, help="event type; repeat for several")
+@click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False),
+              help="write the history as CSV to this file")
+@click.option("--amqp-uri", envvar="AMQP_URI", default=None)
+@click.option("--secret", envvar="AUTH_SECRET", default=None)
+def history(record_id, service, sub, since, until, kinds, csv_path, amqp_uri, secret):
+    """The history (履历) of RECORD_ID as the auditor (纪委办) reads it over RPC:
+    time, event (Chinese label), actor and role, reason, evidence."""
+    import eventlet
+
+    eventlet.monkey_patch()
+    import shared  # noqa: F401
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    from lianchuang_cli.main import DEFAULT_AMQP, DEFAULT_SECRET
+    from shared.identity import AUDITOR, mint_token
+
+    token = mint_token(secret or DEFAULT_SECRET, sub=sub, role=AUDITOR, ttl=600)
+    filters = {"since": since, "until": until, "kinds": list(kinds) or None,
+               "format": "csv" if csv_path else "json"}
+    key = "aggregate_id" if service == "organizations" else "org_id"
+    with ClusterRpcProxy({"AMQP_URI": amqp_uri or DEFAULT_AMQP},
+                         context_data={"auth_token": token}, timeout=60) as rpc:
+        result = getattr(rpc, service).get_history(
+            **{key: record_id}, **{k: v for k, v in filters.items() if v})
+    if csv_path:
+        with open(csv_path, "w", encoding="utf-8", newline="") as f:
+            f.write(result["content"])
+        click.echo(f"written {csv_path}")
+        return
+    for e in result:
+        actor = e.get("actor") or {}
+        click.echo(f"{e['occurred_at']}  {e['label']}  {actor.get('sub', '-')} "
+                   f"({actor.get('role', '-')})  {e.get('reason') or ''}"
+                   + (f"  依据 {json.dumps(e['evidence'], ensure_ascii=False)}"
+                      if e.get("evidence") else ""))

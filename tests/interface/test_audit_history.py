@@ -130,3 +130,27 @@ def test_history_by_time_and_kind_with_labels_as_csv_and_every_read_recorded(sce
     assert len(admin.list_audit_reads(reader="jiwei")) == 5
     with pytest.raises(Forbidden):
         auditor.list_audit_reads()
+
+
+def test_the_command_line_reads_history_over_rpc_and_writes_csv(scenario, rabbit_config,
+                                                                tmp_path):
+    from click.testing import CliRunner
+
+    from lianchuang_cli.main import main as cli
+    from tests.conftest import SECRET
+
+    env = {"AMQP_URI": rabbit_config["AMQP_URI"], "AUTH_SECRET": SECRET}
+    shown = CliRunner(env=env).invoke(cli, ["audit", "history", scenario["m1"],
+                                            "--sub", "jiwei"])
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.strip().splitlines()
+    assert len(lines) == 2 and "组织关系转接  zuzhibu (org_admin)  工作调动" in lines[1]
+    target = tmp_path / "h.csv"
+    written = CliRunner(env=env).invoke(cli, ["audit", "history", scenario["b1"], "--sub",
+                                              "jiwei", "--kind", "organization_renamed",
+                                              "--csv", str(target)])
+    assert written.exit_code == 0, written.output
+    table = list(csv.reader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
+    assert [(r[1], r[5]) for r in table[1:]] == [("更名", "规范名称")]
+    reads = scenario["admin"].list_audit_reads(reader="jiwei")
+    assert [r["subject_id"] for r in reads] == [scenario["m1"], scenario["b1"]]
