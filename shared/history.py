@@ -13,8 +13,11 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
 from pydantic import Field
 
+from nameko.rpc import rpc
+
 from shared.commands import Command
 from shared.domain import parse_moment
+from shared.errors import EXPECTED_ERRORS
 from shared.identity import ORG_ADMIN, Caller
 
 CSV_COLUMNS = (
@@ -126,3 +129,11 @@ class AuditedHistory:
                             "filters": e.filters, "position": notification.id})
             position = page[-1].id
         return out[:cmd.limit]
+
+
+class AuditReadsService:
+    """Mixin for a nameko service whose ``app`` mixes in ``AuditedHistory``."""
+
+    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    def list_audit_reads(self, **payload):
+        return self.app.list_audit_reads(self.caller(), payload)

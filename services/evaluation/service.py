@@ -12,6 +12,7 @@ from nameko.timer import timer
 from shared.consumer import SourceLog, consumes
 from shared.audit import AuditService
 from shared.entrypoints import CommandContext, command, query
+from shared.history import AuditReadsService
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import (EventStore, ObservableService, ParkedEventsService,
@@ -20,7 +21,7 @@ from services.evaluation.application import EvaluationApplication
 
 
 
-class EvaluationService(AuditService, ChainService, PublishedLogService, ParkedEventsService, ObservableService):
+class EvaluationService(AuditReadsService, AuditService, ChainService, PublishedLogService, ParkedEventsService, ObservableService):
     name = "evaluation"
 
     config = Config()
@@ -131,10 +132,6 @@ class EvaluationService(AuditService, ChainService, PublishedLogService, ParkedE
     @query
     def get_history(self, org_id, **filters):
         return self.app.get_history(self.caller(), {"org_id": org_id, **filters})
-
-    @query
-    def list_audit_reads(self, **payload):
-        return self.app.list_audit_reads(self.caller(), payload)
 
     @query
     def star_distribution(self, college_id=None):

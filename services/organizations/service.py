@@ -9,6 +9,7 @@ from nameko.dependency_providers import Config
 
 from shared.audit import AuditService
 from shared.entrypoints import CommandContext, command, query
+from shared.history import AuditReadsService
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import (EventStore, ObservableService, ParkedEventsService,
@@ -17,7 +18,7 @@ from services.organizations.application import OrganizationsApplication
 
 
 
-class OrganizationsService(AuditService, ChainService, PublishedLogService, ParkedEventsService, ObservableService):
+class OrganizationsService(AuditReadsService, AuditService, ChainService, PublishedLogService, ParkedEventsService, ObservableService):
     name = "organizations"
 
     config = Config()
@@ -137,9 +138,5 @@ class OrganizationsService(AuditService, ChainService, PublishedLogService, Park
     @query
     def get_history(self, aggregate_id, **filters):
         return self.app.get_history(self.caller(), {"aggregate_id": aggregate_id, **filters})
-
-    @query
-    def list_audit_reads(self, **payload):
-        return self.app.list_audit_reads(self.caller(), payload)
 
     # -- operations ----------------------------------------------------------------
