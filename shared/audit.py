@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 CHAIN_CHECKERS = (AUDITOR, OPS)
 
 
+class VerifyChain(Command):
+    independent: bool = False
+
+
 class Rebuild(Command):
     dry_run: bool = False
 
@@ -51,12 +55,15 @@ class AuditQueries:
     """Mixed into an ``EventSourcedApplication``: the chain check and head,
     and the compared rebuild of its read models."""
 
-    def verify_chain(self, caller: Caller) -> dict:
+    def verify_chain(self, caller: Caller, payload: dict | None = None) -> dict:
         """Recompute this service's hash chain; every broken link by position
-        and event id (auditor 纪委办, ops)."""
+        and event id (auditor 纪委办, ops). ``independent``: hash every event
+        here rather than in PostgreSQL."""
         caller.require_role(*CHAIN_CHECKERS)
+        cmd = VerifyChain.parse(payload or {})
         with self.datastore.get_connection() as conn:
-            report = chain.verify(conn, self.recorder.events_table_name)
+            report = chain.verify(conn, self.recorder.events_table_name,
+                                  independent=cmd.independent)
         report["service"] = self.name
         return report
 
@@ -98,8 +105,8 @@ class AuditService:
     """Mixin for a nameko service whose ``app`` mixes in ``AuditQueries``."""
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
-    def verify_chain(self):
-        return self.app.verify_chain(self.caller())
+    def verify_chain(self, **payload):
+        return self.app.verify_chain(self.caller(), payload)
 
     @rpc(expected_exceptions=EXPECTED_ERRORS)
     def rebuild_read_models(self, **payload):

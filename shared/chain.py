@@ -38,7 +38,7 @@ from uuid import UUID
 from psycopg import sql
 from psycopg.rows import tuple_row
 
-from shared.dbsetup import CHAIN_TABLE, GENESIS
+from shared.dbsetup import CHAIN_TABLE, GENESIS, link_sql
 
 _INT8 = struct.Struct(">q")
 _INT4 = struct.Struct(">i")
@@ -61,42 +61,129 @@ def _event_id(originator_id, version) -> str | None:
     return f"{originator_id}:{version}"
 
 
-def verify(conn, events_table: str, batch: int = 20000) -> dict:
+def verify(conn, events_table: str, independent: bool = False, batch: int = 20000) -> dict:
     """Recompute the chain of ``events_table`` on ``conn`` (any role that may
     read the store and ``event_chain``). Returns ``{"ok", "checked", "head",
-    "problems": [{"position", "event_id", "kind", "detail"}], "seconds"}``.
+    "problems": [{"position", "event_id", "kind", "detail"}], "seconds", "mode"}``.
+
+    By default PostgreSQL recomputes every link (``sha256`` over the same
+    bytes) and sends back only the broken ones; ``independent`` reads every
+    event and recomputes each link here, in Python (``hashlib``), trusting
+    the database for nothing but the bytes. Both name the same problems."""
+    started = time.perf_counter()
+    with conn.transaction():
+        conn.execute("SET LOCAL jit = off")
+        report = (_verify_here(conn, events_table, batch) if independent
+                  else _verify_in_database(conn, events_table))
+    report["problems"].sort(key=lambda p: (p["position"] or 0, p["kind"]))
+    report.update(ok=not report["problems"], mode="independent" if independent else "database",
+                  seconds=round(time.perf_counter() - started, 3))
+    return report
+
+
+_BROKEN_LINKS = """
+SELECT * FROM (
+  SELECT c.notification_id AS pos, c.previous_id,
+         lag(c.notification_id, 1, 0::bigint) OVER w AS previous_present,
+         c.originator_id AS c_oid, c.originator_version AS c_ver,
+         e.originator_id AS e_oid, e.originator_version AS e_ver,
+         e.notification_id IS NULL AS gone,
+         coalesce(e.originator_id = c.originator_id
+                  AND e.originator_version = c.originator_version, false) AS same,
+         {link} = c.hash AS intact
+  FROM {chain} c LEFT JOIN {events} e USING (notification_id)
+  WINDOW w AS (ORDER BY c.notification_id)) links
+WHERE previous_id <> previous_present OR gone OR NOT same OR NOT intact
+ORDER BY pos"""
+
+
+def _verify_in_database(conn, events_table: str) -> dict:
+    table, chain_table = sql.Identifier(events_table), sql.Identifier(CHAIN_TABLE)
+    cur = conn.cursor(row_factory=tuple_row)
+    links, events = cur.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), "
+                                        "(SELECT count(*) FROM {})").format(
+        chain_table, table)).fetchone()
+    link = sql.SQL(link_sql(prev=f"lag(c.hash, 1, '\\x{GENESIS.hex()}'::bytea) OVER w",
+                            pos="c.notification_id", oid="e.originator_id",
+                            ver="e.originator_version", topic="e.topic", state="e.state"))
+    problems: list[dict] = []
+    moved: dict[int, tuple[str, str]] = {}
+    gone = 0
+    for (pos, prev_id, previous_present, c_oid, c_ver, e_oid, e_ver, is_gone, same,
+         intact) in cur.execute(sql.SQL(_BROKEN_LINKS).format(
+            link=link, chain=chain_table, events=table)).fetchall():
+        follows = prev_id == previous_present
+        if not follows:
+            problems.append(_gap(pos, prev_id, previous_present))
+        if is_gone:
+            gone += 1
+            problems.append(_gone(pos, _event_id(c_oid, c_ver)))
+        elif not same:
+            moved[pos] = (_event_id(e_oid, e_ver), _event_id(c_oid, c_ver))
+        elif follows and not intact:
+            problems.append(_altered(pos, _event_id(e_oid, e_ver)))
+    if events > links - gone:  # events without a link
+        for pos, oid, ver in cur.execute(sql.SQL(
+                "SELECT e.notification_id, e.originator_id, e.originator_version FROM {events} e "
+                "WHERE NOT EXISTS (SELECT 1 FROM {chain} c WHERE c.notification_id = "
+                "e.notification_id)").format(events=table, chain=chain_table)).fetchall():
+            problems.append(_unchained(pos, _event_id(oid, ver)))
+    problems.extend(_pair_moves(moved))
+    h = head(conn)
+    return {"checked": links + events - (links - gone), "problems": problems,
+            "head": h}
+
+
+def _gap(pos, prev_id, last_pos) -> dict:
+    return {"position": prev_id, "event_id": None, "kind": "missing",
+            "detail": f"the link at {pos} follows position {prev_id}, "
+                      f"which is gone (last present: {last_pos})"}
+
+
+def _gone(pos, event_id) -> dict:
+    return {"position": pos, "event_id": event_id, "kind": "missing",
+            "detail": "the chain records this event here; the store no longer holds it"}
+
+
+def _altered(pos, event_id) -> dict:
+    return {"position": pos, "event_id": event_id, "kind": "altered",
+            "detail": "the stored event does not hash to its link"}
+
+
+def _unchained(pos, event_id) -> dict:
+    return {"position": pos, "event_id": event_id, "kind": "unchained",
+            "detail": "stored event has no link in the chain"}
+
+
+def _verify_here(conn, events_table: str, batch: int) -> dict:
+    """The independent check: every event read and every link hashed here.
 
     One ordered pass over the events with their links (a merge join on the
     notification id, binary rows); links whose event is gone are fetched
     only when the link count says there are some."""
-    started = time.perf_counter()
     table = sql.Identifier(events_table)
     chain_table = sql.Identifier(CHAIN_TABLE)
-    with conn.transaction():
-        conn.execute("SET LOCAL jit = off")
-        links = conn.cursor(row_factory=tuple_row).execute(
-            sql.SQL("SELECT count(*) FROM {}").format(chain_table)).fetchone()[0]
-        walk = _walk(conn, table, chain_table, [], batch)
-        if walk["linked"] != links:  # some links have lost their event
-            orphans = conn.cursor(row_factory=tuple_row).execute(sql.SQL(
-                "SELECT c.notification_id, c.previous_id, c.originator_id, "
-                "c.originator_version, c.hash FROM {chain} c WHERE NOT EXISTS "
-                "(SELECT 1 FROM {events} e WHERE e.notification_id = c.notification_id) "
-                "ORDER BY c.notification_id").format(chain=chain_table, events=table)).fetchall()
-            walk = _walk(conn, table, chain_table, orphans, batch)
-        problems = walk["problems"]
-        if walk["moved"]:
-            recorded = {pos: _event_id(oid, ver) for pos, oid, ver in conn.cursor(
-                row_factory=tuple_row).execute(sql.SQL(
-                    "SELECT notification_id, originator_id, originator_version FROM {} "
-                    "WHERE notification_id = ANY(%s)").format(chain_table),
-                    (list(walk["moved"]),))}
-            problems.extend(_pair_moves({pos: (found, recorded[pos])
-                                         for pos, found in walk["moved"].items()}))
-    problems.sort(key=lambda p: (p["position"] or 0, p["kind"]))
-    return {"ok": not problems, "checked": walk["checked"], "problems": problems,
-            "head": {"position": walk["last_pos"], "hash": walk["last_hash"].hex()},
-            "seconds": round(time.perf_counter() - started, 3)}
+    links = conn.cursor(row_factory=tuple_row).execute(
+        sql.SQL("SELECT count(*) FROM {}").format(chain_table)).fetchone()[0]
+    walk = _walk(conn, table, chain_table, [], batch)
+    if walk["linked"] != links:  # some links have lost their event
+        orphans = conn.cursor(row_factory=tuple_row).execute(sql.SQL(
+            "SELECT c.notification_id, c.previous_id, c.originator_id, "
+            "c.originator_version, c.hash FROM {chain} c WHERE NOT EXISTS "
+            "(SELECT 1 FROM {events} e WHERE e.notification_id = c.notification_id) "
+            "ORDER BY c.notification_id").format(chain=chain_table, events=table)).fetchall()
+        walk = _walk(conn, table, chain_table, orphans, batch)
+    problems = walk["problems"]
+    if walk["moved"]:
+        recorded = {pos: _event_id(oid, ver) for pos, oid, ver in conn.cursor(
+            row_factory=tuple_row).execute(sql.SQL(
+                "SELECT notification_id, originator_id, originator_version FROM {} "
+                "WHERE notification_id = ANY(%s)").format(chain_table),
+                (list(walk["moved"]),))}
+        problems.extend(_pair_moves({pos: (found, recorded[pos])
+                                     for pos, found in walk["moved"].items()}))
+    return {"checked": walk["checked"], "problems": problems,
+            "head": {"position": walk["last_pos"], "hash": walk["last_hash"].hex()}}
 
 
 def _walk(conn, table, chain_table, orphans: list, batch: int) -> dict:
@@ -118,10 +205,7 @@ def _walk(conn, table, chain_table, orphans: list, batch: int) -> dict:
     def follow(pos, prev_id) -> bool:
         """Does the link at ``pos`` follow the last one seen? Else name the gap."""
         if prev_id != last_pos:
-            problems.append({
-                "position": prev_id, "event_id": None, "kind": "missing",
-                "detail": f"the link at {pos} follows position {prev_id}, "
-                          f"which is gone (last present: {last_pos})"})
+            problems.append(_gap(pos, prev_id, last_pos))
             return False
         return True
 
@@ -129,10 +213,7 @@ def _walk(conn, table, chain_table, orphans: list, batch: int) -> dict:
         """A link whose event the store no longer holds."""
         o_pos, o_prev, o_oid, o_ver, o_hash = link
         follow(o_pos, o_prev)
-        problems.append({"position": o_pos, "event_id": _event_id(o_oid, o_ver),
-                         "kind": "missing",
-                         "detail": "the chain records this event here; the store "
-                                   "no longer holds it"})
+        problems.append(_gone(o_pos, _event_id(o_oid, o_ver)))
         return o_pos, bytes(o_hash)
 
     with conn.cursor(name="lianchuang_verify_chain", row_factory=tuple_row,
@@ -146,9 +227,7 @@ def _walk(conn, table, chain_table, orphans: list, batch: int) -> dict:
                 orphan = next(pending, None)
             checked += 1
             if c_hash is None:
-                problems.append({"position": pos, "event_id": _event_id(oid, ver),
-                                 "kind": "unchained",
-                                 "detail": "stored event has no link in the chain"})
+                problems.append(_unchained(pos, _event_id(oid, ver)))
                 continue
             linked += 1
             if not same:
@@ -158,9 +237,7 @@ def _walk(conn, table, chain_table, orphans: list, batch: int) -> dict:
                 if sha256(b"".join((last_hash, pack8(pos), oid, pack8(ver),
                                     pack4(len(topic_bytes)), topic_bytes, state or b""))
                           ).digest() != c_hash:
-                    problems.append({"position": pos, "event_id": _event_id(oid, ver),
-                                     "kind": "altered",
-                                     "detail": "the stored event does not hash to its link"})
+                    problems.append(_altered(pos, _event_id(oid, ver)))
             last_pos, last_hash = pos, c_hash
             if checked % batch == 0:
                 time.sleep(0)  # let other green threads run (eventlet-patched)

@@ -57,6 +57,14 @@ _LINK_SQL = """sha256({prev} || int8send({pos}) || uuid_send({oid}) || int8send(
         || int4send(octet_length(convert_to(coalesce({topic}, ''), 'UTF8')))
         || convert_to(coalesce({topic}, ''), 'UTF8') || coalesce({state}, ''::bytea))"""
 
+
+
+def link_sql(**columns: str) -> str:
+    """The link expression over the given SQL expressions (prev, pos, oid, ver,
+    topic, state): the trigger and the in-database verify use the same one."""
+    return _LINK_SQL.format(**columns)
+
+
 _CHAIN_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION lianchuang_chain_event() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $body$

@@ -74,12 +74,14 @@ def test_the_chain_is_extended_by_the_database_as_documented(store):
         previous = expected
 
 
-def test_verify_names_an_altered_a_deleted_and_two_swapped_events(store, rpc_as):
+@pytest.mark.parametrize("independent", [False, True], ids=["in_database", "independent"])
+def test_verify_names_an_altered_a_deleted_and_two_swapped_events(store, rpc_as, independent):
     auditor = rpc_as("auditor", sub="jiwei").organizations
-    clean = auditor.verify_chain()
+    flags = ["--independent"] if independent else []
+    clean = auditor.verify_chain(independent=independent)
     assert (clean["ok"], clean["checked"], clean["problems"]) == (True, 11, [])
     result = CliRunner(env={"ORGANIZATIONS_DB": store.dbname}).invoke(
-        cli, ["audit", "verify", "--service", "organizations"])
+        cli, ["audit", "verify", "--service", "organizations", *flags])
     assert result.exit_code == 0, result.output
     assert "11 links checked" in result.output and "intact" in result.output
 
@@ -94,22 +96,24 @@ def test_verify_names_an_altered_a_deleted_and_two_swapped_events(store, rpc_as)
             conn.execute(f"UPDATE {EVENTS} SET notification_id = 4 WHERE notification_id = 5")
             conn.execute(f"UPDATE {EVENTS} SET notification_id = 5 WHERE notification_id = -4")
 
-    report = auditor.verify_chain()
-    assert report["ok"] is False
+    report = auditor.verify_chain(independent=independent)
+    assert (report["ok"], report["mode"]) == (False, "independent" if independent else "database")
     found = [(p["position"], p["kind"], p["event_id"]) for p in report["problems"]]
     assert found == [(2, "altered", event[2]), (3, "missing", event[3]),
                      (4, "swapped", event[5])]
     assert "4 and 5" in report["problems"][2]["detail"]
 
     result = CliRunner(env={"ORGANIZATIONS_DB": store.dbname}).invoke(
-        cli, ["audit", "verify", "--service", "organizations"])
+        cli, ["audit", "verify", "--service", "organizations", *flags])
     assert result.exit_code == 1
     for position, kind, event_id in found:
         assert f"position {position}  {kind}" in result.output
         assert event_id in result.output
 
 
-def test_a_link_deleted_with_its_event_and_an_event_slipped_past_the_trigger(store):
+@pytest.mark.parametrize("independent", [False, True], ids=["in_database", "independent"])
+def test_a_link_deleted_with_its_event_and_an_event_slipped_past_the_trigger(store,
+                                                                             independent):
     with psycopg.connect(store.admin().conninfo(), autocommit=True) as conn:
         with maintenance(conn):
             conn.execute(f"DELETE FROM {EVENTS} WHERE notification_id = 3")
@@ -121,7 +125,8 @@ def test_a_link_deleted_with_its_event_and_an_event_slipped_past_the_trigger(sto
                          "state) VALUES ('00000000-0000-0000-0000-000000000001', 1, 't', "
                          "'\\x7b7d')")
     result = CliRunner(env={"ORGANIZATIONS_DB": store.dbname}).invoke(
-        cli, ["audit", "verify", "--service", "organizations"])
+        cli, ["audit", "verify", "--service", "organizations"]
+        + (["--independent"] if independent else []))
     assert result.exit_code == 1
     assert "position 3  missing" in result.output and "link at 4 follows position 3" \
         in result.output
