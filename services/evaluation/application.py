@@ -973,21 +973,29 @@ class EvaluationApplication(RatingHistory, AuditedHistory, AuditQueries, ChainQu
                 for h in self.query("SELECT * FROM eval_rating_history WHERE org_id = %s "
                                     "ORDER BY valid_from, version", (str(org_id),))]
 
-    def star_distribution(self, caller: Caller, college_id: str | None = None) -> dict:
+    def star_distribution(self, caller: Caller, college_id: str | None = None,
+                          as_of: str | None = None) -> dict:
         """Per college and school-wide: share at ★4+ and the organisations at ★3
         and below (the seed's goal is to eliminate them), each number with the
-        organisations behind it."""
+        organisations behind it; with ``as_of``, the stars each had then
+        (``eval_rating_history``) over today's organisations."""
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY)
         college_id = CollegeFilter.of(college_id=college_id).college_id
+        ratings, rating_params = "eval_ratings", []
+        if as_of:
+            ratings = ("(SELECT org_id, stars_after AS stars, score FROM eval_rating_history "
+                       "WHERE valid_from <= %s AND (valid_to IS NULL OR valid_to > %s))")
+            moment = parse_moment(as_of, "as_of")
+            rating_params = [moment, moment]
         if caller.role == COLLEGE_SECRETARY:
             if college_id is not None and str(college_id) != caller.org:
                 raise Forbidden("a college secretary reads its own college's distribution")
             college_id = caller.org
         sql = ("SELECT o.id, o.name, o.level, o.parent_id, p.name AS college_name, "
                "r.stars, r.score FROM dir_orgs o LEFT JOIN dir_orgs p ON p.id = o.parent_id "
-               "LEFT JOIN eval_ratings r ON r.org_id = o.id "
+               f"LEFT JOIN {ratings} r ON r.org_id = o.id "
                "WHERE o.status = 'active' AND o.level = 3")
-        params: list = []
+        params = list(rating_params)
         if college_id is not None:
             sql += " AND o.parent_id = %s"
             params.append(str(college_id))
@@ -1004,8 +1012,10 @@ class EvaluationApplication(RatingHistory, AuditedHistory, AuditQueries, ChainQu
         if college_id is None:
             result["colleges"] = _distribution(self.query(
                 "SELECT o.id, o.name, o.level, r.stars, r.score FROM dir_orgs o "
-                "LEFT JOIN eval_ratings r ON r.org_id = o.id "
-                "WHERE o.status = 'active' AND o.level = 2 ORDER BY o.name"))
+                f"LEFT JOIN {ratings} r ON r.org_id = o.id "
+                "WHERE o.status = 'active' AND o.level = 2 ORDER BY o.name", rating_params))
+        if as_of:
+            result["as_of"] = parse_moment(as_of, "as_of").isoformat()
         return result
 
     # -- operations ----------------------------------------------------------------

@@ -134,8 +134,8 @@ class EvaluationService(AuditReadsService, AuditService, ChainService, Published
         return self.app.get_history(self.caller(), {"org_id": org_id, **filters})
 
     @query
-    def star_distribution(self, college_id=None):
-        return self.app.star_distribution(self.caller(), college_id)
+    def star_distribution(self, college_id=None, as_of=None):
+        return self.app.star_distribution(self.caller(), college_id, as_of)
 
     @command
     def record_major_problem(self, **payload):

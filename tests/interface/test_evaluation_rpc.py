@@ -164,8 +164,14 @@ def test_downgrade_restoration_direct_grading_and_distribution(tree, rpc_as):  #
     assert admin.get_rating(tree["b1"], as_of=before)["stars"] == 4
     during = auditor.get_rating(tree["b1"], as_of=history[1]["valid_from"], replay=True)
     assert during["stars"] == 2 and during["replayed"]["matches"] is True
-    # the read models rebuilt from the store say the same
-    assert rpc_as("ops").evaluation.rebuild_read_models()["replayed_events"] > 0
+    # the star distribution then: b1 downgraded to ★2, b2 directly graded ★5
+    then = auditor.star_distribution(as_of=history[1]["valid_from"])
+    assert then["as_of"] and then["branches"]["school"]["four_or_above"]["count"] == 1
+    assert [o["org_id"] for o in then["branches"]["school"]["three_or_below"][
+        "organizations"]] == [tree["b1"]]
+    # the read models rebuilt from the store say the same, row for row
+    rebuilt = rpc_as("ops").evaluation.rebuild_read_models()
+    assert rebuilt["replayed_events"] > 0 and rebuilt["identical"] is True, rebuilt["tables"]
     assert admin.rating_history(tree["b1"]) == history
     assert admin.get_rating(tree["b2"])["stars"] == 5
     with pytest.raises(ValidationError) as e:  # a typed error naming the field, not a crash
