@@ -213,6 +213,7 @@ def _protect(conn, events: str, snapshots: str, role: str | None) -> None:
                                                                          ident(table)))
             conn.execute(sql.SQL("CREATE POLICY {} ON {} ").format(ident(policy), ident(table))
                          + sql.SQL(clause))
+    _link_existing_events(conn, events)
     conn.execute(sql.SQL("DROP TRIGGER IF EXISTS lianchuang_chain ON {}").format(ident(events)))
     conn.execute(sql.SQL("CREATE TRIGGER lianchuang_chain AFTER INSERT ON {} FOR EACH ROW "
                          "EXECUTE FUNCTION lianchuang_chain_event()").format(ident(events)))
@@ -240,6 +241,36 @@ def _protect(conn, events: str, snapshots: str, role: str | None) -> None:
             "AND tablename <> ALL(%s) AND tableowner <> %s",
             (list(protected), role)).fetchall():
         conn.execute(sql.SQL("ALTER TABLE {} OWNER TO {}").format(ident(table), ident(role)))
+
+
+def _link_existing_events(conn, events: str) -> None:
+    """A store that had events before it had a chain (set up by an older
+    version): link them all, in order, once — only while the chain is empty,
+    so an event slipped in later past the trigger stays unlinked (and named)."""
+    ident = sql.Identifier
+    conn.execute(sql.SQL("LOCK TABLE {} IN EXCLUSIVE MODE").format(ident(events)))
+    if conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
+            ident(CHAIN_TABLE))).fetchone()[0]:
+        return
+    link = link_sql(prev="prev_hash", pos="r.notification_id", oid="r.originator_id",
+                    ver="r.originator_version", topic="r.topic", state="r.state")
+    conn.execute(sql.SQL(f"""
+        DO $do$
+        DECLARE
+            r record;
+            prev_id bigint := 0;
+            prev_hash bytea := '\\x{GENESIS.hex()}'::bytea;
+        BEGIN
+            FOR r IN SELECT * FROM {{events}} ORDER BY notification_id LOOP
+                prev_hash := {link};
+                INSERT INTO {CHAIN_TABLE} (notification_id, previous_id, originator_id,
+                                           originator_version, hash)
+                VALUES (r.notification_id, prev_id, r.originator_id, r.originator_version,
+                        prev_hash);
+                prev_id := r.notification_id;
+            END LOOP;
+        END
+        $do$""").format(events=ident(events)))
 
 
 def protected_tables(conn) -> list[str]:

@@ -182,3 +182,17 @@ def test_rebuild_reports_differences_from_the_live_read_models_before_swapping(s
     assert again.exit_code == 0 and "identical" in again.output and "swapped in" in again.output
     with pytest.raises(Forbidden):
         rpc_as("auditor").organizations.rebuild_read_models()
+
+
+def test_a_store_older_than_its_chain_is_linked_once_by_setup(store, rpc_as):
+    from shared.dbsetup import setup_service_database
+
+    with psycopg.connect(store.admin().conninfo(), autocommit=True) as conn:
+        with maintenance(conn):  # as a store set up before the chain existed
+            conn.execute("DELETE FROM event_chain")
+    auditor = rpc_as("auditor").organizations
+    assert {p["kind"] for p in auditor.verify_chain()["problems"]} == {"unchained"}
+    setup_service_database(store, "organizations")
+    report = auditor.verify_chain(independent=True)
+    assert (report["ok"], report["checked"]) == (True, 11)
+    assert report["head"] == auditor.verify_chain()["head"]
