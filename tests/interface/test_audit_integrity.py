@@ -196,3 +196,28 @@ def test_a_store_older_than_its_chain_is_linked_once_by_setup(store, rpc_as):
     report = auditor.verify_chain(independent=True)
     assert (report["ok"], report["checked"]) == (True, 11)
     assert report["head"] == auditor.verify_chain()["head"]
+
+
+def test_readers_see_the_live_read_models_while_the_rebuild_runs(store, start_service):
+    from shared.rebuild import rebuild_compared
+    from tests.helpers import event_store
+
+    app = event_store(start_service("organizations", INSTANCE="r",
+                                    CHAIN={"publish_interval": 0})).app
+    seen = []
+    replay = app.projector._apply_next_batch
+
+    def reading_meanwhile(curs, position):
+        # Mid-rebuild, another connection reads at once (never waits on a lock)
+        # and sees every live row.
+        with psycopg.connect(store.conninfo(), autocommit=True) as conn:
+            conn.execute("SET statement_timeout = '2s'")
+            seen.append(conn.execute("SELECT count(*) FROM org_view").fetchone()[0])
+        return replay(curs, position)
+
+    app.projector._apply_next_batch = reading_meanwhile
+    try:
+        report = rebuild_compared(app.projector)
+    finally:
+        del app.projector._apply_next_batch
+    assert report["identical"] and seen and set(seen) == {5}
