@@ -100,6 +100,16 @@ class AuditedHistory:
                                cmd.model_dump(mode="json", exclude={"aggregate_id"}))
         return as_csv(entries, subject) if cmd.format == "csv" else entries
 
+    def state_as_of(self, aggregate_id, moment, what: str = "record"):
+        """An aggregate as it was at ``moment``, replayed from its own events
+        (None if it did not exist yet)."""
+        aggregate = None
+        for e in self.events.get(self._as_uuid(aggregate_id, what)):
+            if e.timestamp > moment:
+                break
+            aggregate = e.mutate(aggregate)
+        return aggregate
+
     def record_audit_read(self, caller: Caller, subject_id, query: str, filters: dict) -> None:
         """Who looked at whose history or past state, when (the event's time)."""
         self.save(AuditRead(subject_id=str(subject_id), query=query,

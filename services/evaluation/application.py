@@ -39,7 +39,7 @@ from shared.projection import Projector
 from shared.history import AuditedHistory
 from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
-from services.evaluation.audit.application import RatingHistory
+from services.evaluation.audit.application import AssessmentsAsOf, RatingHistory
 from services.evaluation.domain import (STAGE_ZH, STAGES, Assessment, Cycle, Rating, Scheme,
                                         stage_due)
 from services.evaluation.linkage.application import Linkage
@@ -210,7 +210,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class EvaluationApplication(RatingHistory, AuditedHistory, AuditQueries, ChainQueries, ParkingOperations, DirectoryOperations, PublishedLogQueries, EventSourcedApplication):
+class EvaluationApplication(AssessmentsAsOf, RatingHistory, AuditedHistory, AuditQueries, ChainQueries, ParkingOperations, DirectoryOperations, PublishedLogQueries, EventSourcedApplication):
     name = "evaluation"
     # Ratings and assessments are read as of any moment: snapshots keep a
     # replay short however many events an organisation has accumulated.

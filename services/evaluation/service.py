@@ -130,6 +130,10 @@ class EvaluationService(AuditReadsService, AuditService, ChainService, Published
         return self.app.rating_history(self.caller(), org_id)
 
     @query
+    def assessments_as_of(self, cycle_id, as_of, org_id=None):
+        return self.app.assessments_as_of(self.caller(), cycle_id, as_of, org_id)
+
+    @query
     def get_history(self, org_id, **filters):
         return self.app.get_history(self.caller(), {"org_id": org_id, **filters})
 

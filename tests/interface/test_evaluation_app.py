@@ -5,14 +5,26 @@ import copy
 import csv
 import io
 import json
+import time
 import datetime as dt
 import uuid
 
+import pytest
+
 from services.evaluation.application import EvaluationApplication
+from shared.errors import NotFound
 from shared.identity import Caller
 from tests.unit.test_evaluation_scoring import TINY
 
 ADMIN = Caller("zzb", "org_admin")
+
+
+def _moment() -> str:
+    """A moment strictly between the events before and after it."""
+    time.sleep(0.01)
+    moment = dt.datetime.now(dt.timezone.utc).isoformat()
+    time.sleep(0.01)
+    return moment
 
 
 def test_quota_ties_at_approval_and_publicity_closed_by_the_timer(clean_databases):
@@ -40,8 +52,10 @@ def test_quota_ties_at_approval_and_publicity_closed_by_the_timer(clean_database
             payload = {"cycle_id": cycle["id"], "org_id": str(b), **full, "appraisal": appraisal}
             app.submit_self_assessment(sec, payload)
             app.submit_review(ADMIN, {**payload, "evidence": {"a2": ["review-visit-notes"]}})
+        submitted_at = _moment()
         out = app.approve(ADMIN, {"cycle_id": cycle["id"], "org_ids": [str(b) for b in branches],
                                   "reason": "党委会审定 2026-12-20"})
+        approved_at = _moment()
         got = [(a["score"], a["stars"]) for a in out["approved"]]
         # scores 100, 97, 94, 94, 91 are in the ★5 band, 70 × 5 in ★3.
         # ★5 quota: 30% of 10 branches = 3 slots. 100 and 97 take two; 94 and 94 tie for
@@ -69,8 +83,20 @@ def test_quota_ties_at_approval_and_publicity_closed_by_the_timer(clean_database
         assert changed["evidence"] == {"self_assessment": {"a2": ["minutes"]},
                                        "review": {"a2": ["review-visit-notes"]},
                                        "approval_reason": "党委会审定 2026-12-20"}
-        # The auditor's history of that rating: labelled, filtered, as CSV; the read recorded.
+        # The cycle's assessments as they stood at a moment, replayed from the store.
         auditor = Caller("jiwei", "auditor")
+        then = app.assessments_as_of(auditor, cycle["id"], submitted_at)["assessments"]
+        assert [(a["stage"], a["stars"]) for a in then] == [("approval", None)] * 10
+        then = app.assessments_as_of(auditor, cycle["id"], approved_at)["assessments"]
+        assert [a["stage"] for a in then] == ["publicity"] * 10
+        assert sorted(a["stars"] for a in then) == sorted([5, 5, 4, 4, 4, 3, 3, 3, 3, 3])
+        (latest,) = app.assessments_as_of(auditor, cycle["id"], _moment(),
+                                          org_id=str(branches[0]))["assessments"]
+        assert {k: v for k, v in latest.items() if k != "as_of"} == app.get_assessment(
+            ADMIN, cycle["id"], str(branches[0]))
+        with pytest.raises(NotFound):
+            app.assessments_as_of(auditor, cycle["id"], "2000-01-01")
+        # The auditor's history of that rating: labelled, filtered, as CSV; the read recorded.
         history = app.get_history(auditor, {"org_id": str(branches[0])})
         assert [h["label"] for h in history] == ["建立星级档案", "考评结果定级", "星级变动"]
         exported = app.get_history(auditor, {"org_id": str(branches[0]),
@@ -81,6 +107,7 @@ def test_quota_ties_at_approval_and_publicity_closed_by_the_timer(clean_database
         assert json.loads(row[6])["review"] == {"a2": ["review-visit-notes"]}
         reads = app.list_audit_reads(ADMIN, {"subject_id": str(branches[0])})
         assert [(r["reader"]["sub"], r["query"]) for r in reads] == [("jiwei", "get_history")] * 2
+        assert len(app.list_audit_reads(ADMIN, {"subject_id": cycle["id"]})) == 3
         gauges = {g["name"]: dict(g["samples"]) for g in app.business_gauges()}
         assert gauges["lianchuang_ratings"][("5", "3")] == 2
         assert gauges["lianchuang_assessments"][("final",)] == 10

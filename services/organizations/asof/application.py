@@ -29,7 +29,7 @@ def _d(value) -> str | None:
 
 
 class MembersAsOf:
-    """Mixed into the organisations application (needs ``query``, ``events``)."""
+    """Mixed into the organisations application (with ``shared.history.AuditedHistory``)."""
 
     def list_members_as_of(self, org_id, as_of: str, cmd) -> dict:
         """The members of an organisation's subtree (as the tree was then) at a moment."""
@@ -78,12 +78,7 @@ class MembersAsOf:
         return out
 
     def _member_replayed(self, member_id, moment: dt.datetime) -> dict | None:
-        member_id = self._as_uuid(member_id, "member")
-        member = None
-        for event in self.events.get(member_id):
-            if event.timestamp > moment:
-                break
-            member = event.mutate(member)
+        member = self.state_as_of(member_id, moment, "member")
         if not isinstance(member, Member):
             return None
         return {"member_id": member.id, "name": member.name, "branch_id": member.branch_id,
