@@ -105,10 +105,10 @@ def history(record_id, service, sub, since, until, kinds, csv_path, amqp_uri, se
     import shared  # noqa: F401
     from nameko.standalone.rpc import ClusterRpcProxy
 
-    from lianchuang_cli.main import DEFAULT_AMQP, DEFAULT_SECRET
+    from lianchuang_cli.main import DEFAULT_AMQP, token_secret
     from shared.identity import AUDITOR, mint_token
 
-    token = mint_token(secret or DEFAULT_SECRET, sub=sub, role=AUDITOR, ttl=600)
+    token = mint_token(token_secret(secret), sub=sub, role=AUDITOR, ttl=600)
     filters = {"since": since, "until": until, "kinds": list(kinds) or None,
                "format": "csv" if csv_path else "json"}
     key = "aggregate_id" if service == "organizations" else "org_id"

@@ -29,11 +29,23 @@ def chosen(service: str | None) -> tuple[str, ...]:
 
 
 def application(service: str):
-    """The service's application on its database (as its own role)."""
+    """The service's application on its database (as its own role, with its
+    cipher key: secrets as the service reads them, see shared.secrets)."""
     if service == "organizations":
         from services.organizations.application import OrganizationsApplication as App
     elif service == "evaluation":
         from services.evaluation.application import EvaluationApplication as App
     else:
         from services.notifications.application import NotificationsApplication as App
-    return App(database(service))
+    from shared.config import DatabaseSettings
+    from shared.secrets import event_cipher_key
+
+    import os
+
+    config = load_config(service)
+    # The stored events are encrypted with the service's key (<SERVICE>_CIPHER_KEY).
+    key = event_cipher_key(service, config)
+    # eventsourcing reads os.environ too and prefers "<APP NAME>_CIPHER_KEY" there
+    # over the derived key it is given: the secret of that name must not reach it.
+    os.environ.pop(f"{service.upper()}_CIPHER_KEY", None)
+    return App(DatabaseSettings.from_config(config).with_cipher(key))

@@ -11,12 +11,11 @@ import eventlet
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
-from nameko.rpc import rpc
 
 from shared import chain
 from shared.commands import Command
 from shared.domain import derived_id
-from shared.errors import EXPECTED_ERRORS
+from shared.entrypoints import command, query
 from shared.identity import AUDITOR, OPS, ORG_ADMIN, Caller
 from shared.rebuild import rebuild_compared
 
@@ -104,11 +103,11 @@ class AuditQueries:
 class AuditService:
     """Mixin for a nameko service whose ``app`` mixes in ``AuditQueries``."""
 
-    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    @query
     def verify_chain(self, **payload):
         return self.app.verify_chain(self.caller(), payload)
 
-    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    @command
     def rebuild_read_models(self, **payload):
         return self.app.rebuild_read_models(self.caller(), payload)
 

@@ -13,11 +13,9 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
 from pydantic import Field
 
-from nameko.rpc import rpc
-
 from shared.commands import Command
 from shared.domain import parse_moment
-from shared.errors import EXPECTED_ERRORS
+from shared.entrypoints import query
 from shared.identity import ORG_ADMIN, Caller
 
 CSV_COLUMNS = (
@@ -144,6 +142,6 @@ class AuditedHistory:
 class AuditReadsService:
     """Mixin for a nameko service whose ``app`` mixes in ``AuditedHistory``."""
 
-    @rpc(expected_exceptions=EXPECTED_ERRORS)
+    @query
     def list_audit_reads(self, **payload):
         return self.app.list_audit_reads(self.caller(), payload)

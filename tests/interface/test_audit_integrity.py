@@ -11,6 +11,18 @@ from shared.dbsetup import GENESIS, maintenance
 from shared.errors import Forbidden
 from tests.helpers import rows
 
+def service_config_value(name):
+    """A value the test services run with (the CLI reads it from the environment)."""
+    from tests.conftest import service_config
+
+    return service_config({"AMQP_URI": ""}, store_settings())[name]
+
+
+def store_settings():
+    from tests.conftest import db_settings
+
+    return db_settings("organizations")
+
 EVENTS = "organizations_events"
 
 
@@ -164,7 +176,8 @@ def test_rebuild_reports_differences_from_the_live_read_models_before_swapping(s
     # Someone edits a read model by hand: the rebuild names the row, both ways.
     with psycopg.connect(store.conninfo(), autocommit=True) as conn:
         conn.execute("UPDATE org_view SET name = '篡改' WHERE name = '教工第1党支部'")
-    cli_env = {"ORGANIZATIONS_DB": store.dbname}
+    cli_env = {"ORGANIZATIONS_DB": store.dbname,
+               "ORGANIZATIONS_CIPHER_KEY": service_config_value("ORGANIZATIONS_CIPHER_KEY")}
     dry = CliRunner(env=cli_env).invoke(cli, ["audit", "rebuild", "--service",
                                               "organizations", "--dry-run"])
     assert dry.exit_code == 1, dry.output

@@ -7,7 +7,7 @@ import jwt
 import pytest
 from click.testing import CliRunner
 
-from shared.cli import main as cli
+from lianchuang_cli.main import main as cli
 from shared.errors import Unauthenticated
 from shared.identity import mint_token, verify_token
 from shared.secrets import (MissingSecret, dev_secret, event_cipher_key, event_signing_key,
