@@ -133,19 +133,23 @@ class Projector:
             for projection in self.projections:
                 for table in projection.tables:
                     curs.execute(f"TRUNCATE {table} CASCADE")
-            # Events parked or held so far are tried again from nothing (parked
-            # again if they still fail); skipped ones stay skipped.
-            curs.execute(
-                "UPDATE parked_events SET status = 'applied', waiting_behind = NULL, "
-                "resolved_at = now(), resolved_by = 'rebuild_read_models', resolved_role = NULL, "
-                "resolved_reason = 'applied when the read models were rebuilt' "
-                "WHERE component = %s AND status IN ('parked', 'held')", (self.name,))
-            skipped = self.parking.skipped_ids(curs)
+            skipped = self.restart_parking(curs)
             position = 0
             while count := self._apply_next_batch(curs, position, skipped):
                 applied += count
                 position = self._read_position(curs)
         return applied
+
+    def restart_parking(self, curs) -> frozenset | set:
+        """For a rebuild: events parked or held so far are tried again from
+        nothing (parked again if they still fail); skipped ones stay skipped
+        (returned)."""
+        curs.execute(
+            "UPDATE parked_events SET status = 'applied', waiting_behind = NULL, "
+            "resolved_at = now(), resolved_by = 'rebuild_read_models', resolved_role = NULL, "
+            "resolved_reason = 'applied when the read models were rebuilt' "
+            "WHERE component = %s AND status IN ('parked', 'held')", (self.name,))
+        return self.parking.skipped_ids(curs)
 
     def _lock_and_read_position(self, curs) -> int:
         curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))

@@ -3,8 +3,9 @@ the live ones before swapping (重建读模型并比对).
 
 In one transaction, under the projector's lock: each read-model table is
 copied aside, emptied with DELETE (not TRUNCATE, whose lock would make
-readers wait) and refilled by replaying the whole log; then every row is
-compared with the copy. Readers keep seeing the old rows (MVCC) until the
+readers wait) and refilled by replaying the whole log (parked events are
+tried again, skipped ones left out, as ``Projector.rebuild`` does); then
+every row is compared with the copy. Readers keep seeing the old rows (MVCC) until the
 transaction commits, so they never see a half-built model. With
 ``apply=False`` (a dry run) it rolls back after the report.
 """
@@ -50,8 +51,9 @@ def _rebuild(projector, curs) -> dict:
         curs.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
     curs.execute("UPDATE projection_positions SET position = 0 WHERE name = %s",
                  (projector.name,))
+    skipped = projector.restart_parking(curs)
     applied, position = 0, 0
-    while count := projector._apply_next_batch(curs, position):
+    while count := projector._apply_next_batch(curs, position, skipped):
         applied += count
         position = projector._read_position(curs)
     compared = {table: _compare(curs, table) for table in tables}

@@ -32,11 +32,11 @@ from shared.config import DatabaseSettings
 from shared.domain import parse_moment
 from shared.directory import DirectoryOperations, OrgDirectory
 from shared.errors import Conflict, Forbidden, NotFound, ValidationError
+from shared.history import AuditedHistory
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
                              ORG_ADMIN, ROLES, Caller)
 from shared.parking import ParkingOperations
 from shared.projection import Projector
-from shared.history import AuditedHistory
 from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
 from services.evaluation.audit.application import AssessmentsAsOf, RatingHistory
@@ -210,7 +210,9 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class EvaluationApplication(AssessmentsAsOf, RatingHistory, AuditedHistory, AuditQueries, ChainQueries, ParkingOperations, DirectoryOperations, PublishedLogQueries, EventSourcedApplication):
+class EvaluationApplication(AssessmentsAsOf, RatingHistory, AuditedHistory, AuditQueries,
+                            ParkingOperations, DirectoryOperations, PublishedLogQueries,
+                            EventSourcedApplication):
     name = "evaluation"
     # Ratings and assessments are read as of any moment: snapshots keep a
     # replay short however many events an organisation has accumulated.

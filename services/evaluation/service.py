@@ -21,7 +21,8 @@ from services.evaluation.application import EvaluationApplication
 
 
 
-class EvaluationService(AuditReadsService, AuditService, ChainService, PublishedLogService, ParkedEventsService, ObservableService):
+class EvaluationService(AuditService, AuditReadsService, PublishedLogService,
+                        ParkedEventsService, ObservableService):
     name = "evaluation"
 
     config = Config()

@@ -147,7 +147,8 @@ def _row(row: dict) -> dict:
     return {k: _iso(v) for k, v in row.items()}
 
 
-class NotificationsApplication(AuditQueries, ChainQueries, ParkingOperations, DirectoryOperations, EventSourcedApplication):
+class NotificationsApplication(AuditQueries, ParkingOperations, DirectoryOperations,
+                               EventSourcedApplication):
     name = "notifications"
 
     def __init__(self, settings: DatabaseSettings):

@@ -59,7 +59,7 @@ class ConfiguredTimer(Timer):
             self.interval = float(value)
 
 
-class NotificationsService(AuditService, ChainService, ParkedEventsService, ObservableService):
+class NotificationsService(AuditService, ParkedEventsService, ObservableService):
     name = "notifications"
 
     config = Config()

@@ -19,12 +19,12 @@ from shared.audit import AuditQueries
 from shared.config import DatabaseSettings
 from shared.domain import derived_id, parse_moment
 from shared.errors import Forbidden, NotFound, ValidationError
+from shared.history import AuditedHistory
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
                              ORG_ADMIN, Caller)
 from shared.office import Office, read_office
 from shared.parking import ParkingOperations
 from shared.projection import Projector
-from shared.history import AuditedHistory
 from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
 from services.organizations.domain import (ALL_COLLEGES, BRANCH, COLLEGE, COMMITTEE,
@@ -173,7 +173,8 @@ ONE_COMMITTEE = "the-university-committee"
 READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 
 
-class OrganizationsApplication(AuditQueries, AuditedHistory, MembersAsOf, ChainQueries, ParkingOperations, PublishedLogQueries, EventSourcedApplication):
+class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, ParkingOperations,
+                               PublishedLogQueries, EventSourcedApplication):
     name = "organizations"
     # Long-lived aggregates (a branch's roles over the years) load from a snapshot.
     snapshotting_intervals = {Organization: 100, Member: 100, BranchLife: 100, MemberFile: 100}

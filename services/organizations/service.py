@@ -18,7 +18,8 @@ from services.organizations.application import OrganizationsApplication
 
 
 
-class OrganizationsService(AuditReadsService, AuditService, ChainService, PublishedLogService, ParkedEventsService, ObservableService):
+class OrganizationsService(AuditService, AuditReadsService, PublishedLogService,
+                           ParkedEventsService, ObservableService):
     name = "organizations"
 
     config = Config()

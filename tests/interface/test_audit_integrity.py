@@ -220,13 +220,13 @@ def test_readers_see_the_live_read_models_while_the_rebuild_runs(store, start_se
     seen = []
     replay = app.projector._apply_next_batch
 
-    def reading_meanwhile(curs, position):
+    def reading_meanwhile(curs, position, *skipped):
         # Mid-rebuild, another connection reads at once (never waits on a lock)
         # and sees every live row.
         with psycopg.connect(store.conninfo(), autocommit=True) as conn:
             conn.execute("SET statement_timeout = '2s'")
             seen.append(conn.execute("SELECT count(*) FROM org_view").fetchone()[0])
-        return replay(curs, position)
+        return replay(curs, position, *skipped)
 
     app.projector._apply_next_batch = reading_meanwhile
     try:

@@ -36,8 +36,7 @@ MUTATING = {
     "notifications": {
         "register_contact", "update_contact", "set_preferences", "deactivate_contact",
         "mark_read", "retry_dead_letter", "backfill_directory", "retry_parked",
-        "skip_parked"},
-        "mark_read", "retry_dead_letter", "backfill_directory", "rebuild_read_models"},
+        "skip_parked", "rebuild_read_models"},
 }
 
 
