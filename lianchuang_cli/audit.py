@@ -38,7 +38,8 @@ def verify(service, independent, as_json):
         if as_json:
             continue
         head = report["head"]
-        verdict = "intact (完整)" if report["ok"] else f"{len(report['problems'])} broken link(s) (已被篡改)"
+        verdict = ("intact (完整)" if report["ok"]
+                   else f"{len(report['problems'])} broken link(s) (已被篡改)")
         click.echo(f"{name}: {report['checked']} links checked in {report['seconds']}s, "
                    f"head {head['position']} {head['hash'][:16]}…: {verdict}")
         for p in report["problems"]:

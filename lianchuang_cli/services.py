@@ -12,7 +12,8 @@ _ROOT = Path(__file__).resolve().parent.parent / "services"
 
 
 def load_config(service: str) -> dict:
-    """The service's ``config.yaml`` with ``${VAR:default}`` resolved, as ``nameko run`` reads it."""
+    """The service's ``config.yaml`` with ``${VAR:default}`` resolved, as
+    ``nameko run`` reads it."""
     from nameko.cli.main import setup_yaml_parser
 
     setup_yaml_parser()
