@@ -13,7 +13,7 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from shared import chain
-from shared.commands import Command
+from shared.commands import Query
 from shared.domain import derived_id
 from shared.entrypoints import command, query
 from shared.identity import AUDITOR, OPS, ORG_ADMIN, Caller
@@ -24,11 +24,11 @@ log = logging.getLogger(__name__)
 CHAIN_CHECKERS = (AUDITOR, OPS)
 
 
-class VerifyChain(Command):
+class VerifyChain(Query):
     independent: bool = False
 
 
-class Rebuild(Command):
+class Rebuild(Query):
     dry_run: bool = False
 
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
 from pydantic import Field
 
-from shared.commands import Command
+from shared.commands import Key, Moment, Query
 from shared.domain import parse_moment
 from shared.entrypoints import query
 from shared.identity import ORG_ADMIN, Caller
@@ -26,19 +26,23 @@ CSV_COLUMNS = (
 )
 
 
-class HistoryQuery(Command):
-    aggregate_id: UUID
-    since: Optional[str] = None  # ISO date or timestamp, inclusive
-    until: Optional[str] = None  # exclusive
-    kinds: Optional[list[str]] = None  # event types, e.g. ["member_transferred"]
+class HistoryFilters(Query):
+    since: Optional[Moment] = None  # ISO date or timestamp, inclusive
+    until: Optional[Moment] = None  # exclusive
+    # event types, e.g. ["member_transferred"]
+    kinds: Optional[Annotated[list[Key], Field(max_length=100)]] = None
     format: Literal["json", "csv"] = "json"
 
 
-class AuditReadQuery(Command):
-    subject_id: Optional[str] = None
-    reader: Optional[str] = None
-    since: Optional[str] = None
-    until: Optional[str] = None
+class HistoryQuery(HistoryFilters):
+    aggregate_id: UUID
+
+
+class AuditReadQuery(Query):
+    subject_id: Optional[Key] = None
+    reader: Optional[Key] = None
+    since: Optional[Moment] = None
+    until: Optional[Moment] = None
     limit: int = Field(default=500, ge=1, le=5000)
 
 

@@ -13,11 +13,14 @@ from typing import Annotated, Literal, Union
 
 from nameko.rpc import Rpc
 
+from shared.audit import Rebuild, VerifyChain
 from shared.commands import CollegeFilter, OrgRef
+from shared.history import AuditReadQuery, HistoryQuery
 from shared.entrypoints import Mutation
 from shared.parking import ListParked, ResolveParked
 from shared.published_log import ReadAggregateEvents, ReadEvents
 from services.evaluation import application as ev
+from services.evaluation.audit import application as ea
 from services.evaluation.linkage import application as lk
 from services.evaluation.members import application as mem
 from services.evaluation.programme import application as pg
@@ -35,9 +38,9 @@ ORGANIZATIONS = {
     "member_leaves": og.MemberLeaves, "assign_role": og.AssignRole,
     "revoke_role": og.RevokeRole,
     "get_organization": og.OrgAsOf, "get_tree": og.TreeQuery, "get_path": OrgRef,
-    "list_members": og.ListMembers, "get_member": og.MemberRef,
+    "list_members": og.ListMembers, "get_member": og.MemberQuery,
     "double_leader_coverage": CollegeFilter, "list_departments": None,
-    "get_history": og.AggregateRef, "rebuild_read_models": None,
+    "get_history": HistoryQuery, "list_audit_reads": AuditReadQuery,
     "read_events": ReadEvents, "read_aggregate_events": ReadAggregateEvents,
     "record_meeting": rec.RecordMeeting, "correct_meeting": rec.CorrectMeeting,
     "list_meetings": rec.ListMeetings, "record_member_record": rec.RecordMemberRecord,
@@ -53,12 +56,14 @@ EVALUATION = {
     "grade_directly": ev.GradeDirectly, "close_publicity": ev.ClosePublicity,
     "lodge_objection": ev.Lodge, "lodge_appeal": ev.Lodge, "decide_appeal": ev.DecideAppeal,
     "get_assessment": ev.AssessmentRef, "get_rating": ev.RatingQuery,
-    "rating_history": OrgRef, "star_distribution": CollegeFilter,
+    "rating_history": OrgRef, "star_distribution": ea.DistributionQuery,
+    "get_history": ea.RatingHistoryQuery, "assessments_as_of": ea.AssessmentsAsOfQuery,
+    "list_audit_reads": AuditReadQuery,
     "record_major_problem": ev.RecordMajorProblem,
     "plan_rectification": ev.PlanRectification,
     "complete_rectification": ev.CompleteRectification,
     "verify_rectification": ev.VerifyRectification, "consumer_status": None,
-    "backfill_directory": None, "rebuild_read_models": None,
+    "backfill_directory": None,
     "read_events": ReadEvents, "read_aggregate_events": ReadAggregateEvents,
     # the creation programme (三级联创)
     "nominate_candidacy": pg.Nominate, "move_candidacy": pg.Move,
@@ -91,28 +96,32 @@ NOTIFICATIONS = {
 # Parked events (every service's projector and consumers park what they cannot apply).
 PARKING = {"list_parked": ListParked, "retry_parked": ResolveParked,
            "skip_parked": ResolveParked, "consumer_status": None}
+# Tamper evidence and rebuilds (every service: shared.audit).
+AUDIT = {"verify_chain": VerifyChain, "rebuild_read_models": Rebuild}
 for methods in (ORGANIZATIONS, EVALUATION, NOTIFICATIONS):
     methods.update(PARKING)
+    methods.update(AUDIT)
 PARKING_COMMANDS = ["retry_parked", "skip_parked"]
+AUDIT_COMMANDS = ["rebuild_read_models"]
 CATALOGUE = {"organizations": ORGANIZATIONS, "evaluation": EVALUATION,
              "notifications": NOTIFICATIONS}
 
 # Commands (the ``Mutation`` entrypoint) that take arguments: events, or
-# notifications' inbox and deliveries. (rebuild_read_models and
-# backfill_directory take none.)
+# notifications' inbox and deliveries (rebuild_read_models takes ``dry_run``;
+# backfill_directory takes none).
 MUTATING = {
     "organizations": ["create_organization", "rename_organization", "move_organization",
                       "merge_branches", "dissolve_organization", "register_member",
                       "transfer_member", "convert_member_to_full", "change_member_category",
                       "set_double_leader", "member_leaves", "assign_role", "revoke_role",
                       "record_meeting", "correct_meeting", "record_member_record",
-                      "correct_member_record", *PARKING_COMMANDS],
+                      "correct_member_record", *PARKING_COMMANDS, *AUDIT_COMMANDS],
     "evaluation": ["publish_scheme", "open_cycle", "add_cycle_organization",
                    "drop_cycle_organization", "submit_self_assessment", "submit_review",
                    "return_assessment", "extend_deadline", "approve", "grade_directly",
                    "close_publicity", "lodge_objection", "lodge_appeal", "decide_appeal",
                    "record_major_problem", "plan_rectification", "complete_rectification",
-                   "verify_rectification", *PARKING_COMMANDS,
+                   "verify_rectification", *PARKING_COMMANDS, *AUDIT_COMMANDS,
                    "nominate_candidacy", "move_candidacy", "define_plan", "register_brand",
                    "recognise_brand", "set_milestone", "report_progress",
                    "publish_index_scheme", "close_member_year", "record_creation_failed",
@@ -120,7 +129,7 @@ MUTATING = {
                    "award_nomination"],
     "notifications": ["register_contact", "update_contact", "set_preferences",
                       "deactivate_contact", "mark_read", "retry_dead_letter",
-                      *PARKING_COMMANDS],
+                      *PARKING_COMMANDS, *AUDIT_COMMANDS],
 }
 # The role each mutating method is tried with (one allowed to call it).
 ROLE_FOR = {"lodge_objection": "member", "retry_dead_letter": "ops"}

@@ -26,7 +26,6 @@ from pydantic import Field
 from shared.commands import (CollegeFilter, Command, Days, Document, Evidence, Ids, Key,
                              Mapping, Moment, Name, OrgRef, Query, Reason, RequiredEvidence,
                              RequiredReason, RequiredText, Text, Version, text_type)
-from shared.audit import ChainQueries
 from shared.audit import AuditQueries
 from shared.config import DatabaseSettings
 from shared.domain import parse_moment
@@ -39,7 +38,8 @@ from shared.parking import ParkingOperations
 from shared.projection import Projector
 from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
-from services.evaluation.audit.application import AssessmentsAsOf, RatingHistory
+from services.evaluation.audit.application import (AssessmentsAsOf, DistributionQuery,
+                                                   RatingHistory)
 from services.evaluation.domain import (STAGE_ZH, STAGES, Assessment, Cycle, Rating, Scheme,
                                         stage_due)
 from services.evaluation.linkage.application import Linkage
@@ -982,7 +982,8 @@ class EvaluationApplication(AssessmentsAsOf, RatingHistory, AuditedHistory, Audi
         organisations behind it; with ``as_of``, the stars each had then
         (``eval_rating_history``) over today's organisations."""
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY)
-        college_id = CollegeFilter.of(college_id=college_id).college_id
+        q = DistributionQuery.of(college_id=college_id, as_of=as_of)
+        college_id, as_of = q.college_id, q.as_of
         ratings, rating_params = "eval_ratings", []
         if as_of:
             ratings = ("(SELECT org_id, stars_after AS stars, score FROM eval_rating_history "

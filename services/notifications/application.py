@@ -21,7 +21,6 @@ from pydantic import Field
 
 from shared.commands import (BATCH_MAX, POSITION_MAX, Address, Command, Key, Name, Page,
                              Query, Reason, RequiredReason, text_type)
-from shared.audit import ChainQueries
 from shared.audit import AuditQueries
 from shared.config import DatabaseSettings
 from shared.consumer import APPLIED, Inbox

@@ -14,7 +14,6 @@ from pydantic import Field
 
 from shared.commands import (CollegeFilter, Command, Moment, Name, OrgRef, Page, Query,
                              Reason, RequiredReason, text_type)
-from shared.audit import ChainQueries
 from shared.audit import AuditQueries
 from shared.config import DatabaseSettings
 from shared.domain import derived_id, parse_moment
@@ -147,10 +146,16 @@ class ListMembers(Query):
     status: Optional[Status] = None
     name_contains: Optional[Name] = None
     include_left: bool = False
-    as_of: Optional[str] = None  # ISO date or timestamp: the members then
+    as_of: Optional[Moment] = None  # ISO date or timestamp: the members then
 
 
 # -- queries ----------------------------------------------------------------
+class MemberQuery(Query):
+    member_id: UUID
+    as_of: Optional[Moment] = None  # the member then
+    replay: bool = False  # as of: replay the store instead of reading member_history
+
+
 class OrgAsOf(Query):
     org_id: UUID
     as_of: Optional[Moment] = None
@@ -159,14 +164,6 @@ class OrgAsOf(Query):
 class TreeQuery(Query):
     as_of: Optional[Moment] = None
     include_closed: bool = False
-
-
-class MemberRef(Query):
-    member_id: UUID
-
-
-class AggregateRef(Query):
-    aggregate_id: UUID
 
 
 ONE_COMMITTEE = "the-university-committee"
@@ -537,13 +534,13 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
                 "total": int(rows[0]["total"]) if rows else 0,
                 "members": [_member_out(r) for r in rows]}
 
-    def get_member(self, caller: Caller, member_id) -> dict:
-        member_id = MemberRef.of(member_id=member_id).member_id
     def get_member(self, caller: Caller, member_id, as_of: str | None = None,
                    replay: bool = False) -> dict:
         """A member now, or as of a moment (from the read model, or replayed
         from the store with ``replay``); the caller must be allowed to read the
         branch the member was in then."""
+        q = MemberQuery.of(member_id=member_id, as_of=as_of, replay=replay)
+        member_id, as_of, replay = q.member_id, q.as_of, q.replay
         if as_of:
             then = self.member_as_of(member_id, as_of, replay=replay)
             if not (caller.role == MEMBER and caller.sub == then["id"]):
@@ -626,8 +623,6 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
         filtered by time and kind, labelled in Chinese, as JSON or CSV; the
         read is recorded."""
         caller.require_role(ORG_ADMIN, AUDITOR)
-        aggregate_id = AggregateRef.of(aggregate_id=aggregate_id).aggregate_id
-        return self.history(aggregate_id, "organisation or member")
         return self.audited_history(caller, payload, EVENT_LABELS, "organisation or member")
 
     # -- metrics -------------------------------------------------------------

@@ -6,7 +6,12 @@ and a cycle's assessments as they were at a moment, replayed from the store.
 Every such read is recorded (``list_audit_reads``)."""
 from __future__ import annotations
 
+from typing import Optional
+from uuid import UUID
+
+from shared.commands import CollegeFilter, Moment, Query
 from shared.domain import parse_moment
+from shared.history import HistoryFilters
 from shared.errors import NotFound
 from shared.identity import AUDITOR, ORG_ADMIN, Caller
 from services.evaluation.domain import Assessment, Cycle, Rating
@@ -19,12 +24,26 @@ EVENT_LABELS = {
 }
 
 
+class RatingHistoryQuery(HistoryFilters):
+    org_id: UUID
+
+
+class AssessmentsAsOfQuery(Query):
+    cycle_id: UUID
+    as_of: Moment
+    org_id: Optional[UUID] = None
+
+
+class DistributionQuery(CollegeFilter):
+    as_of: Optional[Moment] = None
+
+
 class RatingHistory:
     """Mixed into the evaluation application (with ``shared.history.AuditedHistory``)."""
 
     def get_history(self, caller: Caller, payload: dict) -> list[dict] | dict:
         caller.require_role(ORG_ADMIN, AUDITOR)
-        org_id = self._as_uuid(payload.get("org_id"), "organisation")
+        org_id = RatingHistoryQuery.parse(payload).org_id
         filters = {k: v for k, v in payload.items() if k != "org_id"}
         return self.audited_history(caller, {"aggregate_id": Rating.id_for(org_id), **filters},
                                     EVENT_LABELS, f"rating of organisation {org_id}",
@@ -39,6 +58,8 @@ class AssessmentsAsOf:
         """The cycle's assessments (or one) as they stood at ``as_of``: stage,
         entries, scores, stars, notes — each replayed from its own events."""
         caller.require_role(ORG_ADMIN, AUDITOR)
+        q = AssessmentsAsOfQuery.of(cycle_id=cycle_id, as_of=as_of, org_id=org_id)
+        cycle_id, as_of, org_id = q.cycle_id, q.as_of, q.org_id
         moment = parse_moment(as_of, "as_of")
         cycle = self.state_as_of(cycle_id, moment, "cycle")
         if not isinstance(cycle, Cycle):
