@@ -80,6 +80,9 @@ EVENT_LABELS = {
     "member_transferred": "组织关系转接", "member_converted_to_full": "预备党员转正",
     "member_category_changed": "党员类别变更", "member_double_leader_set": "双带头人认定",
     "member_left": "党员离开", "audit_read_recorded": "审计查阅",
+    "branch_life_opened": "建立组织生活记录", "branch_life_meeting_recorded": "记录组织生活",
+    "branch_life_meeting_corrected": "更正组织生活记录", "member_file_opened": "建立党员记实档案",
+    "member_file_recorded": "记入党员记实档案", "member_file_corrected": "更正党员记实档案",
 }
 
 
