@@ -618,11 +618,13 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
                                 "ORDER BY name")]})
         return departments
 
-    def get_history(self, caller: Caller, payload: dict) -> list[dict] | dict:
+    def get_history(self, caller: Caller, payload) -> list[dict] | dict:
         """The event history of an organisation or member (for 纪委办 auditors),
         filtered by time and kind, labelled in Chinese, as JSON or CSV; the
         read is recorded."""
         caller.require_role(ORG_ADMIN, AUDITOR)
+        if not isinstance(payload, dict):  # an id alone: the whole history
+            payload = {"aggregate_id": payload}
         return self.audited_history(caller, payload, EVENT_LABELS, "organisation or member")
 
     # -- metrics -------------------------------------------------------------
