@@ -9,8 +9,10 @@ from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
+from shared.api import ApiDescription
 from shared.consumer import SourceLog, consumes
 from shared.entrypoints import CommandContext, command, query
+from shared.logs import CallLog
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import (EventStore, ObservableService, ParkedEventsService,
@@ -19,7 +21,8 @@ from services.evaluation.application import EvaluationApplication
 
 
 
-class EvaluationService(PublishedLogService, ParkedEventsService, ObservableService):
+class EvaluationService(ApiDescription, PublishedLogService, ParkedEventsService,
+                        ObservableService):
     name = "evaluation"
 
     config = Config()
@@ -27,6 +30,7 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
     caller = OfficeIdentity()
     command_context = CommandContext()
     rpc_metrics = RpcMetrics()
+    call_log = CallLog()
     organizations_log = SourceLog("organizations")
     # Catch-up reads only; the caller's token travels with the call.
     organizations = RpcProxy("organizations")

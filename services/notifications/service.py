@@ -11,8 +11,10 @@ from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
 from nameko.timer import Timer
 
+from shared.api import ApiDescription
 from shared.consumer import SourceLog, consumes
 from shared.entrypoints import CommandContext, command, query
+from shared.logs import CallLog
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import EventStore, ObservableService, ParkedEventsService
@@ -58,7 +60,7 @@ class ConfiguredTimer(Timer):
             self.interval = float(value)
 
 
-class NotificationsService(ParkedEventsService, ObservableService):
+class NotificationsService(ApiDescription, ParkedEventsService, ObservableService):
     name = "notifications"
 
     config = Config()
@@ -66,6 +68,7 @@ class NotificationsService(ParkedEventsService, ObservableService):
     caller = OfficeIdentity()
     command_context = CommandContext()
     rpc_metrics = RpcMetrics()
+    call_log = CallLog()
     organizations_log = SourceLog("organizations")
     evaluation_log = SourceLog("evaluation")
     organizations = RpcProxy("organizations")

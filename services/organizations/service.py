@@ -7,7 +7,9 @@ import shared  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg loads)
 
 from nameko.dependency_providers import Config
 
+from shared.api import ApiDescription
 from shared.entrypoints import CommandContext, command, query
+from shared.logs import CallLog
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import (EventStore, ObservableService, ParkedEventsService,
@@ -16,7 +18,8 @@ from services.organizations.application import OrganizationsApplication
 
 
 
-class OrganizationsService(PublishedLogService, ParkedEventsService, ObservableService):
+class OrganizationsService(ApiDescription, PublishedLogService, ParkedEventsService,
+                           ObservableService):
     name = "organizations"
 
     config = Config()
@@ -24,6 +27,7 @@ class OrganizationsService(PublishedLogService, ParkedEventsService, ObservableS
     caller = OfficeIdentity()
     command_context = CommandContext()
     rpc_metrics = RpcMetrics()
+    call_log = CallLog()
 
     # -- the tree --------------------------------------------------------------
     @command

@@ -1,0 +1,165 @@
+"""API description (接口说明): each service describes its own RPC methods.
+
+The gateway publishes one OpenAPI document for portals that cannot speak
+nameko's AMQP RPC. It must not hold a second, hand-written schema, and it
+imports no service, so every service answers ``describe_api()`` with the JSON
+schema of each method's input, taken from the very models that validate it:
+
+* a method taking ``**payload`` is described by the ``shared.commands.Command``
+  its application method parses (``SomeCommand.parse(payload)``, found in the
+  method's code or in a ``self._helper(...)`` it calls; an application may name
+  it outright in ``API_MODELS = {"method": Model}``);
+* a method with named arguments (the queries) by a model built from its
+  signature, typed from the application method's annotations (an unannotated
+  ``*_id`` is a UUID).
+
+The application method's docstring, or else the entrypoint's, is the summary.
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+import textwrap
+import typing
+from typing import Any, Optional
+from uuid import UUID
+
+from nameko.rpc import Rpc, rpc
+from pydantic import create_model
+
+from shared.commands import Command
+
+REF_TEMPLATE = "#/components/schemas/{service}.{model}"
+# Entrypoints that describe rather than serve; never part of the published API.
+NOT_PUBLISHED = {"describe_api"}
+
+
+def rpc_methods(service_cls) -> list[str]:
+    """Names of the service class's ``@rpc`` entrypoints, in source order."""
+    names = []
+    for name, fn in inspect.getmembers(service_cls, inspect.isfunction):
+        entrypoints = getattr(fn, "nameko_entrypoints", ())
+        if any(isinstance(e, Rpc) for e in entrypoints) and name not in NOT_PUBLISHED:
+            names.append(name)
+    return names
+
+
+def _parsed_models(fn, owner, seen: set) -> list[type[Command]]:
+    """Command classes ``fn`` parses, directly or through ``self.<helper>(…)``."""
+    if fn in seen:
+        return []
+    seen.add(fn)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return []
+    found, helpers = [], []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        target = node.func.value
+        if node.func.attr == "parse" and isinstance(target, ast.Name):
+            model = fn.__globals__.get(target.id)
+            if isinstance(model, type) and issubclass(model, Command) and model not in found:
+                found.append(model)
+        elif isinstance(target, ast.Name) and target.id == "self":
+            helper = getattr(owner, node.func.attr, None)
+            if inspect.isfunction(helper):
+                helpers.append(helper)
+    if found:
+        return found
+    for helper in helpers:
+        found.extend(m for m in _parsed_models(helper, owner, seen) if m not in found)
+    return found
+
+
+def _param_type(name: str, param: inspect.Parameter, hints: dict):
+    if name in hints:
+        return hints[name]
+    default = param.default
+    if isinstance(default, bool):
+        return bool
+    if isinstance(default, int):
+        return int
+    base = UUID if name == "id" or name.endswith("_id") else str
+    return Optional[base] if default is None else base
+
+
+def signature_model(service: str, method: str, fn, app_fn) -> type[Command]:
+    """A model of the entrypoint's named arguments (its defaults kept)."""
+    try:
+        hints = typing.get_type_hints(app_fn) if app_fn is not None else {}
+    except Exception:
+        hints = {}
+    fields: dict[str, Any] = {}
+    for name, param in inspect.signature(fn).parameters.items():
+        if name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        default = ... if param.default is param.empty else param.default
+        fields[name] = (_param_type(name, param, hints), default)
+    title = "".join(part.title() for part in method.split("_")) + "Arguments"
+    return create_model(title, __base__=Command, **fields)
+
+
+def method_model(service: str, service_cls, app_cls, method: str) -> type[Command] | None:
+    """The model that validates ``method``'s input, or None (a free-form object)."""
+    explicit = getattr(app_cls, "API_MODELS", {}) or {}
+    if method in explicit:
+        return explicit[method]
+    fn = getattr(service_cls, method)
+    app_fn = getattr(app_cls, method, None)
+    takes_payload = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    if not takes_payload:
+        return signature_model(service, method, fn, app_fn)
+    if app_fn is None:
+        return None
+    models = _parsed_models(app_fn, app_cls, set())
+    return models[0] if models else None
+
+
+def _summary(*fns) -> str:
+    for fn in fns:
+        doc = inspect.getdoc(fn) if fn is not None else None
+        if doc:
+            return doc.strip().split("\n\n")[0].replace("\n", " ")
+    return ""
+
+
+def describe_service(service: str, service_cls, app_cls) -> dict:
+    """``{"service", "methods": {name: {"summary", "model", "input"}}, "schemas"}``.
+
+    ``input`` is a JSON schema whose ``$ref``s point at
+    ``#/components/schemas/<service>.<Model>``; ``schemas`` holds those.
+    """
+    ref = REF_TEMPLATE.replace("{service}", service)
+    methods, schemas = {}, {}
+    for method in rpc_methods(service_cls):
+        model = method_model(service, service_cls, app_cls, method)
+        app_fn = getattr(app_cls, method, None)
+        entry = {"summary": _summary(app_fn, getattr(service_cls, method)),
+                 "model": model.__name__ if model else None}
+        if model is None:
+            entry["input"] = {"type": "object"}
+        else:
+            schema = model.model_json_schema(ref_template=ref)
+            for name, sub in schema.pop("$defs", {}).items():
+                schemas[f"{service}.{name}"] = sub
+            entry["input"] = schema
+        methods[method] = entry
+    return {"service": service, "methods": methods, "schemas": schemas}
+
+
+class ApiDescription:
+    """Mixin: ``describe_api()`` over RPC, needing no token (it names no data).
+
+    The service must have ``app`` (a ``shared.runtime.EventStore``).
+    """
+
+    _api_description: dict | None = None
+
+    @rpc
+    def describe_api(self):
+        cls = type(self)
+        if cls._api_description is None:
+            cls._api_description = describe_service(self.name, cls, type(self.app))
+        return cls._api_description
