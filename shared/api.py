@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
+import types
 import typing
 from typing import Any, Optional
 from uuid import UUID
@@ -73,7 +74,10 @@ def _parsed_models(fn, owner, seen: set) -> list[type[Command]]:
     return found
 
 
-def _param_type(name: str, param: inspect.Parameter, hints: dict):
+def _param_type(name: str, param: inspect.Parameter, hints: dict, known: dict):
+    if name in known:  # the type the service's commands give a field of that name
+        field = known[name]
+        return field if param.default is param.empty or field is None else Optional[field]
     if name in hints:
         return hints[name]
     default = param.default
@@ -85,8 +89,13 @@ def _param_type(name: str, param: inspect.Parameter, hints: dict):
     return Optional[base] if default is None else base
 
 
-def signature_model(service: str, method: str, fn, app_fn) -> type[Command]:
-    """A model of the entrypoint's named arguments (its defaults kept)."""
+def signature_model(service: str, method: str, fn, app_fn, known: dict) -> type[Command]:
+    """A model of the entrypoint's named arguments (its defaults kept).
+
+    An argument named like a field of one of the service's commands takes that
+    field's type (``college_id`` is a UUID wherever a command says so); else the
+    application method's annotation; else a UUID for ``*_id``, or the default's type.
+    """
     try:
         hints = typing.get_type_hints(app_fn) if app_fn is not None else {}
     except Exception:
@@ -96,25 +105,45 @@ def signature_model(service: str, method: str, fn, app_fn) -> type[Command]:
         if name == "self" or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
             continue
         default = ... if param.default is param.empty else param.default
-        fields[name] = (_param_type(name, param, hints), default)
+        fields[name] = (_param_type(name, param, hints, known), default)
     title = "".join(part.title() for part in method.split("_")) + "Arguments"
     return create_model(title, __base__=Command, **fields)
 
 
-def method_model(service: str, service_cls, app_cls, method: str) -> type[Command] | None:
+def _strip_optional(annotation):
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def known_fields(models) -> dict:
+    """Field name → type (without ``Optional``) across the service's commands."""
+    known: dict = {}
+    for model in models:
+        for name, field in model.model_fields.items():
+            known.setdefault(name, _strip_optional(field.annotation))
+    return known
+
+
+def method_model(service: str, service_cls, app_cls, method: str,
+                 known: dict | None = None) -> type[Command] | None:
     """The model that validates ``method``'s input, or None (a free-form object)."""
     explicit = getattr(app_cls, "API_MODELS", {}) or {}
     if method in explicit:
         return explicit[method]
     fn = getattr(service_cls, method)
     app_fn = getattr(app_cls, method, None)
-    takes_payload = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
-    if not takes_payload:
-        return signature_model(service, method, fn, app_fn)
+    if not _takes_payload(fn):
+        return signature_model(service, method, fn, app_fn, known or {})
     if app_fn is None:
         return None
     models = _parsed_models(app_fn, app_cls, set())
     return models[0] if models else None
+
+
+def _takes_payload(fn) -> bool:
+    return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
 
 
 def _summary(*fns) -> str:
@@ -133,8 +162,12 @@ def describe_service(service: str, service_cls, app_cls) -> dict:
     """
     ref = REF_TEMPLATE.replace("{service}", service)
     methods, schemas = {}, {}
-    for method in rpc_methods(service_cls):
-        model = method_model(service, service_cls, app_cls, method)
+    names = rpc_methods(service_cls)
+    commands = [m for m in (method_model(service, service_cls, app_cls, n, None) for n in names
+                            if _takes_payload(getattr(service_cls, n))) if m is not None]
+    known = known_fields(commands)
+    for method in names:
+        model = method_model(service, service_cls, app_cls, method, known)
         app_fn = getattr(app_cls, method, None)
         entry = {"summary": _summary(app_fn, getattr(service_cls, method)),
                  "model": model.__name__ if model else None}
