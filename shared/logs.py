@@ -5,8 +5,10 @@
 service, instance, entrypoint and method, the caller's ``sub`` and role, the
 outcome and duration, and nameko's call id stack: a command sent through the
 gateway shows the gateway's call id first in the stack of every service call
-it caused. An event handler's line names the event (id, type, source) and the
-actor that caused it.
+it caused. A command's line names the aggregate it changed (``aggregate_id``,
+from its answer) and an event handler's line the event it applied (id, type,
+source, aggregate) and the actor who caused it: one command is followed from
+the gateway to every service that applied its events.
 
 Never logged: tokens, and the personal fields of a payload (names, staff
 numbers, contact details): a call's line records no arguments at all, and
@@ -22,7 +24,11 @@ import re
 import socket
 import time
 
+from nameko.events import EventHandler
 from nameko.extensions import DependencyProvider
+from nameko.rpc import Rpc
+from nameko.timer import Timer
+from nameko.web.handlers import HttpRequestHandler
 
 from shared.identity import CONTEXT_KEY, verify_token
 
@@ -77,11 +83,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def _entrypoint_kind(entrypoint) -> str:
-    name = type(entrypoint).__name__.lower()
-    for kind in ("rpc", "http", "consumer", "timer"):
-        if kind in name:
-            return "http" if name.startswith("httprequest") else kind
-    return name
+    for kind, cls in (("rpc", Rpc), ("http", HttpRequestHandler), ("event", EventHandler),
+                      ("timer", Timer)):
+        if isinstance(entrypoint, cls):
+            return kind
+    return type(entrypoint).__name__
 
 
 class CallLog(DependencyProvider):
@@ -128,6 +134,13 @@ class CallLog(DependencyProvider):
             call.update({"event_id": envelope["event_id"], "event_type": envelope.get("type"),
                          "event_source": envelope.get("source"),
                          "actor_sub": actor.get("sub"), "actor_role": actor.get("role")})
+            call["aggregate_id"] = envelope.get("originator_id")
+        elif isinstance(result, dict) and isinstance(result.get("id"), str):
+            # a command answers with the aggregate it changed: the events it
+            # caused carry that originator id (and, with a version, the last one's id)
+            call["aggregate_id"] = result["id"]
+            if isinstance(result.get("version"), int):
+                call["event_id"] = f"{result['id']}:{result['version']}"
         status = getattr(result, "status_code", None)
         if status is not None:
             call["http_status"] = status
