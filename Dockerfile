@@ -1,4 +1,4 @@
-# One image for the three services; docker-compose.yml picks the service.
+# One image for the four services (three and the gateway); docker-compose.yml picks the service.
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PSYCOPG_WAIT_FUNC=wait_select
 WORKDIR /app
@@ -7,5 +7,5 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY shared ./shared
 COPY services ./services
 RUN pip install --no-cache-dir --no-deps -e .
-EXPOSE 8001 8002 8003
+EXPOSE 8000 8001 8002 8003
 # e.g. nameko run --config services/organizations/config.yaml services.organizations.service:OrganizationsService
