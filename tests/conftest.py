@@ -153,3 +153,11 @@ def start_gateway(container_factory, rabbit_config):
         return f"http://{address}"
 
     return start
+
+
+@pytest.fixture
+def gateway(start_service, start_gateway):
+    """The three services and the gateway in front of them -> the gateway's base URL."""
+    for name in SERVICES:
+        start_service(name)
+    return start_gateway()

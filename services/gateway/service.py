@@ -33,8 +33,16 @@ def json_response(status: int, body) -> Response:
                     mimetype="application/json")
 
 
+# The dashboard sends no script and is never framed or cached.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                           "img-src 'self'; form-action 'self'; "
+                                           "frame-ancestors 'none'",
+                "X-Frame-Options": "DENY", "Cache-Control": "no-store",
+                "Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff"}
+
+
 def html_response(status: int, page: str) -> Response:
-    return Response(page, status=status, mimetype="text/html")
+    return Response(page, status=status, mimetype="text/html", headers=PAGE_HEADERS)
 
 
 class GatewayService:

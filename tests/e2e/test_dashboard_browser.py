@@ -6,7 +6,6 @@ link, and saves screenshots under .artifacts/. Needs Debian's chromium and
 chromium-driver (installed by scripts/ensure-infra.sh); without them the test
 is skipped, loudly.
 """
-import os
 import shutil
 from pathlib import Path
 

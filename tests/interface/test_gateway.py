@@ -2,11 +2,10 @@
 import json
 import uuid
 
-import pytest
 import requests
 
 from services.organizations.application import CreateOrganization, RegisterMember
-from tests.conftest import SECRET, token
+from tests.conftest import token
 from shared.identity import mint_token
 
 
@@ -15,12 +14,6 @@ def post(base, path, body=None, tok=None, **kwargs):
     return requests.post(f"{base}/api/v1/{path}", json=body, headers=headers, timeout=30,
                          **kwargs)
 
-
-@pytest.fixture
-def gateway(start_service, start_gateway):
-    for name in ("organizations", "evaluation", "notifications"):
-        start_service(name)
-    return start_gateway()
 
 
 def test_openapi_document_is_built_from_the_command_models(gateway):
@@ -121,3 +114,32 @@ def test_a_service_that_is_not_running_is_503(start_service, start_gateway):
     assert response.status_code == 503 and response.json()["error"] == "Unavailable"
     assert requests.get(f"{base}/api/v1/openapi.json", timeout=30).status_code == 503
     assert post(base, "organizations/list_departments", {}, token("org_admin")).status_code == 200
+
+
+def test_dashboard_login_cookie_and_refusals(gateway):
+    first = requests.get(f"{gateway}/dashboard", allow_redirects=False, timeout=30)
+    assert first.status_code == 303 and first.headers["Location"].endswith("/login")
+    form = requests.get(f"{gateway}/login", timeout=30)
+    assert "令牌" in form.text and "<script" not in form.text
+    assert "default-src 'none'" in form.headers["Content-Security-Policy"]
+    bad = requests.post(f"{gateway}/login", data={"token": "nonsense"}, allow_redirects=False,
+                        timeout=30)
+    assert bad.status_code == 401 and "令牌无效" in bad.text
+    auditor = requests.post(f"{gateway}/login", data={"token": token("auditor")},
+                            allow_redirects=False, timeout=30)
+    assert auditor.status_code == 403 and "Set-Cookie" not in auditor.headers
+    admin = token("org_admin", sub="zuzhibu.chen")
+    ok = requests.post(f"{gateway}/login", data={"token": admin}, allow_redirects=False,
+                       timeout=30)
+    assert ok.status_code == 303 and ok.headers["Location"].endswith("/dashboard")
+    cookie = ok.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+    # an empty programme renders (no cycle yet), with no script on the page
+    page = requests.get(f"{gateway}/dashboard", cookies={"lianchuang_token": admin}, timeout=30)
+    assert page.status_code == 200 and "没有考评周期" in page.text and "<script" not in page.text
+    member = requests.get(f"{gateway}/dashboard", cookies={"lianchuang_token": token("member")},
+                          timeout=30)
+    assert member.status_code == 403
+    out = requests.post(f"{gateway}/logout", cookies={"lianchuang_token": admin},
+                        allow_redirects=False, timeout=30)
+    assert out.status_code == 303 and "lianchuang_token=;" in out.headers["Set-Cookie"]

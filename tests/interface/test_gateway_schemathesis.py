@@ -6,7 +6,6 @@ documented, bad input refused (4xx). The failure statuses the document names
 (400, 401, 403, 404, …) are what the random calls mostly get back; the
 interface tests in test_gateway.py make each of them on purpose.
 """
-import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -17,12 +16,6 @@ from tests.conftest import token
 
 EXAMPLES = 8
 
-
-@pytest.fixture
-def gateway(start_service, start_gateway):
-    for name in ("organizations", "evaluation", "notifications"):
-        start_service(name)
-    return start_gateway()
 
 
 def test_every_operation_against_the_document(gateway):
