@@ -16,7 +16,7 @@ from nameko.rpc import MethodProxy, ReplyListener
 
 from prometheus_client import Counter, Histogram
 
-from shared.identity import CONTEXT_KEY
+from shared.identity import CONTEXT_KEY, Identity, verify_token
 from services.gateway.application import ApiCatalogue, GatewaySettings, Unavailable
 
 HTTP_REQUESTS = Counter("lianchuang_http_requests_total",
@@ -93,3 +93,11 @@ class HttpMetrics(DependencyProvider):
 
     def worker_teardown(self, worker_ctx):
         self.started.pop(worker_ctx, None)
+
+
+class BearerIdentity(Identity):
+    """Gives a worker ``verify(token)`` -> Caller (or ``Unauthenticated``), with the
+    secret ``Identity`` settles on (a service that has none does not start)."""
+
+    def get_dependency(self, worker_ctx):
+        return lambda token: verify_token(self.secret, token)
