@@ -125,20 +125,27 @@ def drill_down(call, params: dict) -> dict:
     """The organisations behind one number: ``{"title", "rows": [{org_id, org_name, note}]}``."""
     view = params.get("view")
     college = params.get("college")
-    if view in ("stars", "low"):
+    if view in ("stars", "low", "high"):
         stars = call("evaluation", "star_distribution")
         colleges = stars["branches"]["colleges"]
         if college:
             colleges = [c for c in colleges if c["college_id"] == college]
+        name = colleges[0]["college_name"] if college and colleges else "全校"
         if view == "stars":
             key = params.get("stars", "")
-            if key not in STARS + ("unrated",):
+            if key not in STARS + ("unrated", "all"):
                 return {"title": "未知星级 unknown star level", "rows": []}
-            rows = [dict(o, note=c["college_name"]) for c in colleges
-                    for o in (c["unrated"] if key == "unrated" else c["by_stars"][key])]
-            name = colleges[0]["college_name"] if college and colleges else "全校"
-            label = "未评定" if key == "unrated" else f"★{key}"
+            keys = STARS + ("unrated",) if key == "all" else (key,)
+            rows = [dict(o, note=f"{c['college_name']} "
+                         + ("未评定" if k == "unrated" else f"★{k}"))
+                    for c in colleges for k in keys
+                    for o in (c["unrated"] if k == "unrated" else c["by_stars"][k])]
+            label = {"unrated": "未评定", "all": "全部"}.get(key, f"★{key}")
             return {"title": f"{name} {label} 党支部", "rows": rows}
+        if view == "high":
+            rows = [dict(o, note=f"{c['college_name']} ★{o['stars']}") for c in colleges
+                    for o in c["four_or_above"]["organizations"]]
+            return {"title": f"{name} ★4及以上党支部", "rows": rows}
         rows = [dict(o, note=f"{c['college_name']} ★{o['stars']}") for c in colleges
                 for o in c["three_or_below"]["organizations"]]
         if not college and stars.get("colleges"):

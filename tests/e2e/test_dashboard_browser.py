@@ -85,6 +85,9 @@ def test_dashboard_numbers_match_rpc_and_drill_down(demo):
             for k in ("5", "4", "3", "2", "1"):
                 assert number(driver, f"stars-{c['college_id']}-{k}") == len(c["by_stars"][k])
             assert number(driver, f"low-{c['college_id']}") == c["three_or_below"]["count"]
+            assert number(driver, f"stars-{c['college_id']}-all") == c["organizations"]
+            assert driver.find_element(By.ID, f"high-{c['college_id']}").text == \
+                f"{c['four_or_above']['share'] * 100:.0f}%"
         low = stars["branches"]["school"]["three_or_below"]["count"] + \
             stars["colleges"]["three_or_below"]["count"]
         assert low > 0 and number(driver, "low-total") == low
@@ -114,6 +117,13 @@ def test_dashboard_numbers_match_rpc_and_drill_down(demo):
                     ["organizations"] + stars["colleges"]["three_or_below"]["organizations"]}
         assert shown == expected and number(driver, "drill-count") == low
         driver.save_screenshot(str(ARTIFACTS / "dashboard-drill-down.png"))
+        # and a college's ★4+ share lists that college's ★4 and ★5 branches
+        first = colleges[0]
+        driver.get(f"{base}/dashboard")
+        driver.find_element(By.ID, f"high-{first['college_id']}").click()
+        shown = {row.get_attribute("data-org-id") for row in
+                 driver.find_elements(By.CSS_SELECTOR, "#drill-rows tr[data-org-id]")}
+        assert shown == {o["org_id"] for o in first["four_or_above"]["organizations"]}
 
         # a non-admin token is refused at the form
         driver.get(f"{base}/login")
