@@ -15,7 +15,7 @@ import threading
 import time
 
 from jsonschema import Draft202012Validator, FormatChecker
-from nameko.exceptions import RemoteError, UnknownService
+from nameko.exceptions import RemoteError
 
 from shared.errors import ValidationError
 
@@ -49,11 +49,14 @@ class GatewaySettings:
 
 
 # -- errors as HTTP ------------------------------------------------------------------
+# nameko's own errors, read as ours.
+ALIASES = {"UnknownService": "Unavailable", "MethodNotFound": "NotFound",
+           "IncorrectSignature": "ValidationError"}
+
+
 def error_status(exc: BaseException) -> int:
     name = exc.exc_type if isinstance(exc, RemoteError) else type(exc).__name__
-    if isinstance(exc, UnknownService):
-        name = "Unavailable"
-    return STATUS_OF.get(name, 500)
+    return STATUS_OF.get(ALIASES.get(name, name), 500)
 
 
 def error_body(exc: BaseException) -> dict:
@@ -69,8 +72,10 @@ def error_body(exc: BaseException) -> dict:
     body = {"error": name, "message": message}
     if isinstance(exc, ValidationError):
         body["fields"] = exc.errors
-    elif isinstance(exc, RemoteError) and name == "ValidationError":
-        body["fields"] = exc.value if isinstance(exc.value, list) else []
+    elif name == "ValidationError":
+        value = exc.value if isinstance(exc, RemoteError) else None
+        body["fields"] = value if isinstance(value, list) else [{"field": "body",
+                                                                 "message": message}]
     return body
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 
 import eventlet
-from nameko.exceptions import UnknownService
+from nameko.exceptions import MethodNotFound, UnknownService
 from nameko.extensions import DependencyProvider
 from nameko.rpc import MethodProxy, ReplyListener
 
@@ -69,7 +69,10 @@ class BackendCaller:
             raise Unavailable(f"service '{service}' did not answer within {self.timeout:g}s")
 
     def describe(self, service: str) -> dict:
-        return self.call(service, "describe_api", {})
+        try:
+            return self.call(service, "describe_api", {})
+        except MethodNotFound:
+            raise Unavailable(f"service '{service}' does not describe its API (an older version?)")
 
 
 class HttpMetrics(DependencyProvider):

@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import jinja2
+import jwt
 
 TEMPLATES = Path(__file__).parent / "templates"
 STARS = ("5", "4", "3", "2", "1")
@@ -23,6 +24,11 @@ COOKIE = "lianchuang_token"
 
 env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                          autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def token_expiry(token: str) -> int:
+    """The ``exp`` of a token already verified (the cookie lives as long as the token)."""
+    return int(jwt.decode(token, options={"verify_signature": False}).get("exp", 0))
 
 
 def render(template: str, **context) -> str:

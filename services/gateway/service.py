@@ -143,8 +143,8 @@ class GatewayService:
             return html_response(403, dashboard.render(
                 "login.html.j2", error="看板仅供组织部 (org_admin) 使用"))
         response = Response(status=303, headers={"Location": "/dashboard"})
-        claims_exp = _expiry(token)
-        response.set_cookie(dashboard.COOKIE, token, max_age=max(0, claims_exp - int(time.time())),
+        response.set_cookie(dashboard.COOKIE, token,
+                            max_age=max(0, dashboard.token_expiry(token) - int(time.time())),
                             httponly=True, samesite="Strict", path="/",
                             secure=self.backends.settings.secure_cookie)
         return response
@@ -172,8 +172,3 @@ class GatewayService:
     def metrics(self, request):
         return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
 
-
-def _expiry(token: str) -> int:
-    import jwt
-
-    return int(jwt.decode(token, options={"verify_signature": False}).get("exp", 0))

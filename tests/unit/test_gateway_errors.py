@@ -2,7 +2,7 @@
 import io
 
 import pytest
-from nameko.exceptions import RemoteError, UnknownService
+from nameko.exceptions import IncorrectSignature, MethodNotFound, RemoteError, UnknownService
 
 from shared.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationError
 from services.gateway.application import (PayloadTooLarge, Unavailable, bearer_token, error_body,
@@ -15,6 +15,7 @@ from services.gateway.application import (PayloadTooLarge, Unavailable, bearer_t
     (PayloadTooLarge("big"), 413), (Unavailable("down"), 503), (UnknownService("x"), 503),
     (RemoteError("Unavailable", "the store is down"), 503),
     (RemoteError("Conflict", "changed"), 409), (RemoteError("KeyError", "'x'"), 500),
+    (MethodNotFound("nope"), 404), (IncorrectSignature("extra"), 400),
     (RuntimeError("boom"), 500)])
 def test_status_of_each_error(exc, status):
     assert error_status(exc) == status
@@ -27,6 +28,8 @@ def test_bodies_name_fields_and_hide_internals():
     hidden = error_body(RemoteError("KeyError", "secret internals"))
     assert hidden["error"] == "InternalError" and "secret" not in hidden["message"]
     assert error_body(RemoteError("Conflict", "reload"))["message"] == "reload"
+    assert error_body(IncorrectSignature("unexpected 'x'"))["fields"] == [
+        {"field": "body", "message": "unexpected 'x'"}]
 
 
 def test_bearer_and_body_parsing():
