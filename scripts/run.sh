@@ -37,8 +37,9 @@ for svc in organizations evaluation notifications; do
   echo $! >".run/$svc.pid"
 done
 # The HTTP gateway: JSON API, OpenAPI document and the 组织部 dashboard.
-.venv/bin/nameko run --config services/gateway/config.yaml services.gateway.service:GatewayService \
-  >".run/gateway.log" 2>&1 &
+CLASSES[gateway]=GatewayService
+: >".run/gateway.log"
+supervise gateway &
 echo $! >".run/gateway.pid"
 urls=()
 for svc in organizations evaluation notifications; do urls+=("http://127.0.0.1:${PORTS[$svc]}/health"); done

@@ -5,6 +5,7 @@ nameko's AMQP RPC. It must not hold a second, hand-written schema, and it
 imports no service, so every service answers ``describe_api()`` with the JSON
 schema of each method's input, taken from the very models that validate it:
 
+* every command (a ``Mutation`` entrypoint) also takes ``command_id``;
 * a method taking ``**payload`` is described by the ``shared.commands.Command``
   its application method parses (``SomeCommand.parse(payload)``, found in the
   method's code or in a ``self._helper(...)`` it calls; an application may name
@@ -25,12 +26,18 @@ import typing
 from typing import Any, Optional
 from uuid import UUID
 
-from nameko.rpc import Rpc, rpc
+from nameko.rpc import Rpc
 from pydantic import create_model
 
 from shared.commands import Command
+from shared.entrypoints import COMMAND_ID_PATTERN, Mutation, query
 
 REF_TEMPLATE = "#/components/schemas/{service}.{model}"
+# Every command (a ``Mutation``) also takes ``command_id`` (shared.entrypoints).
+COMMAND_ID_SCHEMA = {
+    "type": "string", "pattern": COMMAND_ID_PATTERN.pattern, "title": "Command Id",
+    "description": "Makes the command apply once: a repeat with the same id returns the "
+                   "first answer (a UUID is a good choice)."}
 # Entrypoints that describe rather than serve; never part of the published API.
 NOT_PUBLISHED = {"describe_api"}
 
@@ -142,6 +149,11 @@ def method_model(service: str, service_cls, app_cls, method: str,
     return models[0] if models else None
 
 
+def is_command(service_cls, method: str) -> bool:
+    entrypoints = getattr(getattr(service_cls, method), "nameko_entrypoints", ())
+    return any(isinstance(e, Mutation) for e in entrypoints)
+
+
 def _takes_payload(fn) -> bool:
     return any(p.kind == p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
 
@@ -177,6 +189,8 @@ def describe_service(service: str, service_cls, app_cls) -> dict:
             schema = model.model_json_schema(ref_template=ref)
             for name, sub in schema.pop("$defs", {}).items():
                 schemas[f"{service}.{name}"] = sub
+            if is_command(service_cls, method):
+                schema.setdefault("properties", {})["command_id"] = COMMAND_ID_SCHEMA
             entry["input"] = schema
         methods[method] = entry
     return {"service": service, "methods": methods, "schemas": schemas}
@@ -190,7 +204,7 @@ class ApiDescription:
 
     _api_description: dict | None = None
 
-    @rpc
+    @query
     def describe_api(self):
         cls = type(self)
         if cls._api_description is None:

@@ -31,6 +31,7 @@ from nameko.timer import Timer
 from nameko.web.handlers import HttpRequestHandler
 
 from shared.identity import CONTEXT_KEY, verify_token
+from shared.secrets import AUTH_SECRET, MissingSecret, load_secret
 
 CALLS = logging.getLogger("lianchuang.calls")
 _TOKEN = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
@@ -96,7 +97,10 @@ class CallLog(DependencyProvider):
 
     def setup(self):
         config = self.container.config
-        self.secret = config.get("AUTH_SECRET") or ""
+        try:  # only to name the caller; Identity refuses to start without a secret
+            self.secret = load_secret(AUTH_SECRET, config)
+        except MissingSecret:
+            self.secret = ""
         self.instance = str(config.get("INSTANCE") or f"{socket.gethostname()}-{os.getpid()}")
         self.started: dict = {}
 

@@ -29,10 +29,6 @@ ERROR_TEXT = {400: "输入有误 bad input", 401: "未认证 no valid token",
               503: "服务暂不可用 a service is unavailable"}
 
 
-class Unavailable(Exception):
-    """A service behind the gateway did not answer (not running, or too slow)."""
-
-
 class PayloadTooLarge(Exception):
     """The request body is over the configured limit."""
 

@@ -17,7 +17,8 @@ from nameko.rpc import MethodProxy, ReplyListener
 from prometheus_client import Counter, Histogram
 
 from shared.identity import CONTEXT_KEY, Identity, verify_token
-from services.gateway.application import ApiCatalogue, GatewaySettings, Unavailable
+from shared.errors import Unavailable
+from services.gateway.application import ApiCatalogue, GatewaySettings
 
 HTTP_REQUESTS = Counter("lianchuang_http_requests_total",
                         "HTTP requests the gateway answered, by route and status",

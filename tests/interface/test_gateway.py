@@ -22,7 +22,7 @@ def test_openapi_document_is_built_from_the_command_models(gateway):
     op = doc["paths"]["/api/v1/organizations/create_organization"]["post"]
     schema = op["requestBody"]["content"]["application/json"]["schema"]
     expected = CreateOrganization.model_json_schema()
-    assert schema["properties"].keys() == expected["properties"].keys()
+    assert schema["properties"].keys() == expected["properties"].keys() | {"command_id"}
     assert schema["required"] == expected["required"] == ["name", "kind"]
     assert schema["additionalProperties"] is False
     member = doc["paths"]["/api/v1/organizations/register_member"]["post"]
@@ -52,6 +52,19 @@ def test_a_call_through_the_gateway_is_the_rpc_call(gateway, rpc_as):
     assert got.status_code == 200
     assert got.json() == rpc_as("org_admin").organizations.get_organization(org["id"])
     assert got.headers["Content-Type"].startswith("application/json")
+
+
+def test_command_id_makes_a_repeated_http_command_apply_once(gateway):
+    admin = token("org_admin")
+    body = {"name": "学校党委", "kind": "committee", "command_id": "portal-7f3a"}
+    first = post(gateway, "organizations/create_organization", body, admin)
+    again = post(gateway, "organizations/create_organization", body, admin)
+    assert first.status_code == again.status_code == 200
+    assert first.json()["id"] == again.json()["id"]
+    tree = post(gateway, "organizations/get_tree", {}, admin).json()
+    assert len(tree) == 1
+    bad = post(gateway, "organizations/create_organization", {**body, "command_id": "?"}, admin)
+    assert bad.status_code == 400 and bad.json()["fields"][0]["field"] == "command_id"
 
 
 def test_authentication(gateway):

@@ -4,9 +4,10 @@ import io
 import pytest
 from nameko.exceptions import IncorrectSignature, MethodNotFound, RemoteError, UnknownService
 
-from shared.errors import Conflict, Forbidden, NotFound, Unauthenticated, ValidationError
-from services.gateway.application import (PayloadTooLarge, Unavailable, bearer_token, error_body,
-                                          error_status, read_json_object)
+from shared.errors import (Conflict, Forbidden, NotFound, Unauthenticated, Unavailable,
+                           ValidationError)
+from services.gateway.application import (PayloadTooLarge, bearer_token, error_body, error_status,
+                                          read_json_object)
 
 
 @pytest.mark.parametrize("exc, status", [
