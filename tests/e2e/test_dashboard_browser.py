@@ -56,6 +56,17 @@ def demo(start_service, start_gateway, rpc_as):
     return base, admin
 
 
+def arrive(driver, path: str, element_id: str):
+    """Wait until the browser has navigated to ``path`` and shows ``element_id``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 60)
+    wait.until(EC.url_contains(path))
+    wait.until(EC.presence_of_element_located((By.ID, element_id)))
+
+
 def number(driver, element_id) -> int:
     from selenium.webdriver.common.by import By
 
@@ -70,10 +81,10 @@ def test_dashboard_numbers_match_rpc_and_drill_down(demo):
     driver = browser()
     try:
         driver.get(f"{base}/dashboard")
-        assert driver.current_url.endswith("/login")
+        arrive(driver, "/login", "token")
         driver.find_element(By.ID, "token").send_keys(token("org_admin", sub="zuzhibu.li"))
         driver.find_element(By.ID, "login-submit").click()
-        assert driver.current_url.endswith("/dashboard"), driver.page_source[:500]
+        arrive(driver, "/dashboard", "cycle")
         cookie = driver.get_cookie("lianchuang_token")
         assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
         driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
@@ -110,7 +121,7 @@ def test_dashboard_numbers_match_rpc_and_drill_down(demo):
 
         # 下钻: the organisations behind "★3 and below" are exactly the RPC's
         driver.find_element(By.ID, "low-total").click()
-        assert "/dashboard/orgs" in driver.current_url
+        arrive(driver, "/dashboard/orgs", "drill-count")
         shown = {row.get_attribute("data-org-id") for row in
                  driver.find_elements(By.CSS_SELECTOR, "#drill-rows tr[data-org-id]")}
         expected = {o["org_id"] for o in stars["branches"]["school"]["three_or_below"]
@@ -120,15 +131,19 @@ def test_dashboard_numbers_match_rpc_and_drill_down(demo):
         # and a college's ★4+ share lists that college's ★4 and ★5 branches
         first = colleges[0]
         driver.get(f"{base}/dashboard")
+        arrive(driver, "/dashboard", f"high-{first['college_id']}")
         driver.find_element(By.ID, f"high-{first['college_id']}").click()
+        arrive(driver, "view=high", "drill-count")
         shown = {row.get_attribute("data-org-id") for row in
                  driver.find_elements(By.CSS_SELECTOR, "#drill-rows tr[data-org-id]")}
         assert shown == {o["org_id"] for o in first["four_or_above"]["organizations"]}
 
         # a non-admin token is refused at the form
         driver.get(f"{base}/login")
+        arrive(driver, "/login", "token")
         driver.find_element(By.ID, "token").send_keys(token("auditor"))
         driver.find_element(By.ID, "login-submit").click()
+        arrive(driver, "/login", "login-error")
         assert "org_admin" in driver.find_element(By.ID, "login-error").text
     finally:
         driver.quit()
