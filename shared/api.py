@@ -27,7 +27,7 @@ from typing import Any, Optional
 from uuid import UUID
 
 from nameko.rpc import Rpc
-from pydantic import create_model
+from pydantic import BaseModel, ConfigDict, create_model
 
 from shared.commands import Command
 from shared.entrypoints import COMMAND_ID_PATTERN, Mutation, query
@@ -53,7 +53,8 @@ def rpc_methods(service_cls) -> list[str]:
 
 
 def _parsed_models(fn, owner, seen: set) -> list[type[Command]]:
-    """Command classes ``fn`` parses, directly or through ``self.<helper>(…)``."""
+    """Command (and Query) classes ``fn`` parses (``X.parse(…)``, ``X.of(…)``),
+    directly or through ``self.<helper>(…)``."""
     if fn in seen:
         return []
     seen.add(fn)
@@ -66,7 +67,7 @@ def _parsed_models(fn, owner, seen: set) -> list[type[Command]]:
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
         target = node.func.value
-        if node.func.attr == "parse" and isinstance(target, ast.Name):
+        if node.func.attr in ("parse", "of") and isinstance(target, ast.Name):
             model = fn.__globals__.get(target.id)
             if isinstance(model, type) and issubclass(model, Command) and model not in found:
                 found.append(model)
@@ -96,8 +97,9 @@ def _param_type(name: str, param: inspect.Parameter, hints: dict, known: dict):
     return Optional[base] if default is None else base
 
 
-def signature_model(service: str, method: str, fn, app_fn, known: dict) -> type[Command]:
-    """A model of the entrypoint's named arguments (its defaults kept).
+def signature_model(service: str, method: str, fn, app_fn, known: dict) -> type[BaseModel]:
+    """For a query that validates its arguments with no model: a model of the
+    entrypoint's named arguments (its defaults kept), for the document only.
 
     An argument named like a field of one of the service's commands takes that
     field's type (``college_id`` is a UUID wherever a command says so); else the
@@ -114,7 +116,7 @@ def signature_model(service: str, method: str, fn, app_fn, known: dict) -> type[
         default = ... if param.default is param.empty else param.default
         fields[name] = (_param_type(name, param, hints, known), default)
     title = "".join(part.title() for part in method.split("_")) + "Arguments"
-    return create_model(title, __base__=Command, **fields)
+    return create_model(title, __config__=ConfigDict(extra="forbid"), **fields)
 
 
 def _strip_optional(annotation):
@@ -133,20 +135,28 @@ def known_fields(models) -> dict:
     return known
 
 
+def _arguments(fn) -> set[str]:
+    return {name for name, p in inspect.signature(fn).parameters.items()
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+
 def method_model(service: str, service_cls, app_cls, method: str,
-                 known: dict | None = None) -> type[Command] | None:
+                 known: dict | None = None) -> type[BaseModel] | None:
     """The model that validates ``method``'s input, or None (a free-form object)."""
     explicit = getattr(app_cls, "API_MODELS", {}) or {}
     if method in explicit:
         return explicit[method]
     fn = getattr(service_cls, method)
     app_fn = getattr(app_cls, method, None)
-    if not _takes_payload(fn):
-        return signature_model(service, method, fn, app_fn, known or {})
-    if app_fn is None:
-        return None
-    models = _parsed_models(app_fn, app_cls, set())
-    return models[0] if models else None
+    models = _parsed_models(app_fn, app_cls, set()) if app_fn is not None else []
+    if _takes_payload(fn):
+        return models[0] if models else None
+    # a query: the model it checks its arguments with, when that model names them all
+    arguments = _arguments(fn)
+    for model in models:
+        if arguments <= set(model.model_fields):
+            return model
+    return signature_model(service, method, fn, app_fn, known or {})
 
 
 def is_command(service_cls, method: str) -> bool:
