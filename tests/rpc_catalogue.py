@@ -93,6 +93,7 @@ PARKING = {"list_parked": ListParked, "retry_parked": ResolveParked,
            "skip_parked": ResolveParked, "consumer_status": None}
 for methods in (ORGANIZATIONS, EVALUATION, NOTIFICATIONS):
     methods.update(PARKING)
+    methods["describe_api"] = None  # shared.api: the service describes its own methods
 PARKING_COMMANDS = ["retry_parked", "skip_parked"]
 CATALOGUE = {"organizations": ORGANIZATIONS, "evaluation": EVALUATION,
              "notifications": NOTIFICATIONS}
