@@ -82,6 +82,53 @@ def _parsed_models(fn, owner, seen: set) -> list[type[Command]]:
     return found
 
 
+def _source_tree(fn):
+    try:
+        return ast.parse(textwrap.dedent(inspect.getsource(inspect.unwrap(fn))))
+    except (OSError, TypeError, SyntaxError):
+        return None
+
+
+def _attribute_class(cls, attr: str):
+    """The class of ``cls().<attr>``: a class attribute's, or what ``__init__``
+    assigns (``self.programme = ProgrammeOperations(self)``)."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        tree = _source_tree(init) if init is not None else None
+        for node in ast.walk(tree) if tree is not None else ():
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \
+                    isinstance(node.value.func, ast.Name) and any(
+                        isinstance(t, ast.Attribute) and t.attr == attr and
+                        isinstance(t.value, ast.Name) and t.value.id == "self"
+                        for t in node.targets):
+                found = init.__globals__.get(node.value.func.id)
+                if isinstance(found, type):
+                    return found
+    return None
+
+
+def application_method(service_cls, app_cls, method: str):
+    """The application method an entrypoint hands its work to: ``self.app.<method>``,
+    or a sub-domain's (``self.app.programme.<method>``)."""
+    tree = _source_tree(getattr(service_cls, method))
+    for node in ast.walk(tree) if tree is not None else ():
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        chain, target = [node.func.attr], node.func.value
+        while isinstance(target, ast.Attribute):
+            chain.insert(0, target.attr)
+            target = target.value
+        if not (isinstance(target, ast.Name) and target.id == "self" and chain[0] == "app"):
+            continue
+        owner = app_cls
+        for attr in chain[1:-1]:
+            owner = _attribute_class(owner, attr) if owner is not None else None
+        fn = getattr(owner, chain[-1], None) if owner is not None else None
+        if inspect.isfunction(fn):
+            return fn, owner
+    return getattr(app_cls, method, None), app_cls
+
+
 def _param_type(name: str, param: inspect.Parameter, hints: dict, known: dict):
     if name in known:  # the type the service's commands give a field of that name
         field = known[name]
@@ -147,8 +194,8 @@ def method_model(service: str, service_cls, app_cls, method: str,
     if method in explicit:
         return explicit[method]
     fn = getattr(service_cls, method)
-    app_fn = getattr(app_cls, method, None)
-    models = _parsed_models(app_fn, app_cls, set()) if app_fn is not None else []
+    app_fn, owner = application_method(service_cls, app_cls, method)
+    models = _parsed_models(app_fn, owner, set()) if app_fn is not None else []
     if _takes_payload(fn):
         return models[0] if models else None
     # a query: the model it checks its arguments with, when that model names them all
@@ -190,7 +237,7 @@ def describe_service(service: str, service_cls, app_cls) -> dict:
     known = known_fields(commands)
     for method in names:
         model = method_model(service, service_cls, app_cls, method, known)
-        app_fn = getattr(app_cls, method, None)
+        app_fn = application_method(service_cls, app_cls, method)[0]
         entry = {"summary": _summary(app_fn, getattr(service_cls, method)),
                  "model": model.__name__ if model else None}
         if model is None:
