@@ -83,6 +83,34 @@ def coverage_bars(colleges: list[dict], width: int = 560, bar: int = 18, gap: in
             "label_w": label_w, "rows": rows}
 
 
+TASK_STATUS_ZH = {"unplanned": "未排期", "in_progress": "推进中", "overdue": "逾期",
+                  "completed": "已完成"}
+
+
+def programme(call) -> dict | None:
+    """三级联创: candidacies by title and tier, and the task book (任务书) by status;
+    None when the evaluation service offers no programme (an older version)."""
+    try:
+        board = call("evaluation", "programme_dashboard")
+    except Exception as exc:  # the page still shows the rest
+        if type(exc).__name__ in ("MethodNotFound", "NotFound", "Unavailable"):
+            return None
+        raise
+    titles = [{"title": t["title"], "title_zh": t["title_zh"],
+               "tiers": [{"tier": tier["tier"], "tier_zh": tier["tier_zh"], "total": tier["total"],
+                          "href": link(view="candidacies", title=t["title"], tier=tier["tier"])}
+                         for tier in t["tiers"]]} for t in board["candidacies"]]
+    book = board.get("task_book")
+    tasks = None
+    if book is not None:
+        tasks = {"measures": book["measures"], "overdue": len(book["overdue"]),
+                 "overdue_href": link(view="task_overdue"),
+                 "statuses": [{"status": st, "zh": TASK_STATUS_ZH.get(st, st),
+                               "count": book["by_status"][st]["count"]}
+                              for st in book["by_status"]]}
+    return {"titles": titles, "tasks": tasks}
+
+
 def overview(call) -> dict:
     """What the page shows; ``call(service, method, **kwargs)`` carries the viewer's token."""
     stars = call("evaluation", "star_distribution")
@@ -121,6 +149,7 @@ def overview(call) -> dict:
         "coverage_chart": coverage_bars(coverage["colleges"]),
         "coverage_href": link(view="double_leader"),
         "progress": progress,
+        "programme": programme(call),
         "stars": STARS,
         "colours": STAR_COLOURS,
         "link": link,
@@ -177,4 +206,18 @@ def drill_down(call, params: dict) -> dict:
                  "note": f"{STAGE_ZH.get(o['stage'], o['stage'])} 截止 {o['due'][:10]}"}
                 for o in board["overdue"]]
         return {"title": f"{board['name']} · 逾期", "rows": rows}
+    if view == "candidacies":
+        board = call("evaluation", "programme_dashboard")
+        rows = [{"org_id": o["org_id"], "org_name": o["org_name"],
+                 "note": f"{t['title_zh']} {tier['tier_zh']} · {st['stage_zh']}"}
+                for t in board["candidacies"] if t["title"] == params.get("title")
+                for tier in t["tiers"] if tier["tier"] == params.get("tier")
+                for st in tier["stages"] for o in st["organizations"]]
+        return {"title": "创建培育对象", "rows": rows}
+    if view == "task_overdue":
+        book = call("evaluation", "programme_dashboard")["task_book"] or {"overdue": []}
+        rows = [{"org_id": "", "org_name": f"{o['number']}. {o['title']}",
+                 "note": f"{o['lead_department']} · {o['milestone']} 截止 {o['due_on']}"}
+                for o in book["overdue"]]
+        return {"title": "任务书逾期节点", "rows": rows}
     return {"title": "未知的下钻 unknown drill-down", "rows": []}

@@ -119,6 +119,17 @@ def test_dashboard_numbers_match_rpc_and_drill_down(demo):
             assert number(driver, f"stage-{stage}") == entry["count"]
         assert number(driver, "cycle-overdue") == len(board["overdue"])
 
+        # 三级联创: candidacies by title and tier, the task book by status
+        programme = admin.evaluation.programme_dashboard()
+        for t in programme["candidacies"]:
+            for tier in t["tiers"]:
+                assert number(driver, f"cand-{t['title']}-{tier['tier']}") == tier["total"]
+        book = programme["task_book"]
+        assert book["measures"] > 0
+        for status, entry in book["by_status"].items():
+            assert number(driver, f"task-{status}") == entry["count"]
+        assert number(driver, "task-overdue-items") == len(book["overdue"])
+
         # 下钻: the organisations behind "★3 and below" are exactly the RPC's
         driver.find_element(By.ID, "low-total").click()
         arrive(driver, "/dashboard/orgs", "drill-count")
