@@ -1,4 +1,4 @@
-# One image for the three services; docker-compose.yml picks the service.
+# One image for the four services (three and the gateway); docker-compose.yml picks the service.
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 PSYCOPG_WAIT_FUNC=wait_select
 WORKDIR /app
@@ -8,5 +8,5 @@ COPY shared ./shared
 COPY services ./services
 COPY lianchuang_cli ./lianchuang_cli
 RUN pip install --no-cache-dir --no-deps -e .
-EXPOSE 8001 8002 8003
+EXPOSE 8000 8001 8002 8003
 # e.g. nameko run --config services/organizations/config.yaml services.organizations.service:OrganizationsService

@@ -34,6 +34,12 @@ test: install infra
 faults: install infra
 	$(VENV)/bin/pytest -q --timeout 300 -m faults tests
 
+# Validate deploy/: k8s manifests, Prometheus config/rules/rule tests (promtool),
+# Grafana panels and alerts against the exported metrics, docker compose config.
+.PHONY: check-deploy
+check-deploy: install infra
+	scripts/check-deploy.sh
+
 # Every benchmark in one run beside raw baselines measured in the same run,
 # written to docs/benchmarks.md (the previous run's figures kept beside them).
 # bench-evaluation fills the store with 1,000,000 events: about ten minutes.

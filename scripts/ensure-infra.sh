@@ -59,4 +59,17 @@ if local_host "$AMQP_HOST" && ! port_open "$AMQP_HOST" 15672; then
     wait_port "$AMQP_HOST" 15672 60 || { echo "!! management plugin did not come up on :15672" >&2; exit 1; }
   fi
 fi
+# Headless Chromium, its driver and a CJK font for the dashboard's browser test
+# (tests/e2e/test_dashboard_browser.py). Without them that test is SKIPPED.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null \
+   || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|noto sans cjk"; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium, chromium-driver and a CJK font (dashboard browser test)…"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        chromium chromium-driver fonts-wqy-microhei >/dev/null; } \
+      || echo "!!! could not install chromium/chromium-driver: the dashboard browser test WILL BE SKIPPED" >&2
+  else
+    echo "!!! chromium/chromium-driver missing and not root: the dashboard browser test WILL BE SKIPPED" >&2
+  fi
+fi
 echo "PostgreSQL $PGHOST:$PGPORT and RabbitMQ $AMQP_HOST:5672 are up."

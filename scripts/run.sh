@@ -40,8 +40,14 @@ for svc in organizations evaluation notifications; do
   supervise "$svc" &
   echo $! >".run/$svc.pid"
 done
+# The HTTP gateway: JSON API, OpenAPI document and the 组织部 dashboard.
+CLASSES[gateway]=GatewayService
+: >".run/gateway.log"
+supervise gateway &
+echo $! >".run/gateway.pid"
 urls=()
 for svc in organizations evaluation notifications; do urls+=("http://127.0.0.1:${PORTS[$svc]}/health"); done
+urls+=("http://127.0.0.1:8000/health")
 if ! .venv/bin/lianchuang wait-healthy --timeout 90 "${urls[@]}"; then
   echo "a service did not become healthy; see .run/*.log" >&2
   tail -n 30 .run/*.log >&2
@@ -54,7 +60,12 @@ Lianchuang is running (logs in .run/, stop with 'make stop'):
   organizations  health http://127.0.0.1:8001/health   metrics http://127.0.0.1:8001/metrics
   evaluation     health http://127.0.0.1:8002/health   metrics http://127.0.0.1:8002/metrics
   notifications  health http://127.0.0.1:8003/health   metrics http://127.0.0.1:8003/metrics
+  gateway        http://127.0.0.1:8000  (JSON API /api/v1/<service>/<method>, OpenAPI
+                 http://127.0.0.1:8000/api/v1/openapi.json, 组织部 dashboard
+                 http://127.0.0.1:8000/dashboard)
   RabbitMQ management http://127.0.0.1:15672 (guest/guest)
 
 Mint a token:   .venv/bin/lianchuang token --role org_admin --sub alice
+Call over HTTP: curl -s -X POST http://127.0.0.1:8000/api/v1/organizations/double_leader_coverage \
+                  -H "Authorization: Bearer \$(.venv/bin/lianchuang token --role org_admin --sub alice)" -d '{}'
 MSG

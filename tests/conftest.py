@@ -144,3 +144,26 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, message: 
             return value
         eventlet.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+
+
+@pytest.fixture
+def start_gateway(container_factory, rabbit_config):
+    """start_gateway(**GATEWAY settings) -> the gateway's base URL (http://127.0.0.1:port)."""
+    from services.gateway.service import GatewayService
+
+    def start(**gateway):
+        address = f"127.0.0.1:{free_port()}"
+        config = {"AMQP_URI": rabbit_config["AMQP_URI"], "AUTH_SECRET": SECRET,
+                  "WEB_SERVER_ADDRESS": address, "GATEWAY": {"rpc_timeout": 20, **gateway}}
+        container_factory(GatewayService, config).start()
+        return f"http://{address}"
+
+    return start
+
+
+@pytest.fixture
+def gateway(start_service, start_gateway):
+    """The three services and the gateway in front of them -> the gateway's base URL."""
+    for name in SERVICES:
+        start_service(name)
+    return start_gateway()

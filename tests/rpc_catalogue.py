@@ -101,6 +101,7 @@ AUDIT = {"verify_chain": VerifyChain, "rebuild_read_models": Rebuild}
 for methods in (ORGANIZATIONS, EVALUATION, NOTIFICATIONS):
     methods.update(PARKING)
     methods.update(AUDIT)
+    methods["describe_api"] = None  # shared.api: the service describes its own methods
 PARKING_COMMANDS = ["retry_parked", "skip_parked"]
 AUDIT_COMMANDS = ["rebuild_read_models"]
 CATALOGUE = {"organizations": ORGANIZATIONS, "evaluation": EVALUATION,

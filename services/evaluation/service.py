@@ -9,10 +9,12 @@ from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
 from nameko.timer import timer
 
+from shared.api import ApiDescription
 from shared.consumer import SourceLog, consumes
 from shared.audit import AuditService
 from shared.entrypoints import CommandContext, command, query
 from shared.history import AuditReadsService
+from shared.logs import CallLog
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import (EventStore, ObservableService, ParkedEventsService,
@@ -21,7 +23,7 @@ from services.evaluation.application import EvaluationApplication
 
 
 
-class EvaluationService(AuditService, AuditReadsService, PublishedLogService,
+class EvaluationService(ApiDescription, AuditService, AuditReadsService, PublishedLogService,
                         ParkedEventsService, ObservableService):
     name = "evaluation"
 
@@ -30,6 +32,7 @@ class EvaluationService(AuditService, AuditReadsService, PublishedLogService,
     caller = OfficeIdentity()
     command_context = CommandContext()
     rpc_metrics = RpcMetrics()
+    call_log = CallLog()
     organizations_log = SourceLog("organizations")
     # Catch-up reads only; the caller's token travels with the call.
     organizations = RpcProxy("organizations")

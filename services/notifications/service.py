@@ -11,9 +11,11 @@ from nameko.dependency_providers import Config
 from nameko.rpc import RpcProxy
 from nameko.timer import Timer
 
+from shared.api import ApiDescription
 from shared.consumer import SourceLog, consumes
 from shared.audit import AuditService
 from shared.entrypoints import CommandContext, command, query
+from shared.logs import CallLog
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import EventStore, ObservableService, ParkedEventsService
@@ -59,7 +61,8 @@ class ConfiguredTimer(Timer):
             self.interval = float(value)
 
 
-class NotificationsService(AuditService, ParkedEventsService, ObservableService):
+class NotificationsService(ApiDescription, AuditService, ParkedEventsService,
+                           ObservableService):
     name = "notifications"
 
     config = Config()
@@ -67,6 +70,7 @@ class NotificationsService(AuditService, ParkedEventsService, ObservableService)
     caller = OfficeIdentity()
     command_context = CommandContext()
     rpc_metrics = RpcMetrics()
+    call_log = CallLog()
     organizations_log = SourceLog("organizations")
     evaluation_log = SourceLog("evaluation")
     organizations = RpcProxy("organizations")

@@ -7,9 +7,11 @@ import shared  # noqa: F401  (sets PSYCOPG_WAIT_FUNC before psycopg loads)
 
 from nameko.dependency_providers import Config
 
+from shared.api import ApiDescription
 from shared.audit import AuditService
 from shared.entrypoints import CommandContext, command, query
 from shared.history import AuditReadsService
+from shared.logs import CallLog
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
 from shared.runtime import (EventStore, ObservableService, ParkedEventsService,
@@ -18,8 +20,8 @@ from services.organizations.application import OrganizationsApplication
 
 
 
-class OrganizationsService(AuditService, AuditReadsService, PublishedLogService,
-                           ParkedEventsService, ObservableService):
+class OrganizationsService(ApiDescription, AuditService, AuditReadsService,
+                           PublishedLogService, ParkedEventsService, ObservableService):
     name = "organizations"
 
     config = Config()
@@ -27,6 +29,7 @@ class OrganizationsService(AuditService, AuditReadsService, PublishedLogService,
     caller = OfficeIdentity()
     command_context = CommandContext()
     rpc_metrics = RpcMetrics()
+    call_log = CallLog()
 
     # -- the tree --------------------------------------------------------------
     @command

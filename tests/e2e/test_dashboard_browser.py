@@ -1,0 +1,160 @@
+"""The 组织部 dashboard in headless Chromium, on the demo university.
+
+Loads the demo through RPC, logs in with a token through the form, checks
+every number on the page against the RPC answers, follows one drill-down
+link, and saves screenshots under .artifacts/. Needs Debian's chromium and
+chromium-driver (installed by scripts/ensure-infra.sh); without them the test
+is skipped, loudly.
+"""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from services.evaluation import demo as evaluation_demo
+from services.notifications import demo as notifications_demo
+from services.organizations import demo as organizations_demo
+from tests.conftest import SERVICES, token
+
+pytestmark = pytest.mark.e2e
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("!!! SKIPPED: Debian's chromium and chromium-driver are not installed "
+                    "(scripts/ensure-infra.sh installs them as root); the dashboard was NOT "
+                    "tested in a browser")
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1400,1700", "--lang=zh-CN"):
+        options.add_argument(arg)
+    return webdriver.Chrome(options=options,
+                            service=webdriver.ChromeService(executable_path=CHROMEDRIVER))
+
+
+@pytest.fixture
+def demo(start_service, start_gateway, rpc_as):
+    for name in SERVICES:
+        start_service(name)
+    base = start_gateway()
+    admin = rpc_as("org_admin", sub="demo-loader")
+    organizations_demo.load(admin)
+    notifications_demo.load(admin)
+
+    def as_secretary(branch_id):
+        officers = admin.organizations.get_organization(branch_id)["officers"]
+        sub = next(o["member_id"] for o in officers if o["role"] == "secretary")
+        return rpc_as("branch_secretary", sub=sub, org=branch_id)
+
+    evaluation_demo.load(admin, as_secretary, len(organizations_demo.plan()[0]))
+    return base, admin
+
+
+def arrive(driver, path: str, element_id: str):
+    """Wait until the browser has navigated to ``path`` and shows ``element_id``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 60)
+    wait.until(EC.url_contains(path))
+    wait.until(EC.presence_of_element_located((By.ID, element_id)))
+
+
+def number(driver, element_id) -> int:
+    from selenium.webdriver.common.by import By
+
+    return int(driver.find_element(By.ID, element_id).text)
+
+
+def test_dashboard_numbers_match_rpc_and_drill_down(demo):
+    from selenium.webdriver.common.by import By
+
+    base, admin = demo
+    ARTIFACTS.mkdir(exist_ok=True)
+    driver = browser()
+    try:
+        driver.get(f"{base}/dashboard")
+        arrive(driver, "/login", "token")
+        driver.find_element(By.ID, "token").send_keys(token("org_admin", sub="zuzhibu.li"))
+        driver.find_element(By.ID, "login-submit").click()
+        arrive(driver, "/dashboard", "cycle")
+        cookie = driver.get_cookie("lianchuang_token")
+        assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
+        driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
+
+        stars = admin.evaluation.star_distribution()
+        colleges = stars["branches"]["colleges"]
+        assert len(colleges) == 6
+        for c in colleges:
+            for k in ("5", "4", "3", "2", "1"):
+                assert number(driver, f"stars-{c['college_id']}-{k}") == len(c["by_stars"][k])
+            assert number(driver, f"low-{c['college_id']}") == c["three_or_below"]["count"]
+            assert number(driver, f"stars-{c['college_id']}-all") == c["organizations"]
+            assert driver.find_element(By.ID, f"high-{c['college_id']}").text == \
+                f"{c['four_or_above']['share'] * 100:.0f}%"
+        low = stars["branches"]["school"]["three_or_below"]["count"] + \
+            stars["colleges"]["three_or_below"]["count"]
+        assert low > 0 and number(driver, "low-total") == low
+
+        coverage = admin.organizations.double_leader_coverage()
+        school = coverage["school"]
+        assert number(driver, "coverage-lacking") == school["teacher_branches"] - school["covered"]
+        assert driver.find_element(By.ID, "coverage-school").text == \
+            f"{school['coverage'] * 100:.0f}%"
+        for c in coverage["colleges"]:
+            assert number(driver, f"lacking-{c['college_id']}") == len(c["lacking"])
+
+        cycle = next(c for c in admin.evaluation.list_cycles()
+                     if c["name"] == evaluation_demo.THIS_YEAR)
+        board = admin.evaluation.progress_board(cycle["id"])
+        assert driver.find_element(By.ID, "cycle-name").text == board["name"]
+        for stage, entry in board["by_stage"].items():
+            assert number(driver, f"stage-{stage}") == entry["count"]
+        assert number(driver, "cycle-overdue") == len(board["overdue"])
+
+        # 三级联创: candidacies by title and tier, the task book by status
+        programme = admin.evaluation.programme_dashboard()
+        for t in programme["candidacies"]:
+            for tier in t["tiers"]:
+                assert number(driver, f"cand-{t['title']}-{tier['tier']}") == tier["total"]
+        book = programme["task_book"]
+        assert book["measures"] > 0
+        for status, entry in book["by_status"].items():
+            assert number(driver, f"task-{status}") == entry["count"]
+        assert number(driver, "task-overdue-items") == len(book["overdue"])
+
+        # 下钻: the organisations behind "★3 and below" are exactly the RPC's
+        driver.find_element(By.ID, "low-total").click()
+        arrive(driver, "/dashboard/orgs", "drill-count")
+        shown = {row.get_attribute("data-org-id") for row in
+                 driver.find_elements(By.CSS_SELECTOR, "#drill-rows tr[data-org-id]")}
+        expected = {o["org_id"] for o in stars["branches"]["school"]["three_or_below"]
+                    ["organizations"] + stars["colleges"]["three_or_below"]["organizations"]}
+        assert shown == expected and number(driver, "drill-count") == low
+        driver.save_screenshot(str(ARTIFACTS / "dashboard-drill-down.png"))
+        # and a college's ★4+ share lists that college's ★4 and ★5 branches
+        first = colleges[0]
+        driver.get(f"{base}/dashboard")
+        arrive(driver, "/dashboard", f"high-{first['college_id']}")
+        driver.find_element(By.ID, f"high-{first['college_id']}").click()
+        arrive(driver, "view=high", "drill-count")
+        shown = {row.get_attribute("data-org-id") for row in
+                 driver.find_elements(By.CSS_SELECTOR, "#drill-rows tr[data-org-id]")}
+        assert shown == {o["org_id"] for o in first["four_or_above"]["organizations"]}
+
+        # a non-admin token is refused at the form
+        driver.get(f"{base}/login")
+        arrive(driver, "/login", "token")
+        driver.find_element(By.ID, "token").send_keys(token("auditor"))
+        driver.find_element(By.ID, "login-submit").click()
+        arrive(driver, "/login", "login-error")
+        assert "org_admin" in driver.find_element(By.ID, "login-error").text
+    finally:
+        driver.quit()
