@@ -28,6 +28,7 @@ from services.organizations.domain import (ALL_COLLEGES, BRANCH, COLLEGE, COMMIT
                                            DEPARTMENTS, E_BRANCH_BASES, MEMBER_CATEGORIES,
                                            MEMBER_STATUSES, ORG_KINDS, ORG_ROLES, Member,
                                            Organization, SiblingName)
+from services.organizations.imports.application import OrganizationImports
 from services.organizations.projections import OrganizationsReadModel
 from services.organizations.records.application import BranchLifeRecords
 from services.organizations.records.domain import BranchLife, MemberFile
@@ -176,6 +177,7 @@ class OrganizationsApplication(ParkingOperations, PublishedLogQueries, EventSour
         self.read_model = OrganizationsReadModel()
         Projector(self, [self.read_model, RecordsReadModel()], service="organizations")
         self.records = BranchLifeRecords(self)  # 组织生活记录 (issue 8)
+        self.imports = OrganizationImports(self)  # spreadsheets in and out (批量导入)
 
     # -- scope -------------------------------------------------------------
     def _org_row(self, org_id) -> dict:

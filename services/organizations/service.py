@@ -137,6 +137,23 @@ class OrganizationsService(PublishedLogService, ParkedEventsService, ObservableS
     def get_history(self, aggregate_id):
         return self.app.get_history(self.caller(), aggregate_id)
 
+    # -- spreadsheets (批量导入, 导出) -------------------------------------------------
+    @command
+    def preview_import(self, **payload):
+        return self.app.imports.preview(self.caller(), payload)
+
+    @command
+    def apply_import(self, **payload):
+        return self.app.imports.apply(self.caller(), payload)
+
+    @command
+    def import_template(self, kind):
+        return self.app.imports.template(self.caller(), kind)
+
+    @command
+    def export_history(self, aggregate_id):
+        return self.app.imports.export_history(self.caller(), aggregate_id)
+
     # -- operations ----------------------------------------------------------------
     @command
     def rebuild_read_models(self):
