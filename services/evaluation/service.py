@@ -209,6 +209,43 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
     def r4_report(self, **payload):
         return self.app.linkage.r4_report(self.caller(), payload)
 
+    # -- spreadsheets (历史星级补录, 公示名单, 考评结果) ------------------------------------
+    @command
+    def preview_import(self, **payload):
+        return self.app.spreadsheets.preview(self.caller(), payload)
+
+    @command
+    def apply_import(self, **payload):
+        return self.app.spreadsheets.apply(self.caller(), payload)
+
+    @command
+    def import_template(self, kind):
+        return self.app.spreadsheets.template(self.caller(), kind)
+
+    @command
+    def publicity_list(self, cycle_id):
+        return self.app.spreadsheets.publicity_list(self.caller(), cycle_id)
+
+    @command
+    def cycle_results(self, cycle_id):
+        return self.app.spreadsheets.cycle_results(self.caller(), cycle_id)
+
+    @command
+    def export_publicity_list(self, cycle_id):
+        return self.app.spreadsheets.export_publicity_list(self.caller(), cycle_id)
+
+    @command
+    def export_cycle_results(self, cycle_id):
+        return self.app.spreadsheets.export_cycle_results(self.caller(), cycle_id)
+
+    @command
+    def export_star_distribution(self, college_id=None):
+        return self.app.spreadsheets.export_star_distribution(self.caller(), college_id)
+
+    @command
+    def export_rating_history(self, org_id):
+        return self.app.spreadsheets.export_rating_history(self.caller(), org_id)
+
     @timer(interval=60)
     def close_expired_publicity(self):
         """Every minute: 公示 windows that ended make their results final."""
