@@ -442,7 +442,9 @@ def read_back(data: bytes, sheet: str | None = None) -> list[list[Any]]:
     wb = _open(data)
     try:
         ws = wb[sheet] if sheet else wb.worksheets[0]
-        return [list(r) for r in ws.iter_rows(values_only=True)]
+        rows = [list(r) for r in ws.iter_rows(values_only=True)]
+        width = max((len(r) for r in rows), default=0)
+        return [r + [None] * (width - len(r)) for r in rows]  # trailing empty cells
     finally:
         wb.close()
 

@@ -124,8 +124,8 @@ class EvaluationSpreadsheets:
             "SELECT a.org_id, a.org_name, a.level, a.stars, a.score, a.publicity_ends_at, "
             "a.stage, p.name AS college_name FROM eval_assessments a "
             "LEFT JOIN dir_orgs p ON p.id = a.college_id "
-            "WHERE a.cycle_id = %s AND a.stage IN %s ORDER BY p.name NULLS FIRST, a.stars DESC, "
-            "a.score DESC, a.org_name", (str(cycle.id), PUBLISHED))
+            "WHERE a.cycle_id = %s AND a.stage = ANY(%s) ORDER BY p.name NULLS FIRST, a.stars DESC, "
+            "a.score DESC, a.org_name", (str(cycle.id), list(PUBLISHED)))
         days = dt.timedelta(days=cycle.publicity_days)
         out = []
         for r in rows:
