@@ -247,3 +247,31 @@ def test_import_over_rpc_with_base64(start_service, rpc_as):
             **payload("members", xlsx(MEMBER_HEADERS, GOOD_MEMBERS)))
     template = admin.organizations.import_template(kind="org_tree")
     assert read_back(base64.b64decode(template["content"]))[0] == TREE_HEADERS
+
+
+def test_the_cli_previews_and_applies_over_rpc(start_service, rabbit_config, tmp_path):
+    from click.testing import CliRunner
+
+    from shared.cli import main
+    from tests.conftest import SECRET
+
+    start_service("organizations")
+    tree, roster = tmp_path / "tree.xlsx", tmp_path / "roster.xlsx"
+    tree.write_bytes(xlsx(TREE_HEADERS, TREE))
+    roster.write_bytes(xlsx(MEMBER_HEADERS, GOOD_MEMBERS + [
+        ["赵六", "T003", "机电学院党总支", "不存在", "学生", "预备党员", "2025-07-01", None, None]]))
+    common = ["--sub", "ops.li", "--amqp-uri", rabbit_config["AMQP_URI"], "--secret", SECRET]
+    runner = CliRunner()
+    done = runner.invoke(main, ["import", "apply", str(tree), "--kind", "org_tree", *common])
+    assert done.exit_code == 0, done.output
+    assert "applied: import" in done.output
+    preview = runner.invoke(main, ["import", "preview", str(roster), "--kind", "members", *common])
+    assert preview.exit_code == 1
+    assert "Sheet!5\t所在支部\t不存在\tunknown branch" in preview.output
+    assert "rows 4; errors 1; created {'党员 member': 3}" in preview.output
+    refused = runner.invoke(main, ["import", "apply", str(roster), "--kind", "members", *common])
+    assert refused.exit_code == 1 and "ValidationError: Sheet!5 所在支部" in refused.output
+    template = tmp_path / "t.xlsx"
+    assert runner.invoke(main, ["import", "template", str(template), "--kind", "members",
+                                *common]).exit_code == 0
+    assert read_back(template.read_bytes())[0][0] == "姓名"
