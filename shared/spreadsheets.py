@@ -245,6 +245,8 @@ def read_sheet(data: bytes, columns: list[Column], sheet_name: str | None = None
                      if _norm_header(v) in wanted}
             if any(c.required for c in found.values()):
                 header_at, positions = number, found
+                # errors name the column as the file heads it (an alias, too)
+                shown = {i: str(values[i]).strip() for i in found}
                 break
             if number >= 20:
                 break
@@ -271,13 +273,13 @@ def read_sheet(data: bytes, columns: list[Column], sheet_name: str | None = None
                 if raw is None or (isinstance(raw, str) and not raw.strip()):
                     parsed[col.key] = None
                     if col.required:
-                        errors.add(number, col.header, raw, "required (必填)")
+                        errors.add(number, shown[i], raw, "required (必填)")
                         ok = False
                     continue
                 try:
                     parsed[col.key] = col.parse(raw)
                 except CellError as exc:
-                    errors.add(number, col.header, raw, str(exc))
+                    errors.add(number, shown[i], raw, str(exc))
                     ok = False
             for col in columns:
                 parsed.setdefault(col.key, None)
