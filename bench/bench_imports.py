@@ -18,18 +18,16 @@ eventlet.monkey_patch()
 import shared  # noqa: E402,F401
 
 import datetime as dt  # noqa: E402
-import io  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 import psycopg  # noqa: E402
-from openpyxl import Workbook  # noqa: E402
 
 from bench.common import bench_db  # noqa: E402
 from services.organizations.application import OrganizationsApplication  # noqa: E402
 from shared.identity import Caller  # noqa: E402
 from shared.imports import ImportFile  # noqa: E402
-from shared.spreadsheets import MAX_ROWS, read_sheet  # noqa: E402
+from shared.spreadsheets import MAX_ROWS, Table, read_sheet, write_tables  # noqa: E402
 from services.organizations.imports.sheets import MEMBERS  # noqa: E402
 
 ADMIN = Caller("bench", "org_admin")
@@ -38,14 +36,7 @@ HEADERS = [c.header for c in MEMBERS][:9]
 
 
 def xlsx(headers, rows) -> bytes:
-    wb = Workbook(write_only=True)
-    ws = wb.create_sheet("Sheet")
-    ws.append(headers)
-    for r in rows:
-        ws.append(r)
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+    return write_tables([Table("Sheet", headers, rows)])
 
 
 def tree_file() -> bytes:

@@ -103,6 +103,12 @@ class Plan:
     unchanged: int = 0
     aggregates: list[Any] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, sheet) -> "Plan":
+        """A plan for a sheet read by ``shared.spreadsheets.read_sheet``: it
+        starts with the sheet's cell errors (planners add theirs)."""
+        return cls(rows=sheet.total_rows, errors=sheet.errors.items)
+
 
 Planner = Callable[[ImportContext], Plan]
 

@@ -8,12 +8,12 @@ import io
 import uuid
 
 import pytest
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 
 from services.evaluation.application import EvaluationApplication
 from shared.errors import Forbidden, ValidationError
 from shared.identity import Caller
-from shared.spreadsheets import encode_file, read_back
+from shared.spreadsheets import Table, encode_file, read_back, write_tables
 from tests.unit.test_evaluation_scoring import TINY
 
 ADMIN = Caller("zzb", "org_admin")
@@ -22,14 +22,7 @@ HEADERS = ["组织名称", "上级组织", "年度", "星级", "得分", "生效
 
 
 def xlsx(rows) -> str:
-    wb = Workbook()
-    ws = wb.active
-    ws.append(HEADERS)
-    for r in rows:
-        ws.append(r)
-    out = io.BytesIO()
-    wb.save(out)
-    return encode_file(out.getvalue())
+    return encode_file(write_tables([Table("Sheet", HEADERS, rows)]))
 
 
 def ratings_file(rows, name="2024年度星级.xlsx"):

@@ -4,16 +4,14 @@ its import and row; scope per role; templates and the history export; one
 round trip over RPC with the file as base64."""
 import base64
 import datetime as dt
-import io
 
 import pytest
-from openpyxl import Workbook
 
 from services.organizations.application import OrganizationsApplication
 from shared.errors import Forbidden, ValidationError
 from shared.identity import Caller
 from shared.imports import Import
-from shared.spreadsheets import encode_file, read_back
+from shared.spreadsheets import Table, encode_file, read_back, write_tables
 
 ADMIN = Caller("zzb", "org_admin")
 TREE_HEADERS = ["组织名称", "组织类型", "上级组织", "网络e支部依托"]
@@ -36,17 +34,7 @@ GOOD_MEMBERS = [
 
 
 def xlsx(headers, rows, title="Sheet", preamble=()) -> bytes:
-    wb = Workbook()
-    ws = wb.active
-    ws.title = title
-    for line in preamble:
-        ws.append(line)
-    ws.append(headers)
-    for r in rows:
-        ws.append(r)
-    out = io.BytesIO()
-    wb.save(out)
-    return out.getvalue()
+    return write_tables([Table(title, headers, rows, title=[line[0] for line in preamble])])
 
 
 def payload(kind, data, name="file.xlsx"):

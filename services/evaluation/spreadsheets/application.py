@@ -47,8 +47,7 @@ class EvaluationSpreadsheets:
 
     def _plan_ratings(self, ctx: ImportContext) -> Plan:
         sheet = read_sheet(ctx.data, RATINGS, TITLE)
-        errors = sheet.errors
-        plan = Plan(rows=sheet.total_rows, errors=errors.items)
+        errors, plan = sheet.errors, Plan.of(sheet)
         orgs = self.app.query(
             "SELECT o.id, o.name, o.level, o.status, p.name AS parent_name FROM dir_orgs o "
             "LEFT JOIN dir_orgs p ON p.id = o.parent_id ORDER BY o.status = 'active' DESC")

@@ -94,12 +94,16 @@ class OrganizationImports:
             return loaded[key]
         return load, loaded
 
+    @staticmethod
+    def _read(ctx: ImportContext, kind: str):
+        title, columns = SHEETS[kind]
+        sheet = read_sheet(ctx.data, columns, title)
+        return sheet, Plan.of(sheet)
+
     # -- org tree ----------------------------------------------------------------
     def _plan_org_tree(self, ctx: ImportContext) -> Plan:
-        title, columns = SHEETS["org_tree"]
-        sheet = read_sheet(ctx.data, columns, title)
+        sheet, plan = self._read(ctx, "org_tree")
         errors = sheet.errors
-        plan = Plan(rows=sheet.total_rows, errors=errors.items)
         orgs = self._active_orgs()
         committee = next((o for o in orgs if o["level"] == COMMITTEE), None)
         # name (casefolded) under a parent key -> org row (existing) or aggregate (new)
@@ -199,10 +203,8 @@ class OrganizationImports:
         return colleges, branches
 
     def _plan_members(self, ctx: ImportContext) -> Plan:
-        title, columns = SHEETS["members"]
-        sheet = read_sheet(ctx.data, columns, title)
+        sheet, plan = self._read(ctx, "members")
         errors = sheet.errors
-        plan = Plan(rows=sheet.total_rows, errors=errors.items)
         colleges, branches = self._branches()
         scope = self._scope(ctx.caller)
         numbers = [r.values["staff_no"] for r in sheet.rows]
@@ -312,10 +314,8 @@ class OrganizationImports:
 
     # -- roles -------------------------------------------------------------------
     def _plan_roles(self, ctx: ImportContext) -> Plan:
-        title, columns = SHEETS["roles"]
-        sheet = read_sheet(ctx.data, columns, title)
+        sheet, plan = self._read(ctx, "roles")
         errors = sheet.errors
-        plan = Plan(rows=sheet.total_rows, errors=errors.items)
         orgs = self._active_orgs()
         by_id = {str(o["id"]): o for o in orgs}
         by_parent = {(by_id[str(o["parent_id"])]["name"].casefold() if o["parent_id"]
