@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export PSYCOPG_WAIT_FUNC := wait_select
 
-.PHONY: install infra run stop test faults bench bench-evaluation bench-programme bench-members reset clean
+.PHONY: install infra run stop test faults bench bench-evaluation bench-programme bench-members bench-imports reset clean
 
 install: $(STAMP)
 
@@ -51,6 +51,10 @@ bench-programme: install infra
 # pioneer index for all and the derived indicators for all branches: ten minutes or so.
 bench-members: install infra
 	$(VENV)/bin/python -m bench.bench_members
+
+# 30,000 members from one .xlsx (preview and apply) beside a raw psycopg COPY.
+bench-imports: install infra
+	$(VENV)/bin/python -m bench.bench_imports
 
 # Drop the three services' local databases (all events, all read models) and
 # the event queues that still hold what was published from them.
