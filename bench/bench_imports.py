@@ -8,12 +8,14 @@ raw psycopg COPY of the same rows in the same run.
 
 Run: .venv/bin/python -m bench.bench_imports [N]   (needs local PostgreSQL)
 """
+import os
 import warnings
 
 warnings.filterwarnings("ignore", message=r"(?s).*Eventlet is deprecated")
 import eventlet  # noqa: E402
 
-eventlet.monkey_patch()
+if os.environ.get("BENCH_GREEN", "1") == "1":  # as the services run
+    eventlet.monkey_patch()
 
 import shared  # noqa: E402,F401
 

@@ -263,3 +263,28 @@ def test_the_cli_previews_and_applies_over_rpc(start_service, rabbit_config, tmp
     assert runner.invoke(main, ["import", "template", str(template), "--kind", "members",
                                 *common]).exit_code == 0
     assert read_back(template.read_bytes())[0][0] == "姓名"
+
+
+def test_a_large_import_is_saved_in_whole_groups_with_the_record_last(app):
+    """Beyond ``max_atomic`` aggregates the Importer saves whole groups (a branch with
+    the members it admits; every change together), the Import record last."""
+    load_tree(app)
+    app.imports.apply(ADMIN, payload("members", xlsx(MEMBER_HEADERS, GOOD_MEMBERS[:1])))
+    app.imports.importer.max_atomic, app.imports.importer.chunk_size = 3, 2
+    saves = []
+    commit = app.commit
+    app.commit = lambda *aggregates: (saves.append([type(a).__name__ for a in aggregates]),
+                                      commit(*aggregates))
+    rows = [["张三", "T001", "机电学院党总支", "机电学院学生党支部", "教师", "正式党员",
+             "2010-07-01", None, "是"]]  # a transfer: two branches and the member
+    rows += [[f"学生{i}", f"S{i:03d}", "机电学院党总支", "机电学院学生党支部", "学生", "预备党员",
+              "2025-07-01", None, None] for i in range(3)]
+    rows += [[f"职工{i}", f"W{i:03d}", "信息学院党委", "信息学院e支部", "职工", "正式党员",
+              "2001-06-30", None, None] for i in range(2)]
+    out = app.imports.apply(ADMIN, payload("members", xlsx(MEMBER_HEADERS, rows)))
+    assert out["created"] == {"党员 member": 5} and out["changed"] == {"转接 transfer": 1}
+    # the transfer, both its branches and the new members of one of them go first
+    assert sorted(saves[0]) == ["Member"] * 4 + ["Organization"] * 2
+    assert sorted(saves[1]) == ["Import", "Member", "Member", "Organization"]
+    assert len(saves) == 2
+    assert app.query("SELECT count(*) AS n FROM member_view")[0]["n"] == 6
