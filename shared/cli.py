@@ -122,7 +122,7 @@ def _rpc_as(amqp_uri: str, secret: str, sub: str, role: str, org: str | None, ti
 
     from shared.identity import mint_token
 
-    tok = mint_token(secret, sub=sub, role=role, org=org, ttl=3600)
+    tok = mint_token(token_secret(secret), sub=sub, role=role, org=org, ttl=3600)
     return ClusterRpcProxy({"AMQP_URI": amqp_uri}, context_data={"auth_token": tok},
                            timeout=timeout)
 
@@ -137,7 +137,8 @@ def _import_options(func):
         click.option("--reason", default=None, help="recorded with the import"),
         click.option("--timeout", default=600, show_default=True, help="seconds"),
         click.option("--amqp-uri", envvar="AMQP_URI", default=DEFAULT_AMQP),
-        click.option("--secret", envvar="AUTH_SECRET", default=DEFAULT_SECRET),
+        click.option("--secret", envvar="AUTH_SECRET", default=None,
+                     help="HMAC secret (env AUTH_SECRET or AUTH_SECRET_FILE)"),
     ]):
         func = option(func)
     return func
