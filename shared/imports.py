@@ -175,9 +175,10 @@ class Importer:
         chunks = self._chunks(plan)
         for chunk in chunks[:-1]:
             self.app.commit(*chunk)
-        self.app.commit(*chunks[-1], record)
-        return _outcome(cmd, digest, plan, applied=True, import_id=import_id,
-                        already_applied=None, at=record.created_on)
+        # the answer is recorded with the Import record (a redelivered request gets it)
+        return self.app.commit(*chunks[-1], record, result=lambda: _outcome(
+            cmd, digest, plan, applied=True, import_id=import_id, already_applied=None,
+            at=record.created_on))
 
     def _chunks(self, plan: Plan) -> list[list]:
         """The saves an apply makes: one, unless the import is larger than

@@ -210,7 +210,7 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
         return self.app.linkage.r4_report(self.caller(), payload)
 
     # -- spreadsheets (历史星级补录, 公示名单, 考评结果) ------------------------------------
-    @command
+    @query
     def preview_import(self, **payload):
         return self.app.spreadsheets.preview(self.caller(), payload)
 
@@ -218,31 +218,31 @@ class EvaluationService(PublishedLogService, ParkedEventsService, ObservableServ
     def apply_import(self, **payload):
         return self.app.spreadsheets.apply(self.caller(), payload)
 
-    @command
+    @query
     def import_template(self, kind):
         return self.app.spreadsheets.template(self.caller(), kind)
 
-    @command
+    @query
     def publicity_list(self, cycle_id):
         return self.app.spreadsheets.publicity_list(self.caller(), cycle_id)
 
-    @command
+    @query
     def cycle_results(self, cycle_id):
         return self.app.spreadsheets.cycle_results(self.caller(), cycle_id)
 
-    @command
+    @query
     def export_publicity_list(self, cycle_id):
         return self.app.spreadsheets.export_publicity_list(self.caller(), cycle_id)
 
-    @command
+    @query
     def export_cycle_results(self, cycle_id):
         return self.app.spreadsheets.export_cycle_results(self.caller(), cycle_id)
 
-    @command
+    @query
     def export_star_distribution(self, college_id=None):
         return self.app.spreadsheets.export_star_distribution(self.caller(), college_id)
 
-    @command
+    @query
     def export_rating_history(self, org_id):
         return self.app.spreadsheets.export_rating_history(self.caller(), org_id)
 

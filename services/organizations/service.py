@@ -138,7 +138,7 @@ class OrganizationsService(PublishedLogService, ParkedEventsService, ObservableS
         return self.app.get_history(self.caller(), aggregate_id)
 
     # -- spreadsheets (批量导入, 导出) -------------------------------------------------
-    @command
+    @query
     def preview_import(self, **payload):
         return self.app.imports.preview(self.caller(), payload)
 
@@ -146,11 +146,11 @@ class OrganizationsService(PublishedLogService, ParkedEventsService, ObservableS
     def apply_import(self, **payload):
         return self.app.imports.apply(self.caller(), payload)
 
-    @command
+    @query
     def import_template(self, kind):
         return self.app.imports.template(self.caller(), kind)
 
-    @command
+    @query
     def export_history(self, aggregate_id):
         return self.app.imports.export_history(self.caller(), aggregate_id)
 

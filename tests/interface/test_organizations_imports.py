@@ -273,8 +273,8 @@ def test_a_large_import_is_saved_in_whole_groups_with_the_record_last(app):
     app.imports.importer.max_atomic, app.imports.importer.chunk_size = 3, 2
     saves = []
     commit = app.commit
-    app.commit = lambda *aggregates: (saves.append([type(a).__name__ for a in aggregates]),
-                                      commit(*aggregates))
+    app.commit = lambda *aggregates, **kwargs: (
+        saves.append([type(a).__name__ for a in aggregates]), commit(*aggregates, **kwargs))[1]
     rows = [["张三", "T001", "机电学院党总支", "机电学院学生党支部", "教师", "正式党员",
              "2010-07-01", None, "是"]]  # a transfer: two branches and the member
     rows += [[f"学生{i}", f"S{i:03d}", "机电学院党总支", "机电学院学生党支部", "学生", "预备党员",
