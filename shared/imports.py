@@ -26,21 +26,25 @@ from typing import Any, Callable, Optional
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
-from pydantic import Field
 
-from shared.commands import Command
+from shared.commands import Command, Key, Reason, text_type
 from shared.domain import derived_id
 from shared.errors import ValidationError
 from shared.spreadsheets import MAX_FILE_BYTES, decode_upload, sha256
 
 
+# base64 text of a file: its exact limit (MAX_FILE_BYTES) is checked and named by
+# ``decode_upload``; the type only bounds what is parsed at all.
+FileContent = text_type(2 * MAX_FILE_BYTES, 1)
+
+
 class ImportFile(Command):
     """A spreadsheet import over RPC: the file as base64 text (``content``)."""
 
-    kind: str = Field(min_length=1, max_length=40)
-    file_name: str = Field(min_length=1, max_length=200)
-    content: str
-    reason: Optional[str] = Field(default=None, max_length=500)
+    kind: Key
+    file_name: text_type(200, 1)  # type: ignore[valid-type]
+    content: FileContent  # type: ignore[valid-type]
+    reason: Optional[Reason] = None
 
 
 class Import(Aggregate):
