@@ -27,7 +27,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from shared.commands import Command, Key, Reason, text_type
+from shared.commands import Command, Key, Query, Reason, text_type
 from shared.domain import derived_id
 from shared.errors import ValidationError
 from shared.spreadsheets import MAX_FILE_BYTES, decode_upload, sha256
@@ -45,6 +45,12 @@ class ImportFile(Command):
     file_name: text_type(200, 1)  # type: ignore[valid-type]
     content: FileContent  # type: ignore[valid-type]
     reason: Optional[Reason] = None
+
+
+class ImportKind(Query):
+    """Which import (for its template)."""
+
+    kind: Key
 
 
 class Import(Aggregate):

@@ -197,3 +197,12 @@ def test_exports_read_back_equal_the_queries(world):
     assert [r[2] for r in events] == ["rating_opened", "rating_underlying_set", "rating_changed"]
     with pytest.raises(Forbidden):
         app.spreadsheets.export_rating_history(Caller("m", "member"), str(branches[0]))
+
+
+def test_malformed_ids_are_validation_errors(world):
+    app = world[0]
+    for call in (lambda: app.spreadsheets.publicity_list(ADMIN, "x"),
+                 lambda: app.spreadsheets.export_cycle_results(ADMIN, "x"),
+                 lambda: app.spreadsheets.export_rating_history(AUDITOR, "x")):
+        with pytest.raises(ValidationError):
+            call()

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from shared.commands import OrgRef
 from shared.errors import NotFound, ValidationError
 from shared.identity import AUDITOR, COLLEGE_SECRETARY, ORG_ADMIN, ROLES
-from shared.imports import ImportContext, Importer, Plan, add_domain_error
+from shared.imports import ImportContext, Importer, ImportKind, Plan, add_domain_error
 from shared.spreadsheets import (ENVELOPE_HEADERS, Table, envelope_rows, read_sheet, template,
                                  write_printable, write_tables, xlsx_file)
 from services.evaluation.domain import STAGE_ZH, Assessment, Rating
@@ -41,7 +42,7 @@ class EvaluationSpreadsheets:
 
     def template(self, caller, kind: str) -> dict:
         caller.require_role(ORG_ADMIN)
-        if kind != "ratings":
+        if ImportKind.of(kind=kind).kind != "ratings":
             raise ValidationError.single("kind", f"unknown import {kind!r}; one of ratings")
         return xlsx_file("历史星级导入模板 ratings-template.xlsx", template(TITLE, RATINGS, NOTES))
 
@@ -115,11 +116,16 @@ class EvaluationSpreadsheets:
                       reason=f"导入 import {ctx.import_id} «{ctx.file_name}»")
 
     # -- queries behind the exports -------------------------------------------------
+    def _cycle(self, cycle_id):
+        from services.evaluation.application import CycleRef  # (it imports this module)
+
+        return self.app._cycle(CycleRef.of(cycle_id=cycle_id).cycle_id)
+
     def publicity_list(self, caller, cycle_id) -> dict:
         """公示名单: the organisations of a cycle whose result is published, with
         stars, score and each one's publicity window (every role may read it)."""
         caller.require_role(*ROLES)
-        cycle = self.app._cycle(cycle_id)
+        cycle = self._cycle(cycle_id)
         rows = self.app.query(
             "SELECT a.org_id, a.org_name, a.level, a.stars, a.score, a.publicity_ends_at, "
             "a.stage, p.name AS college_name FROM eval_assessments a "
@@ -142,7 +148,7 @@ class EvaluationSpreadsheets:
         """A cycle's results with each organisation's points per dimension (from
         the latest stage scored: review, else self-assessment)."""
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY)
-        cycle = self.app._cycle(cycle_id)
+        cycle = self._cycle(cycle_id)
         definition = self.app._definition(cycle)
         dimensions = [{"code": d["code"], "name": d["name"], "weight": d["weight"]}
                       for d in definition["dimensions"]]
@@ -242,7 +248,7 @@ class EvaluationSpreadsheets:
     def export_rating_history(self, caller, org_id) -> dict:
         """An organisation's rating (星级) events, one a row: for auditors (纪委办)."""
         caller.require_role(ORG_ADMIN, AUDITOR)
-        org = self.app._org(org_id)
+        org = self.app._org(OrgRef.of(org_id=org_id).org_id)
         rating_id = Rating.id_for(org["id"])
         if not self.app.exists(rating_id):
             raise NotFound(f"{org['name']} has no rating on record")
