@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export PSYCOPG_WAIT_FUNC := wait_select
 
-.PHONY: install infra run stop test faults bench bench-evaluation bench-programme bench-members bench-audit reset clean
+.PHONY: install infra run stop test faults bench bench-evaluation bench-programme bench-members bench-audit bench-imports reset clean
 
 install: $(STAMP)
 
@@ -61,6 +61,10 @@ bench-members: install infra
 # Verify the hash chain over 1,000,000 events beside a raw read of the same rows.
 bench-audit: install infra
 	$(VENV)/bin/python -m bench.bench_audit
+
+# 30,000 members from one .xlsx (preview and apply) beside a raw psycopg COPY.
+bench-imports: install infra
+	$(VENV)/bin/python -m bench.bench_imports
 
 # Drop the three services' local databases (all events, all read models) and
 # the event queues that still hold what was published from them.

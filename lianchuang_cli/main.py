@@ -1,5 +1,6 @@
 """The ``lianchuang`` console command: mint tokens, load demo data, wait for health,
-set up the databases (``db``) and audit the stores (``audit``)."""
+set up the databases (``db``), audit the stores (``audit``) and
+import spreadsheets (``lianchuang import preview|apply FILE --kind members …``)."""
 from __future__ import annotations
 
 import os
@@ -109,6 +110,106 @@ def demo(amqp_uri, secret):
         started = time.time()
         created = records_demo.load(rpc, orgs, *organizations_demo.plan()[1:])
         click.echo(f"demo records: created {created} in {time.time() - started:.1f}s")
+
+
+# Which service owns which import (each service imports its own data).
+IMPORT_SERVICES = {"org_tree": "organizations", "members": "organizations",
+                   "roles": "organizations", "ratings": "evaluation"}
+
+
+def _rpc_as(amqp_uri: str, secret: str, sub: str, role: str, org: str | None, timeout: int):
+    import eventlet
+
+    eventlet.monkey_patch()
+    import shared  # noqa: F401
+    from nameko.standalone.rpc import ClusterRpcProxy
+
+    from shared.identity import mint_token
+
+    tok = mint_token(token_secret(secret), sub=sub, role=role, org=org, ttl=3600)
+    return ClusterRpcProxy({"AMQP_URI": amqp_uri}, context_data={"auth_token": tok},
+                           timeout=timeout)
+
+
+def _import_options(func):
+    for option in reversed([
+        click.option("--kind", required=True, type=click.Choice(sorted(IMPORT_SERVICES))),
+        click.option("--sub", required=True, help="who imports (recorded on every event)"),
+        click.option("--role", default="org_admin", show_default=True,
+                     type=click.Choice(["org_admin", "college_secretary"])),
+        click.option("--org", default=None, help="a college secretary's college (id)"),
+        click.option("--reason", default=None, help="recorded with the import"),
+        click.option("--timeout", default=600, show_default=True, help="seconds"),
+        click.option("--amqp-uri", envvar="AMQP_URI", default=DEFAULT_AMQP),
+        click.option("--secret", envvar="AUTH_SECRET", default=None,
+                     help="HMAC secret (env AUTH_SECRET or AUTH_SECRET_FILE)"),
+    ]):
+        func = option(func)
+    return func
+
+
+@main.group("import")
+def import_group():
+    """Spreadsheet imports (批量导入): preview, then apply; a template for each kind."""
+
+
+def _run_import(method: str, path, kind, sub, role, org, reason, timeout, amqp_uri, secret):
+    from pathlib import Path
+
+    from shared.errors import LianchuangError
+    from shared.spreadsheets import encode_file
+
+    payload = {"kind": kind, "file_name": Path(path).name,
+               "content": encode_file(Path(path).read_bytes())}
+    if reason:
+        payload["reason"] = reason
+    with _rpc_as(amqp_uri, secret, sub, role, org, timeout) as rpc:
+        try:
+            result = getattr(getattr(rpc, IMPORT_SERVICES[kind]), method)(**payload)
+        except LianchuangError as exc:
+            click.echo(f"{type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+    for e in result["errors"]:
+        click.echo(f"{e['sheet']}!{e['row']}\t{e['column'] or ''}\t{e['value'] or ''}\t{e['why']}")
+    click.echo(f"rows {result['rows']}; errors {len(result['errors'])}; "
+               f"created {result['created']}; changed {result['changed']}; "
+               f"unchanged {result['unchanged']}")
+    if result.get("already_applied"):
+        click.echo(f"this file was applied before: import {result['already_applied']['import_id']} "
+                   f"at {result['already_applied']['applied_at']}")
+    if result["applied"]:
+        click.echo(f"applied: import {result['import_id']} (sha256 {result['sha256']})")
+    sys.exit(1 if result["errors"] else 0)
+
+
+@import_group.command("preview")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@_import_options
+def import_preview(path, **options):
+    """Every row error at once and what would be created or changed; nothing written."""
+    _run_import("preview_import", path, **options)
+
+
+@import_group.command("apply")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+@_import_options
+def import_apply(path, **options):
+    """Apply all-or-nothing as one recorded import (the same file twice writes nothing)."""
+    _run_import("apply_import", path, **options)
+
+
+@import_group.command("template")
+@click.argument("path", type=click.Path(dir_okay=False))
+@_import_options
+def import_template(path, kind, sub, role, org, reason, timeout, amqp_uri, secret):
+    """Write the blank template of KIND (Chinese headers, one example row) to PATH."""
+    import base64
+    from pathlib import Path
+
+    with _rpc_as(amqp_uri, secret, sub, role, org, timeout) as rpc:
+        result = getattr(rpc, IMPORT_SERVICES[kind]).import_template(kind=kind)
+    Path(path).write_bytes(base64.b64decode(result["content"]))
+    click.echo(f"wrote {path} ({result['bytes']} bytes)")
 
 
 @main.command("wait-healthy")

@@ -17,6 +17,7 @@ from shared.audit import Rebuild, VerifyChain
 from shared.commands import CollegeFilter, OrgRef
 from shared.history import AuditReadQuery, HistoryQuery
 from shared.entrypoints import Mutation
+from shared.imports import ImportFile, ImportKind
 from shared.parking import ListParked, ResolveParked
 from shared.published_log import ReadAggregateEvents, ReadEvents
 from services.evaluation import application as ev
@@ -45,6 +46,9 @@ ORGANIZATIONS = {
     "record_meeting": rec.RecordMeeting, "correct_meeting": rec.CorrectMeeting,
     "list_meetings": rec.ListMeetings, "record_member_record": rec.RecordMemberRecord,
     "correct_member_record": rec.CorrectMemberRecord, "member_records": rec.MemberRecords,
+    # spreadsheets
+    "preview_import": ImportFile, "apply_import": ImportFile, "import_template": ImportKind,
+    "export_history": og.AggregateRef,
 }
 EVALUATION = {
     "publish_scheme": ev.PublishScheme, "get_scheme": ev.SchemeRef, "list_schemes": None,
@@ -82,6 +86,11 @@ EVALUATION = {
     "review_nomination": lk.ReviewNomination, "award_nomination": lk.AwardNomination,
     "get_nomination": lk.NominationRef, "list_nominations": lk.NominationsQuery,
     "r3_report": lk.Report, "r4_report": lk.Report,
+    # spreadsheets
+    "preview_import": ImportFile, "apply_import": ImportFile, "import_template": ImportKind,
+    "publicity_list": ev.CycleRef, "cycle_results": ev.CycleRef,
+    "export_publicity_list": ev.CycleRef, "export_cycle_results": ev.CycleRef,
+    "export_star_distribution": CollegeFilter, "export_rating_history": OrgRef,
 }
 NOTIFICATIONS = {
     "register_contact": nt.RegisterContact, "update_contact": nt.UpdateContact,
@@ -116,7 +125,8 @@ MUTATING = {
                       "transfer_member", "convert_member_to_full", "change_member_category",
                       "set_double_leader", "member_leaves", "assign_role", "revoke_role",
                       "record_meeting", "correct_meeting", "record_member_record",
-                      "correct_member_record", *PARKING_COMMANDS, *AUDIT_COMMANDS],
+                      "correct_member_record", "apply_import",
+                      *PARKING_COMMANDS, *AUDIT_COMMANDS],
     "evaluation": ["publish_scheme", "open_cycle", "add_cycle_organization",
                    "drop_cycle_organization", "submit_self_assessment", "submit_review",
                    "return_assessment", "extend_deadline", "approve", "grade_directly",
@@ -127,7 +137,7 @@ MUTATING = {
                    "recognise_brand", "set_milestone", "report_progress",
                    "publish_index_scheme", "close_member_year", "record_creation_failed",
                    "propose_review_grade", "nominate", "review_nomination",
-                   "award_nomination"],
+                   "award_nomination", "apply_import"],
     "notifications": ["register_contact", "update_contact", "set_preferences",
                       "deactivate_contact", "mark_read", "retry_dead_letter",
                       *PARKING_COMMANDS, *AUDIT_COMMANDS],

@@ -49,6 +49,7 @@ from services.evaluation.members.derived import Derivations
 from services.evaluation.members.projections import IndexReadModel
 from services.evaluation.programme.application import ProgrammeOperations
 from services.evaluation.projections import EvaluationReadModel
+from services.evaluation.spreadsheets.application import EvaluationSpreadsheets
 from services.evaluation.schemes import (DERIVATION_PROVIDERS, RATED_LEVELS, apply_quotas, check_entries,
                                          default_schemes, parse_scheme_text, score,
                                          validate_scheme)
@@ -231,6 +232,7 @@ class EvaluationApplication(AssessmentsAsOf, RatingHistory, AuditedHistory, Audi
         Projector(self, [self.read_model, self.programme.read_model, IndexReadModel(),
                          LinkageReadModel()],
                   service="evaluation")
+        self.spreadsheets = EvaluationSpreadsheets(self)  # backfill import, printed lists
         self._install_default_schemes()
         self.programme.install_defaults()
         self.members.install_default_scheme()
@@ -943,7 +945,7 @@ class EvaluationApplication(AssessmentsAsOf, RatingHistory, AuditedHistory, Audi
         moment = parse_moment(as_of, "as_of")
         h = self.query_one(
             "SELECT * FROM eval_rating_history WHERE org_id = %s AND valid_from <= %s "
-            "ORDER BY valid_from DESC LIMIT 1", (str(org_uuid), moment))
+            "ORDER BY valid_from DESC, version DESC LIMIT 1", (str(org_uuid), moment))
         out = {"org_id": str(org_uuid), "as_of": moment.isoformat(),
                "rated": h is not None and h["stars_after"] is not None,
                "stars": h["stars_after"] if h else None, "score": h["score"] if h else None,
@@ -951,15 +953,17 @@ class EvaluationApplication(AssessmentsAsOf, RatingHistory, AuditedHistory, Audi
                "scheme_id": h["scheme_id"] if h else None,
                "scheme_version": h["scheme_version"] if h else None,
                "cycle_id": str(h["cycle_id"]) if h and h["cycle_id"] else None,
-               "since": h["valid_from"].isoformat() if h else None,
+               "since": h["valid_from"].isoformat() if h else None,  # in effect from
+               "recorded_at": _iso(h["recorded_at"] or h["valid_from"]) if h else None,
                "version": h["version"] if h else None}
         if replay:
             caller.require_role(ORG_ADMIN, AUDITOR)
             if h is not None:
                 state = self.repository.get(Rating.id_for(org_uuid), version=h["version"])
-                out["replayed"] = {"stars": state.stars, "score": state.score,
-                                   "version": state.version,
-                                   "matches": state.stars == h["stars_after"]}
+                stars = state.stars if h["cause"] != "backfill" else \
+                    state.backfills[h["valid_from"].date().isoformat()]["stars"]
+                out["replayed"] = {"stars": stars, "score": state.score,
+                                   "version": state.version, "matches": stars == h["stars_after"]}
         return out
 
     def rating_history(self, caller: Caller, org_id) -> list[dict]:
@@ -970,8 +974,8 @@ class EvaluationApplication(AssessmentsAsOf, RatingHistory, AuditedHistory, Audi
                  "scheme_id": h["scheme_id"], "scheme_version": h["scheme_version"],
                  "cycle_id": str(h["cycle_id"]) if h["cycle_id"] else None,
                  "actor": h["actor"], "reason": h["reason"], "evidence": h["evidence"],
-                 "valid_from": h["valid_from"].isoformat(),
-                 "valid_to": h["valid_to"].isoformat() if h["valid_to"] else None}
+                 "valid_from": h["valid_from"].isoformat(), "valid_to": _iso(h["valid_to"]),
+                 "recorded_at": _iso(h["recorded_at"] or h["valid_from"])}
                 for h in self.query("SELECT * FROM eval_rating_history WHERE org_id = %s "
                                     "ORDER BY valid_from, version", (str(org_id),))]
 
@@ -1060,6 +1064,10 @@ class EvaluationApplication(AssessmentsAsOf, RatingHistory, AuditedHistory, Audi
             {"name": "lianchuang_assessments", "help": "Assessments by workflow stage",
              "labels": ["stage"], "samples": [((r["stage"],), r["n"]) for r in stages]},
         ]
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def _ref(row: dict) -> dict:

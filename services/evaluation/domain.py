@@ -507,6 +507,8 @@ class Rating(Aggregate):
         self.scheme_version: int | None = None
         self.cycle_id: str | None = None
         self.problems: dict[str, dict] = {}  # problem_id -> {downgrade_to, status, ...}
+        self.backfills: dict[str, dict] = {}  # effective date -> {stars, score, period, version}
+        self.system_set = False  # a cycle, direct grading or problem changed the stars
 
     @classmethod
     def open_for(cls, org_id, org_name: str, level: int, actor: dict) -> "Rating":
@@ -588,6 +590,7 @@ class Rating(Aggregate):
                  scheme_id: str | None, scheme_version: int | None, cycle_id: str | None,
                  breakdown: Any, actor: dict, reason: str | None, evidence: Any):
         self.stars = stars_after
+        self.system_set = True  # a backfill never overrides what the system set since
         if score is not None:
             self.score = score
         if scheme_version is not None:
@@ -599,6 +602,45 @@ class Rating(Aggregate):
     def _fell(self, org_id: str, org_name: str, stars: int, previous_stars: int | None,
               rectification_due: str | None, actor: dict, reason: str | None, evidence: Any):
         pass  # the fact itself is what notifications and R1 (六.1) need
+
+    # -- backfill of past years (历史星级补录) --------------------------------------------
+    def backfill(self, stars: int, score: float | None, period: str, effective_on: str,
+                 actor: dict, reason: str, evidence: list | None = None) -> bool:
+        """A past result taken from the records (e.g. a 2024 workbook), effective at
+        ``effective_on`` rather than when it is recorded. Keyed by that date: the
+        same result again changes nothing (False); a different one for the same
+        date is refused. It becomes the current rating only while the system
+        itself has set none and no later backfill exists."""
+        require(isinstance(stars, int) and 1 <= stars <= 5, "stars", "1-5 stars")
+        require(score is None or 0 <= score <= 100, "score", "0-100")
+        require(bool(reason), "reason", "a backfill names its source")
+        backfills = getattr(self, "backfills", {})
+        known = backfills.get(effective_on)
+        if known is not None:
+            require(known["stars"] == stars and known["score"] == score, "effective_on",
+                    f"a different rating (★{known['stars']}, {known['score']}) is on record "
+                    f"for {effective_on} ({known['period']})")
+            return False
+        current = not getattr(self, "system_set", False) and \
+            all(day < effective_on for day in backfills)
+        self._backfilled(org_id=self.org_id, org_name=self.org_name, stars=stars, score=score,
+                         period=period, effective_on=effective_on, current=current,
+                         actor=actor, reason=reason, evidence=evidence)
+        return True
+
+    @event("Backfilled")
+    def _backfilled(self, org_id: str, org_name: str, stars: int, score: float | None,
+                    period: str, effective_on: str, current: bool, actor: dict, reason: str,
+                    evidence: Any):
+        if not hasattr(self, "backfills"):
+            self.backfills = {}
+        self.backfills[effective_on] = {"stars": stars, "score": score, "period": period,
+                                        "version": self.version + 1}
+        if current:
+            self.underlying = stars
+            self.stars = self._effective(stars)
+            if score is not None:
+                self.score = score
 
     # -- 重大问题 and 整改 ---------------------------------------------------------
     def record_major_problem(self, problem_id: str, description: str, downgrade_to: int,

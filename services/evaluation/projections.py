@@ -8,6 +8,8 @@ replay=True)`` rebuilds it from events).
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from psycopg.types.json import Jsonb
 
 from shared.projection import Projection, handles
@@ -45,7 +47,11 @@ DDL = (
         org_id uuid NOT NULL, version int NOT NULL, stars_before int, stars_after int,
         score double precision, cause text NOT NULL, scheme_id text, scheme_version int,
         cycle_id uuid, actor jsonb, reason text, evidence jsonb,
-        valid_from timestamptz NOT NULL, valid_to timestamptz, PRIMARY KEY (org_id, version))""",
+        valid_from timestamptz NOT NULL, valid_to timestamptz, recorded_at timestamptz,
+        PRIMARY KEY (org_id, version))""",
+    # valid_from is when a rating took effect; recorded_at when it was recorded (they
+    # differ for backfilled past results). Read models made before this column existed:
+    "ALTER TABLE eval_rating_history ADD COLUMN IF NOT EXISTS recorded_at timestamptz",
     # The rating handlers update by rating_id: without an index each update of a
     # rebuild scans the table (slower and slower as it fills).
     "CREATE INDEX IF NOT EXISTS eval_ratings_rating ON eval_ratings (rating_id)",
@@ -192,11 +198,46 @@ class EvaluationReadModel(Projection):
                      "WHERE org_id = %s AND valid_to IS NULL", (e.timestamp, e.org_id))
         curs.execute(
             "INSERT INTO eval_rating_history (org_id, version, stars_before, stars_after, score, "
-            "cause, scheme_id, scheme_version, cycle_id, actor, reason, evidence, valid_from) "
-            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            "cause, scheme_id, scheme_version, cycle_id, actor, reason, evidence, valid_from, "
+            "recorded_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             (e.org_id, e.originator_version, e.stars_before, e.stars_after, e.score, e.cause,
              e.scheme_id, e.scheme_version, e.cycle_id, _j(e.actor), e.reason,
-             _j(e.evidence), e.timestamp))
+             _j(e.evidence), e.timestamp, e.timestamp))
+
+    @handles(Rating.Backfilled)
+    def rating_backfilled(self, curs, e):
+        """A past result: it takes its place in the history at its effective date
+        (the start of that day, UTC), between the ratings before and after it."""
+        effective = dt.datetime.combine(dt.date.fromisoformat(e.effective_on), dt.time(),
+                                        tzinfo=dt.timezone.utc)
+        if e.current:
+            curs.execute(
+                "UPDATE eval_ratings SET stars = %s, underlying = %s, "
+                "score = coalesce(%s, score), cause = 'backfill', updated_at = %s, version = %s "
+                "WHERE rating_id = %s", (e.stars, e.stars, e.score, e.timestamp,
+                                         e.originator_version, e.originator_id))
+        else:
+            curs.execute("UPDATE eval_ratings SET version = %s WHERE rating_id = %s",
+                         (e.originator_version, e.originator_id))
+        curs.execute(
+            "SELECT version, stars_after FROM eval_rating_history WHERE org_id = %s "
+            "AND valid_from < %s ORDER BY valid_from DESC, version DESC LIMIT 1",
+            (e.org_id, effective))
+        before = curs.fetchone()
+        curs.execute("SELECT min(valid_from) AS next FROM eval_rating_history "
+                     "WHERE org_id = %s AND valid_from > %s", (e.org_id, effective))
+        after = curs.fetchone()["next"]
+        if before is not None:
+            curs.execute("UPDATE eval_rating_history SET valid_to = %s "
+                         "WHERE org_id = %s AND version = %s",
+                         (effective, e.org_id, before["version"]))
+        curs.execute(
+            "INSERT INTO eval_rating_history (org_id, version, stars_before, stars_after, score, "
+            "cause, actor, reason, evidence, valid_from, valid_to, recorded_at) "
+            "VALUES (%s,%s,%s,%s,%s,'backfill',%s,%s,%s,%s,%s,%s)",
+            (e.org_id, e.originator_version, before["stars_after"] if before else None,
+             e.stars, e.score, _j(e.actor), e.reason, _j(e.evidence), effective, after,
+             e.timestamp))
 
     @handles(Rating.RectificationObliged)
     def rectification_obliged(self, curs, e):

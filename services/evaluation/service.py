@@ -223,6 +223,43 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
     def r4_report(self, **payload):
         return self.app.linkage.r4_report(self.caller(), payload)
 
+    # -- spreadsheets (历史星级补录, 公示名单, 考评结果) ------------------------------------
+    @query
+    def preview_import(self, **payload):
+        return self.app.spreadsheets.preview(self.caller(), payload)
+
+    @command
+    def apply_import(self, **payload):
+        return self.app.spreadsheets.apply(self.caller(), payload)
+
+    @query
+    def import_template(self, kind):
+        return self.app.spreadsheets.template(self.caller(), kind)
+
+    @query
+    def publicity_list(self, cycle_id):
+        return self.app.spreadsheets.publicity_list(self.caller(), cycle_id)
+
+    @query
+    def cycle_results(self, cycle_id):
+        return self.app.spreadsheets.cycle_results(self.caller(), cycle_id)
+
+    @query
+    def export_publicity_list(self, cycle_id):
+        return self.app.spreadsheets.export_publicity_list(self.caller(), cycle_id)
+
+    @query
+    def export_cycle_results(self, cycle_id):
+        return self.app.spreadsheets.export_cycle_results(self.caller(), cycle_id)
+
+    @query
+    def export_star_distribution(self, college_id=None):
+        return self.app.spreadsheets.export_star_distribution(self.caller(), college_id)
+
+    @query
+    def export_rating_history(self, org_id):
+        return self.app.spreadsheets.export_rating_history(self.caller(), org_id)
+
     @timer(interval=60)
     def close_expired_publicity(self):
         """Every minute: 公示 windows that ended make their results final."""

@@ -33,6 +33,7 @@ from services.organizations.domain import (ALL_COLLEGES, BRANCH, COLLEGE, COMMIT
                                            Organization, SiblingName)
 from services.organizations.asof.application import MembersAsOf
 from services.organizations.asof.projections import MemberHistoryReadModel
+from services.organizations.imports.application import OrganizationImports
 from services.organizations.projections import OrganizationsReadModel
 from services.organizations.records.application import BranchLifeRecords
 from services.organizations.records.domain import BranchLife, MemberFile
@@ -183,6 +184,7 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
         Projector(self, [self.read_model, MemberHistoryReadModel(), RecordsReadModel()],
                   service="organizations")
         self.records = BranchLifeRecords(self)  # 组织生活记录 (issue 8)
+        self.imports = OrganizationImports(self)  # spreadsheets in and out (批量导入)
 
     # -- scope -------------------------------------------------------------
     def _org_row(self, org_id) -> dict:

@@ -143,4 +143,21 @@ class OrganizationsService(ApiDescription, AuditService, AuditReadsService,
     def get_history(self, aggregate_id, **filters):
         return self.app.get_history(self.caller(), {"aggregate_id": aggregate_id, **filters})
 
+    # -- spreadsheets (批量导入, 导出) -------------------------------------------------
+    @query
+    def preview_import(self, **payload):
+        return self.app.imports.preview(self.caller(), payload)
+
+    @command
+    def apply_import(self, **payload):
+        return self.app.imports.apply(self.caller(), payload)
+
+    @query
+    def import_template(self, kind):
+        return self.app.imports.template(self.caller(), kind)
+
+    @query
+    def export_history(self, aggregate_id):
+        return self.app.imports.export_history(self.caller(), aggregate_id)
+
     # -- operations ----------------------------------------------------------------

@@ -18,7 +18,9 @@ MUTATING = {
         "convert_member_to_full", "change_member_category", "set_double_leader",
         "member_leaves", "assign_role", "revoke_role", "rebuild_read_models",
         "retry_parked", "skip_parked",
-        "record_meeting", "correct_meeting", "record_member_record", "correct_member_record"},
+        "record_meeting", "correct_meeting", "record_member_record", "correct_member_record",
+        # spreadsheets
+        "apply_import"},
     "evaluation": {
         "publish_scheme", "open_cycle", "add_cycle_organization", "drop_cycle_organization",
         "submit_self_assessment", "submit_review", "return_assessment", "extend_deadline",
@@ -32,7 +34,9 @@ MUTATING = {
         # members and linkage (issue 8)
         "publish_index_scheme", "close_member_year",
         "record_creation_failed", "propose_review_grade", "nominate", "review_nomination",
-        "award_nomination"},
+        "award_nomination",
+        # spreadsheets
+        "apply_import"},
     "notifications": {
         "register_contact", "update_contact", "set_preferences", "deactivate_contact",
         "mark_read", "retry_dead_letter", "backfill_directory", "retry_parked",

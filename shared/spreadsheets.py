@@ -1,0 +1,465 @@
+"""Spreadsheet mechanics shared by every service (电子表格导入导出): no service knowledge.
+
+Reading (.xlsx through openpyxl in read-only mode, formulas read as the values
+Excel last computed), bounded by file size and row count; columns matched by
+their Chinese header; each cell parsed by its column, every bad cell collected
+as a row error ``{sheet, row, column, value, why}`` so a preview reports them
+all at once. Writing: templates (the headers and one example row) and exports
+(write-only mode for long sheets, a printable layout for lists that are posted).
+
+A service describes its sheets with ``Column``s and decides what the rows mean.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import io
+import re
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+from shared.errors import ValidationError
+
+MAX_FILE_BYTES = 20 * 1024 * 1024  # what RPC accepts (base64 in the payload)
+MAX_ROWS = 50_000
+MAX_TEXT = 100
+
+
+class CellError(ValueError):
+    """Raised by a cell parser: the message says why the value is refused."""
+
+
+# -- limits and upload -------------------------------------------------------
+def decode_upload(content_b64: Any, max_bytes: int = MAX_FILE_BYTES,
+                  field_name: str = "content") -> bytes:
+    """The file carried as base64 text in an RPC payload, refused beyond ``max_bytes``."""
+    if not isinstance(content_b64, str) or not content_b64:
+        raise ValidationError.single(field_name, "the .xlsx file as base64 text is required")
+    # base64 is 4/3 of the bytes: refuse before decoding what is plainly too large.
+    if len(content_b64) > (max_bytes * 4) // 3 + 4:
+        raise ValidationError.single(
+            field_name, f"file larger than the limit of {max_bytes} bytes; ops can import "
+            "larger files with `lianchuang import`")
+    try:
+        data = base64.b64decode(content_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationError.single(field_name, "not base64 text")
+    check_size(data, max_bytes, field_name)
+    return data
+
+
+def encode_file(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def xlsx_file(file_name: str, data: bytes) -> dict:
+    """A written file as an RPC result: its name, size and base64 content."""
+    return {"file_name": file_name, "bytes": len(data), "sha256": sha256(data),
+            "content": encode_file(data)}
+
+
+def check_size(data: bytes, max_bytes: int, field_name: str = "content") -> None:
+    if len(data) > max_bytes:
+        raise ValidationError.single(
+            field_name, f"file of {len(data)} bytes is larger than the limit of {max_bytes} bytes")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# -- cell parsers (value -> parsed value, or CellError) -------------------------
+def text(max_length: int = MAX_TEXT) -> Callable[[Any], str]:
+    def parse(value):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # a number typed into a text column (工号 123456)
+        value = " ".join(str(value).split())
+        if len(value) > max_length:
+            raise CellError(f"longer than {max_length} characters ({len(value)})")
+        return value
+    return parse
+
+
+_DATE_TEXT = re.compile(r"^(\d{4})[-/.年](\d{1,2})[-/.月](\d{1,2})日?$")
+
+
+def date(not_after_today: bool = True) -> Callable[[Any], dt.date]:
+    """A date cell, or text YYYY-MM-DD (also YYYY/MM/DD, YYYY年M月D日)."""
+    def parse(value):
+        if isinstance(value, dt.datetime):
+            value = value.date()
+        if not isinstance(value, dt.date):
+            match = _DATE_TEXT.match(str(value).strip())
+            if not match:
+                raise CellError("not a date (YYYY-MM-DD)")
+            try:
+                value = dt.date(*(int(g) for g in match.groups()))
+            except ValueError:
+                raise CellError("not a date (no such day)")
+        if not_after_today and value > dt.date.today():
+            raise CellError("a date in the future")
+        return value
+    return parse
+
+
+def number(low: float, high: float, integer: bool = False) -> Callable[[Any], float | int]:
+    def parse(value):
+        if isinstance(value, bool):
+            raise CellError("not a number")
+        try:
+            n = float(str(value).strip()) if not isinstance(value, (int, float)) else value
+        except ValueError:
+            raise CellError("not a number")
+        if integer:
+            if float(n) != int(n):
+                raise CellError("not a whole number")
+            n = int(n)
+        if not low <= n <= high:
+            raise CellError(f"outside {low:g}-{high:g}")
+        return n
+    return parse
+
+
+def choice(options: dict[str, str]) -> Callable[[Any], str]:
+    """One of ``{code: Chinese label}``: the cell may hold either."""
+    lookup = {label: code for code, label in options.items()}
+    lookup.update({code: code for code in options})
+
+    def parse(value):
+        key = " ".join(str(value).split())
+        if key not in lookup:
+            raise CellError("not one of " + ", ".join(options.values()))
+        return lookup[key]
+    return parse
+
+
+def yes_no(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    key = str(value).strip().casefold()
+    if key in ("是", "y", "yes", "true", "1"):
+        return True
+    if key in ("否", "n", "no", "false", "0"):
+        return False
+    raise CellError("not 是 or 否")
+
+
+# -- sheet descriptions ------------------------------------------------------------
+@dataclass(frozen=True)
+class Column:
+    """A column by its Chinese header; ``key`` names the parsed value."""
+
+    key: str
+    header: str
+    parse: Callable[[Any], Any] = field(default_factory=text)
+    required: bool = True
+    example: Any = None
+    aliases: tuple[str, ...] = ()
+    width: int = 16
+    note: str = ""
+
+
+@dataclass
+class Row:
+    number: int  # the row number as Excel shows it
+    values: dict[str, Any]
+
+
+@dataclass
+class Sheet:
+    """What was read: good rows (every required cell parsed), and the errors."""
+
+    name: str
+    rows: list[Row]
+    errors: "RowErrors"  # planners add their own row errors here
+    total_rows: int
+
+
+class RowErrors:
+    """Row-level errors, collected rather than raised, in the order found."""
+
+    def __init__(self, sheet: str):
+        self.sheet = sheet
+        self.items: list[dict] = []
+
+    def add(self, row: int | None, column: str | None, value: Any, why: str) -> None:
+        self.items.append({"sheet": self.sheet, "row": row, "column": column,
+                           "value": cell_text(value), "why": why})
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def cell_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _norm_header(value) -> str:
+    return re.sub(r"[\s*＊:：]", "", str(value or "")).casefold()
+
+
+def _open(data: bytes, read_only: bool = True):
+    from openpyxl import load_workbook
+
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        raise ValidationError.single("content", "not an .xlsx file (Excel 2007 or later)")
+    try:
+        return load_workbook(io.BytesIO(data), read_only=read_only, data_only=True)
+    except Exception as exc:  # openpyxl raises many kinds on a malformed file
+        raise ValidationError.single("content", f"not a readable .xlsx file: {exc}") from None
+
+
+def read_sheet(data: bytes, columns: list[Column], sheet_name: str | None = None,
+               max_rows: int = MAX_ROWS, max_bytes: int = MAX_FILE_BYTES) -> Sheet:
+    """Read one sheet: the header row is the first row naming a required column.
+
+    A missing required column is a ``ValidationError`` (nothing can be read);
+    everything else is a row error. Formulas are read as their cached values;
+    empty rows are skipped. More than ``max_rows`` data rows is refused.
+    """
+    check_size(data, max_bytes)
+    workbook = _open(data)
+    try:
+        if sheet_name is not None and sheet_name in workbook.sheetnames:
+            ws = workbook[sheet_name]
+        else:
+            ws = workbook.worksheets[0]
+        errors = RowErrors(ws.title)
+        wanted = {}
+        for col in columns:
+            for name in (col.header, *col.aliases):
+                wanted[_norm_header(name)] = col
+        rows_iter = ws.iter_rows(values_only=True)
+        header_at, positions = None, {}
+        for number, values in enumerate(rows_iter, start=1):
+            found = {i: wanted[_norm_header(v)] for i, v in enumerate(values)
+                     if _norm_header(v) in wanted}
+            if any(c.required for c in found.values()):
+                header_at, positions = number, found
+                # errors name the column as the file heads it (an alias, too)
+                shown = {i: str(values[i]).strip() for i in found}
+                break
+            if number >= 20:
+                break
+        if header_at is None:
+            raise ValidationError.single(
+                "content", f"sheet '{ws.title}': no header row with the expected headers ("
+                + "、".join(c.header for c in columns) + ")")
+        present = {c.key for c in positions.values()}
+        missing = [c.header for c in columns if c.required and c.key not in present]
+        if missing:
+            raise ValidationError.single(
+                "content", f"sheet '{ws.title}': missing column(s) " + "、".join(missing))
+        rows, total = [], 0
+        for number, values in enumerate(rows_iter, start=header_at + 1):
+            if not any(v is not None and str(v).strip() for v in values):
+                continue
+            total += 1
+            if total > max_rows:
+                raise ValidationError.single(
+                    "content", f"more than the limit of {max_rows} rows; split the file")
+            parsed, ok = {}, True
+            for i, col in positions.items():
+                raw = values[i] if i < len(values) else None
+                if raw is None or (isinstance(raw, str) and not raw.strip()):
+                    parsed[col.key] = None
+                    if col.required:
+                        errors.add(number, shown[i], raw, "required (必填)")
+                        ok = False
+                    continue
+                try:
+                    parsed[col.key] = col.parse(raw)
+                except CellError as exc:
+                    errors.add(number, shown[i], raw, str(exc))
+                    ok = False
+            for col in columns:
+                parsed.setdefault(col.key, None)
+            if ok:
+                rows.append(Row(number, parsed))
+        return Sheet(ws.title, rows, errors, total)
+    finally:
+        workbook.close()
+
+
+def header_of(columns: list[Column], key: str) -> str:
+    return next(c.header for c in columns if c.key == key)
+
+
+# -- writing --------------------------------------------------------------------------
+_HEADER_FILL = "DDEBF7"
+
+
+def _header_style():
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+
+    thin = Side(style="thin")
+    return dict(font=Font(bold=True), fill=PatternFill("solid", fgColor=_HEADER_FILL),
+                alignment=Alignment(horizontal="center", vertical="center", wrap_text=True),
+                border=Border(left=thin, right=thin, top=thin, bottom=thin))
+
+
+def template(sheet_title: str, columns: list[Column], notes: Iterable[str] = ()) -> bytes:
+    """A blank import file: the Chinese headers (required ones marked *) and one example row."""
+    from openpyxl import Workbook
+    from openpyxl.comments import Comment
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = sheet_title
+    style = _header_style()
+    for i, col in enumerate(columns, start=1):
+        cell = ws.cell(row=1, column=i, value=col.header)
+        for k, v in style.items():
+            setattr(cell, k, v)
+        if col.note or col.required:
+            cell.comment = Comment(("必填 required. " if col.required else "选填 optional. ")
+                                   + col.note, "lianchuang")
+        example = ws.cell(row=2, column=i, value=col.example)
+        if isinstance(col.example, dt.date):
+            example.number_format = "yyyy-mm-dd"
+        ws.column_dimensions[get_column_letter(i)].width = col.width
+    ws.freeze_panes = "A2"
+    if notes:
+        info = wb.create_sheet("说明")
+        for r, line in enumerate(notes, start=1):
+            info.cell(row=r, column=1, value=line)
+        info.column_dimensions["A"].width = 100
+    return _save(wb)
+
+
+def _save(wb) -> bytes:
+    out = io.BytesIO()
+    wb.save(out)
+    return out.getvalue()
+
+
+@dataclass
+class Table:
+    """One sheet of an export: a title block (lines above the header), the
+    header and the rows (long ones are streamed in write-only mode)."""
+
+    name: str
+    headers: list[str]
+    rows: Iterable[list[Any]]
+    title: list[str] = field(default_factory=list)
+    widths: list[int] | None = None
+
+
+def write_tables(tables: list[Table]) -> bytes:
+    """Write sheets in write-only mode (constant memory however long)."""
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook(write_only=True)
+    style = _header_style()
+    for table in tables:
+        ws = wb.create_sheet(table.name[:31])
+        for i, width in enumerate(table.widths or [18] * len(table.headers), start=1):
+            ws.column_dimensions[get_column_letter(i)].width = width
+        for line in table.title:
+            ws.append([line])
+        header = []
+        for h in table.headers:
+            cell = WriteOnlyCell(ws, value=h)
+            for k, v in style.items():
+                setattr(cell, k, v)
+            header.append(cell)
+        ws.append(header)
+        ws.freeze_panes = f"A{len(table.title) + 2}"
+        for row in table.rows:
+            ws.append([_cell_value(v) for v in row])
+    return _save(wb)
+
+
+def _cell_value(value):
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return value
+
+
+def write_printable(table: Table, footer: list[str] = (), landscape: bool = False) -> bytes:
+    """A list to print and post (e.g. 公示名单): a merged title block, a bordered
+    table whose header repeats on every page, fitted to the page width, with
+    footer lines below and page numbers."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Border, Font, Side
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = table.name[:31]
+    ncols = len(table.headers)
+    last = get_column_letter(ncols)
+    for r, line in enumerate(table.title, start=1):
+        ws.cell(row=r, column=1, value=line)
+        ws.merge_cells(f"A{r}:{last}{r}")
+        ws.cell(row=r, column=1).font = Font(bold=r == 1, size=16 if r == 1 else 11)
+        ws.cell(row=r, column=1).alignment = Alignment(horizontal="center")
+    header_row = len(table.title) + 1
+    style = _header_style()
+    for c, h in enumerate(table.headers, start=1):
+        cell = ws.cell(row=header_row, column=c, value=h)
+        for k, v in style.items():
+            setattr(cell, k, v)
+    thin = Side(style="thin")
+    border = Border(left=thin, right=thin, top=thin, bottom=thin)
+    r = header_row
+    for r, row in enumerate(table.rows, start=header_row + 1):
+        for c, value in enumerate(row, start=1):
+            cell = ws.cell(row=r, column=c, value=_cell_value(value))
+            cell.border = border
+            cell.alignment = Alignment(horizontal="center", vertical="center", wrap_text=True)
+    for i, line in enumerate(footer, start=r + 2):
+        ws.cell(row=i, column=1, value=line)
+        ws.merge_cells(f"A{i}:{last}{i}")
+        ws.cell(row=i, column=1).alignment = Alignment(horizontal="right")
+    for i, width in enumerate(table.widths or [18] * ncols, start=1):
+        ws.column_dimensions[get_column_letter(i)].width = width
+    ws.print_title_rows = f"{header_row}:{header_row}"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.orientation = "landscape" if landscape else "portrait"
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_options.horizontalCentered = True
+    ws.oddFooter.center.text = "第 &P 页 / 共 &N 页"
+    return _save(wb)
+
+
+def read_back(data: bytes, sheet: str | None = None) -> list[list[Any]]:
+    """Every row of a written sheet as values (for checks and tests)."""
+    wb = _open(data)
+    try:
+        ws = wb[sheet] if sheet else wb.worksheets[0]
+        rows = [list(r) for r in ws.iter_rows(values_only=True)]
+        width = max((len(r) for r in rows), default=0)
+        return [r + [None] * (width - len(r)) for r in rows]  # trailing empty cells
+    finally:
+        wb.close()
+
+
+def envelope_rows(envelopes: Iterable[dict]) -> Iterable[list[Any]]:
+    """Event envelopes (``shared.envelope``) as rows for an auditor's history sheet."""
+    for e in envelopes:
+        actor = e.get("actor") or {}
+        yield [e["originator_version"], e["occurred_at"], e["type"], e["aggregate_type"],
+               actor.get("sub"), actor.get("role"), e.get("reason"),
+               _cell_value(e["evidence"]) if e.get("evidence") is not None else None,
+               _cell_value(e["data"])]
+
+
+ENVELOPE_HEADERS = ["版本 version", "记录时间 recorded at (UTC)", "事件 event", "对象 aggregate",
+                    "操作人 actor", "角色 role", "原因 reason", "依据 evidence", "内容 data"]
