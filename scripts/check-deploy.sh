@@ -55,6 +55,12 @@ echo "== Grafana dashboard and alert rules against the exported metrics"
 "$VENV/bin/pytest" -q --timeout 300 -p no:cacheprovider tests/interface/test_deploy_metrics.py
 
 echo "== docker compose config"
+if ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  # Debian's docker-compose (1.29) reads the Compose Specification: enough to validate.
+  (apt-get install -y -qq docker-compose >/dev/null 2>&1 \
+   || { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null 2>&1; }) || true
+fi
 if docker compose version >/dev/null 2>&1; then
   docker compose config --quiet && echo "   ok"
 elif command -v docker-compose >/dev/null; then
