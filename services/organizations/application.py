@@ -167,6 +167,11 @@ class TreeQuery(Query):
     include_closed: bool = False
 
 
+class AggregateRef(Query):
+    """An organisation's or member's id (export_history)."""
+    aggregate_id: UUID
+
+
 ONE_COMMITTEE = "the-university-committee"
 READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 
