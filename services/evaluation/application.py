@@ -23,6 +23,7 @@ from uuid import UUID, uuid4
 
 from pydantic import Field
 
+from shared.imports import ImportFile
 from shared.commands import (CollegeFilter, Command, Days, Document, Evidence, Ids, Key,
                              Mapping, Moment, Name, OrgRef, Query, Reason, RequiredEvidence,
                              RequiredReason, RequiredText, Text, Version, text_type)
@@ -215,6 +216,9 @@ class EvaluationApplication(AssessmentsAsOf, RatingHistory, AuditedHistory, Audi
                             ParkingOperations, DirectoryOperations, PublishedLogQueries,
                             EventSourcedApplication):
     name = "evaluation"
+    # Models the API description cannot find by reading the code (shared.api):
+    # the import entrypoints hand the payload through to shared.imports.
+    API_MODELS = {"preview_import": ImportFile, "apply_import": ImportFile}
     # Ratings and assessments are read as of any moment: snapshots keep a
     # replay short however many events an organisation has accumulated.
     snapshotting_intervals = {Rating: 100, Assessment: 100, Scheme: 20}
