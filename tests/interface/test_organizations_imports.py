@@ -240,7 +240,7 @@ def test_import_over_rpc_with_base64(start_service, rpc_as):
 def test_the_cli_previews_and_applies_over_rpc(start_service, rabbit_config, tmp_path):
     from click.testing import CliRunner
 
-    from shared.cli import main
+    from lianchuang_cli.main import main
     from tests.conftest import SECRET
 
     start_service("organizations")
