@@ -114,7 +114,14 @@ class EventSourcedApplication(Application[UUID]):
         with psycopg.connect(settings.conninfo(), autocommit=True) as conn:
             conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{self.name}:schema",))
             try:
-                super().__init__(env=settings.eventsourcing_env(), **kwargs)
+                env = settings.eventsourcing_env()
+                # The library prefers "<APP>_<KEY>" from the process environment
+                # over the env passed here, and ORGANIZATIONS_CIPHER_KEY (say) is
+                # the name of our secret (the raw secret, not the derived AES key
+                # the library needs): pass every value under that name too.
+                env.update({f"{self.name.upper()}_{key}": value
+                            for key, value in list(env.items())})
+                super().__init__(env=env, **kwargs)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{self.name}:schema",))
         self.projector = None  # set by shared.projection.Projector

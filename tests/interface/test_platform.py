@@ -284,3 +284,24 @@ def test_a_burst_on_one_aggregate_is_applied_in_order_by_two_instances(start_ser
                       (tree["branches"][0],))[0]["last_version"] == 31, timeout=20)
     assert time.time() - started < 20
     assert rows(ndb, "SELECT count(*) AS n FROM inbox_failures")[0]["n"] == 0
+
+
+def test_a_cipher_secret_in_the_environment_does_not_reach_the_library(clean_databases,
+                                                                       monkeypatch):
+    """k8s hands the secret in as ORGANIZATIONS_CIPHER_KEY; the library looks up
+    "<APP>_CIPHER_KEY" in the process environment before the env it is given,
+    and would take the raw secret for its AES key (a start-up failure)."""
+    from shared.identity import SYSTEM, Caller
+    from shared.secrets import event_cipher_key
+
+    secret = "k8s-secret-for-the-organizations-store-0123456789"
+    monkeypatch.setenv("ORGANIZATIONS_CIPHER_KEY", secret)
+    settings = clean_databases["organizations"].with_cipher(
+        event_cipher_key("organizations", env={"ORGANIZATIONS_CIPHER_KEY": secret}))
+    app = OrganizationsApplication(settings)
+    try:
+        committee = app.create_organization(SYSTEM, {"name": "学校党委", "kind": "committee"})
+        auditor = Caller(sub="auditor-1", role="auditor")
+        assert app.get_organization(auditor, committee["id"])["name"] == "学校党委"
+    finally:
+        app.close()
