@@ -108,7 +108,21 @@ def programme(call) -> dict | None:
                  "statuses": [{"status": st, "zh": TASK_STATUS_ZH.get(st, st),
                                "count": book["by_status"][st]["count"]}
                               for st in book["by_status"]]}
-    return {"titles": titles, "tasks": tasks}
+    progress = board.get("targets")
+    targets = None
+    if progress:  # the plan's targets against what was achieved (目标与完成)
+        targets = {"plan": progress["plan"]["name"],
+                   "period": f"{progress['plan']['starts_on']} – {progress['plan']['ends_on']}",
+                   "rows": [{"title": t["title"], "title_zh": t["title_zh"], "tier": t["tier"],
+                             "tier_zh": t["tier_zh"],
+                             "target": (str(t["target_min"]) if t["target_max"] in
+                                        (None, t["target_min"])
+                                        else f"{t['target_min']}–{t['target_max']}"),
+                             "achieved": t["achieved"], "pursuing": t["pursuing"],
+                             "met": t["met"],
+                             "href": link(view="candidacies", title=t["title"], tier=t["tier"])}
+                            for t in progress["targets"]]}
+    return {"titles": titles, "tasks": tasks, "targets": targets}
 
 
 def overview(call) -> dict:

@@ -124,6 +124,11 @@ def test_dashboard_numbers_match_rpc_and_drill_down(demo):
         for t in programme["candidacies"]:
             for tier in t["tiers"]:
                 assert number(driver, f"cand-{t['title']}-{tier['tier']}") == tier["total"]
+        # the plan's targets against achievements (目标与完成), one row per target
+        assert programme["targets"]["targets"], "the shipped default plan has targets"
+        for t in programme["targets"]["targets"]:
+            assert number(driver, f"achieved-{t['title']}-{t['tier']}") == t["achieved"]
+            assert number(driver, f"pursuing-{t['title']}-{t['tier']}") == t["pursuing"]
         book = programme["task_book"]
         assert book["measures"] > 0
         for status, entry in book["by_status"].items():
