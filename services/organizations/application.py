@@ -7,17 +7,12 @@ roles within its college; a branch secretary reads its branch; auditors
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal, Optional
 from uuid import UUID
 
-from pydantic import Field
-
 from shared.imports import ImportFile
-from shared.commands import (CollegeFilter, Command, Moment, Name, OrgRef, Page, Query,
-                             Reason, RequiredReason, text_type)
 from shared.audit import AuditQueries
 from shared.config import DatabaseSettings
-from shared.domain import derived_id, parse_moment
+from shared.domain import parse_moment
 from shared.errors import Forbidden, NotFound, ValidationError
 from shared.history import AuditedHistory
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, OPS,
@@ -36,142 +31,13 @@ from services.organizations.asof.application import MembersAsOf
 from services.organizations.asof.projections import MemberHistoryReadModel
 from services.organizations.imports.application import OrganizationImports
 from services.organizations.projections import OrganizationsReadModel
+from services.organizations.commands import (  # noqa: F401  (re-exported)
+    CreateOrganization, RenameOrganization, MoveOrganization, MergeBranches, DissolveOrganization, RegisterMember, TransferMember, ConvertMember, ChangeCategory, SetDoubleLeader, MemberLeaves, AssignRole, RevokeRole, ListMembers, MemberQuery, OrgAsOf, TreeQuery, AggregateRef, OrgKind, Basis, Category, Status, Role, StaffNo)
+from services.organizations.views import (  # noqa: F401  (re-exported)
+    demo_id, _s, _ratio, _roll_up_member_counts, _org_ref, _org_out, _history_ref, _history_out, _member_out)
 from services.organizations.records.application import BranchLifeRecords
 from services.organizations.records.domain import BranchLife, MemberFile
 from services.organizations.records.projections import RecordsReadModel
-
-OrgKind = Literal[tuple(ORG_KINDS)]  # type: ignore[valid-type]
-Basis = Literal[tuple(E_BRANCH_BASES)]  # type: ignore[valid-type]
-Category = Literal[tuple(MEMBER_CATEGORIES)]  # type: ignore[valid-type]
-Status = Literal[tuple(MEMBER_STATUSES)]  # type: ignore[valid-type]
-Role = Literal[tuple(ORG_ROLES)]  # type: ignore[valid-type]
-StaffNo = text_type(40)
-
-
-# -- commands ---------------------------------------------------------------
-class CreateOrganization(Command):
-    name: Name
-    kind: OrgKind
-    parent_id: Optional[UUID] = None
-    basis: Optional[Basis] = None
-    reason: Optional[Reason] = None
-    org_id: Optional[UUID] = None
-
-
-class RenameOrganization(Command):
-    org_id: UUID
-    name: Name
-    reason: Optional[Reason] = None
-
-
-class MoveOrganization(Command):
-    org_id: UUID
-    parent_id: UUID
-    reason: Optional[Reason] = None
-
-
-class MergeBranches(Command):
-    source_id: UUID
-    target_id: UUID
-    reason: RequiredReason
-
-
-class DissolveOrganization(Command):
-    org_id: UUID
-    reason: RequiredReason
-
-
-class RegisterMember(Command):
-    name: Name
-    branch_id: UUID
-    category: Category
-    status: Status
-    joined_on: dt.date
-    full_on: Optional[dt.date] = None
-    double_leader: bool = False
-    staff_no: Optional[StaffNo] = None
-    reason: Optional[Reason] = None
-    member_id: Optional[UUID] = None
-
-
-class TransferMember(Command):
-    member_id: UUID
-    to_branch_id: UUID
-    effective_on: dt.date
-    reason: Optional[Reason] = None
-
-
-class ConvertMember(Command):
-    member_id: UUID
-    effective_on: dt.date
-    reason: Optional[Reason] = None
-
-
-class ChangeCategory(Command):
-    member_id: UUID
-    category: Category
-    effective_on: dt.date
-    reason: Optional[Reason] = None
-
-
-class SetDoubleLeader(Command):
-    member_id: UUID
-    double_leader: bool
-    reason: Optional[Reason] = None
-
-
-class MemberLeaves(Command):
-    member_id: UUID
-    effective_on: dt.date
-    reason: RequiredReason
-
-
-class AssignRole(Command):
-    org_id: UUID
-    member_id: UUID
-    role: Role
-    reason: Optional[Reason] = None
-
-
-class RevokeRole(Command):
-    org_id: UUID
-    member_id: UUID
-    role: Role
-    reason: Optional[Reason] = None
-
-
-class ListMembers(Query):
-    org_id: UUID
-    page: Page = 1
-    page_size: int = Field(default=50, ge=1, le=500)
-    category: Optional[Category] = None
-    status: Optional[Status] = None
-    name_contains: Optional[Name] = None
-    include_left: bool = False
-    as_of: Optional[Moment] = None  # ISO date or timestamp: the members then
-
-
-# -- queries ----------------------------------------------------------------
-class MemberQuery(Query):
-    member_id: UUID
-    as_of: Optional[Moment] = None  # the member then
-    replay: bool = False  # as of: replay the store instead of reading member_history
-
-
-class OrgAsOf(Query):
-    org_id: UUID
-    as_of: Optional[Moment] = None
-
-
-class TreeQuery(Query):
-    as_of: Optional[Moment] = None
-    include_closed: bool = False
-
-
-class AggregateRef(Query):
-    """An organisation's or member's id (export_history)."""
-    aggregate_id: UUID
-
 
 ONE_COMMITTEE = "the-university-committee"
 READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
@@ -662,56 +528,3 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
         ]
 
 
-def demo_id(*parts) -> UUID:
-    return derived_id("demo", *parts)
-
-
-def _s(value):
-    return None if value is None else str(value) if not isinstance(value, dt.date) \
-        else value.isoformat()
-
-
-def _ratio(part: int, whole: int) -> float:
-    return round(part / whole, 4) if whole else 0.0
-
-
-def _roll_up_member_counts(node: dict, in_branch: dict[str, int]) -> int:
-    """Set ``member_count`` on a node and its subtree; returns the node's count."""
-    node["member_count"] = in_branch.get(node["id"], 0) + sum(
-        _roll_up_member_counts(child, in_branch) for child in node["children"])
-    return node["member_count"]
-
-
-def _org_ref(r) -> dict:
-    return {"id": str(r["id"]), "name": r["name"], "level": r["level"], "kind": r["kind"]}
-
-
-def _org_out(r) -> dict:
-    return {"id": str(r["id"]), "name": r["name"], "kind": r["kind"],
-            "kind_zh": ORG_KINDS[r["kind"]][1], "level": r["level"],
-            "parent_id": _s(r["parent_id"]), "basis": r["basis"],
-            "basis_zh": E_BRANCH_BASES.get(r["basis"]) if r["basis"] else None,
-            "status": r["status"], "merged_into": _s(r["merged_into"]),
-            "created_at": r["created_at"].isoformat(), "updated_at": r["updated_at"].isoformat(),
-            "version": r["version"]}
-
-
-def _history_ref(r) -> dict:
-    return {"id": str(r["org_id"]), "name": r["name"], "level": r["level"], "kind": r["kind"]}
-
-
-def _history_out(r) -> dict:
-    return {"id": str(r["org_id"]), "name": r["name"], "kind": r["kind"],
-            "kind_zh": ORG_KINDS[r["kind"]][1], "level": r["level"],
-            "parent_id": _s(r["parent_id"]), "basis": r["basis"], "status": r["status"],
-            "version": r["version"], "valid_from": r["valid_from"].isoformat(),
-            "valid_to": r["valid_to"].isoformat() if r["valid_to"] else None}
-
-
-def _member_out(r) -> dict:
-    return {"id": str(r["id"]), "name": r["name"], "branch_id": _s(r["branch_id"]),
-            "branch_name": r.get("branch_name"), "category": r["category"],
-            "category_zh": MEMBER_CATEGORIES[r["category"]], "status": r["status"],
-            "status_zh": MEMBER_STATUSES[r["status"]], "joined_on": _s(r["joined_on"]),
-            "full_on": _s(r["full_on"]), "double_leader": r["double_leader"],
-            "staff_no": r["staff_no"], "active": r["active"], "left_on": _s(r["left_on"])}
