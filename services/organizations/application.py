@@ -11,6 +11,8 @@ from uuid import UUID
 
 from shared.imports import ImportFile
 from shared.audit import AuditQueries
+from shared.commands import (CollegeFilter, Command, Moment, Name, OrgRef, Page,  # noqa: F401
+                             Query, Reason, RequiredReason)
 from shared.config import DatabaseSettings
 from shared.domain import parse_moment
 from shared.errors import Forbidden, NotFound, ValidationError
