@@ -7,9 +7,9 @@ counted by kind, and the aggregates changed in memory). ``Importer`` runs it:
 * **preview** returns the plan's errors and counts; nothing is written;
 * **apply** writes nothing unless every row is valid, then saves every
   aggregate the plan built together with one ``Import`` record (who, when,
-  file name, SHA-256, row count, counts) in one atomic append (beyond 2,000
-  aggregates: in chunks of whole groups, the record last; ``Importer._chunks``
-  says why). Every event the
+  file name, SHA-256, row count, counts) in one atomic append, however large
+  (a 30,000-member roster is one transaction: ``shared.store.CommandRecorder``
+  inserts it in bounded statements). Every event the
   plan creates carries a reason naming the import and its source row
   (``import_reason``), so an auditor can trace a record to its row.
 
@@ -114,9 +114,6 @@ class Plan:
     changed: Counter = field(default_factory=Counter)
     unchanged: int = 0
     aggregates: list[Any] = field(default_factory=list)
-    # The aggregates in groups that may be saved apart (each consistent on its
-    # own), for imports too large for one save; None: only all together.
-    groups: list[list[Any]] | None = None
 
     @classmethod
     def of(cls, sheet) -> "Plan":
@@ -131,13 +128,10 @@ Planner = Callable[[ImportContext], Plan]
 class Importer:
     """Runs a service's planners on a service's application."""
 
-    def __init__(self, app, planners: dict[str, Planner], max_bytes: int = MAX_FILE_BYTES,
-                 max_atomic: int = 2000, chunk_size: int = 1000):
+    def __init__(self, app, planners: dict[str, Planner], max_bytes: int = MAX_FILE_BYTES):
         self.app = app
         self.planners = planners
         self.max_bytes = max_bytes
-        self.max_atomic = max_atomic
-        self.chunk_size = chunk_size
 
     def _plan(self, caller, cmd: ImportFile, data: bytes) -> Plan:
         planner = self.planners.get(cmd.kind)
@@ -182,31 +176,10 @@ class Importer:
         record = Import(id=import_id, kind=cmd.kind, file_name=cmd.file_name, sha256=digest,
                         rows=plan.rows, created=dict(plan.created), changed=dict(plan.changed),
                         unchanged=plan.unchanged, actor=actor, reason=cmd.reason)
-        chunks = self._chunks(plan)
-        for chunk in chunks[:-1]:
-            self.app.commit(*chunk)
-        # the answer is recorded with the Import record (a redelivered request gets it)
-        return self.app.commit(*chunks[-1], record, result=lambda: _outcome(
+        # one atomic save, the answer recorded with it (a redelivered request gets it)
+        return self.app.commit(*plan.aggregates, record, result=lambda: _outcome(
             cmd, digest, plan, applied=True, import_id=import_id, already_applied=None,
             at=record.created_on))
-
-    def _chunks(self, plan: Plan) -> list[list]:
-        """The saves an apply makes: one, unless the import is larger than
-        ``max_atomic`` aggregates. Then its groups (each self-consistent: a branch
-        with the members it admits) are saved in chunks of about ``chunk_size``,
-        the ``Import`` record last, because psycopg (3.3.9, pipeline mode, with the
-        ``wait_select`` wait function the services need under eventlet) can leave
-        the tail of one very large INSERT unsent and wait forever. A failure
-        between chunks leaves whole groups saved and no ``Import`` record:
-        applying the same file again completes it (rows are keyed)."""
-        if len(plan.aggregates) <= self.max_atomic or plan.groups is None:
-            return [plan.aggregates]
-        chunks: list[list] = [[]]
-        for group in plan.groups:
-            if chunks[-1] and len(chunks[-1]) + len(group) > self.chunk_size:
-                chunks.append([])
-            chunks[-1].extend(group)
-        return chunks
 
     def _existing(self, kind: str, digest: str) -> dict | None:
         import_id = Import.id_for(self.app.name, kind, digest)

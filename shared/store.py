@@ -16,8 +16,9 @@ from typing import Any, Callable, Iterable, TypeVar
 from uuid import UUID
 
 import psycopg
+from psycopg import generators
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Notification
+from eventsourcing.persistence import IntegrityError, Notification, ProgrammingError
 from eventsourcing.postgres import PostgresApplicationRecorder
 
 from shared.config import DatabaseSettings
@@ -78,14 +79,68 @@ class _AbortRecording(BaseException):
         self.error = error
 
 
+# Events per INSERT statement: a save of more events (a 30,000-member import)
+# is several statements in the one transaction, each a bounded message.
+INSERT_BATCH = 1000
+
+
+def flush_output(conn) -> None:
+    """Send everything libpq still holds for ``conn`` (pipeline mode).
+
+    psycopg (3.3.9) hands a pipeline's statements to libpq in non-blocking mode
+    and flushes the socket once more after the last of them
+    (``generators.pipeline_communicate``); a statement larger than what the
+    socket takes at once (one INSERT of ~10,000 events is megabytes) leaves its
+    tail in libpq's buffer. ``Pipeline.sync()`` then waits to *read* results
+    (``_fetch_gen(flush=False)``: "the caller may emit a PQpipelineSync() to
+    flush") while the server still waits for the rest of the statement
+    (``ClientRead``): both sides wait forever — under ``wait_select`` as under
+    ``wait_c`` (psycopg issue #685 fixed this on pipeline exit, not on sync).
+    This runs the generator a plain ``execute`` flushes with (flush until
+    libpq's buffer is empty, reading whatever the server sends meanwhile)."""
+    send = getattr(generators, "flush", None) or generators.send  # renamed after 3.3
+    conn.wait(send(conn.pgconn))
+
+
 class CommandRecorder(PostgresApplicationRecorder):
-    """The library's recorder, with one hook: ``within_transaction(curs)`` runs
-    after the events are inserted, in their transaction (the events table lock
-    still held). Commands use it to bring read models up to date and record
-    their key and result atomically with their events."""
+    """The library's recorder, with two changes:
+
+    * a save of many events is inserted in statements of ``INSERT_BATCH``
+      events (``executemany`` in the library's pipeline, in its one transaction,
+      after its events-table lock and NOTIFY: the notification ids stay in
+      insert order and commit order), and libpq's buffer is flushed before the
+      pipeline syncs (``flush_output`` says why), so a 30,000-member import is
+      one atomic save;
+    * one hook: ``within_transaction(curs)`` runs after the events are
+      inserted, in their transaction (the events table lock still held).
+      Commands use it to bring read models up to date and record their key and
+      result atomically with their events."""
+
+    def _insert_stored_events(self, curs, stored_events, **kwargs) -> None:
+        # The lock and NOTIFY first, on a cursor of their own: ``curs`` keeps only
+        # the INSERTs' result sets (executemany in a pipeline adds to, rather than
+        # replaces, what the cursor holds).
+        with curs.connection.cursor() as first:
+            self._lock_table(first)
+            self._notify_channel(first)
+        rows = [self.construct_pg_stored_event(e.originator_id, e.originator_version,
+                                               e.topic, e.state) for e in stored_events]
+        batches = [(rows[i:i + INSERT_BATCH],) for i in range(0, len(rows), INSERT_BATCH)]
+        if len(batches) == 1:
+            curs.execute(self.insert_events_statement, batches[0])
+        else:
+            curs.executemany(self.insert_events_statement, batches, returning=True)
+        flush_output(curs.connection)
 
     def _fetch_ids_after_insert_events(self, curs, stored_events, **kwargs):
-        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        ids: list[int] = []
+        while True:  # one result set per INSERT statement, in order
+            ids += [row["notification_id"] for row in curs.fetchall()]
+            if not curs.nextset():
+                break
+        if len(ids) != len(stored_events):
+            raise ProgrammingError(f"got {len(ids)} notification ids for "
+                                   f"{len(stored_events)} events")
         within = kwargs.get("within_transaction")
         if within is not None:
             try:

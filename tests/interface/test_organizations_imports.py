@@ -265,26 +265,36 @@ def test_the_cli_previews_and_applies_over_rpc(start_service, rabbit_config, tmp
     assert read_back(template.read_bytes())[0][0] == "姓名"
 
 
-def test_a_large_import_is_saved_in_whole_groups_with_the_record_last(app):
-    """Beyond ``max_atomic`` aggregates the Importer saves whole groups (a branch with
-    the members it admits; every change together), the Import record last."""
+def test_a_large_import_is_one_transaction_a_late_failure_writes_nothing(app):
+    """2,500 members (beyond the 2,000 where imports used to be saved in chunks):
+    one save, in several INSERT statements in one transaction; a failure while
+    the read models catch up inside it (the last moment before commit) leaves
+    no event and no row; the same file then applies whole."""
     load_tree(app)
-    app.imports.apply(ADMIN, payload("members", xlsx(MEMBER_HEADERS, GOOD_MEMBERS[:1])))
-    app.imports.importer.max_atomic, app.imports.importer.chunk_size = 3, 2
+    n = 2500
+    rows = [[f"学生{i}", f"S{i:05d}", "机电学院党总支", "机电学院学生党支部", "学生", "正式党员",
+             "2020-07-01", None, None] for i in range(n)]
+    data = payload("members", xlsx(MEMBER_HEADERS, rows))
+    before = event_count(app)
     saves = []
-    commit = app.commit
-    app.commit = lambda *aggregates, **kwargs: (
-        saves.append([type(a).__name__ for a in aggregates]), commit(*aggregates, **kwargs))[1]
-    rows = [["张三", "T001", "机电学院党总支", "机电学院学生党支部", "教师", "正式党员",
-             "2010-07-01", None, "是"]]  # a transfer: two branches and the member
-    rows += [[f"学生{i}", f"S{i:03d}", "机电学院党总支", "机电学院学生党支部", "学生", "预备党员",
-              "2025-07-01", None, None] for i in range(3)]
-    rows += [[f"职工{i}", f"W{i:03d}", "信息学院党委", "信息学院e支部", "职工", "正式党员",
-              "2001-06-30", None, None] for i in range(2)]
-    out = app.imports.apply(ADMIN, payload("members", xlsx(MEMBER_HEADERS, rows)))
-    assert out["created"] == {"党员 member": 5} and out["changed"] == {"转接 transfer": 1}
-    # the transfer, both its branches and the new members of one of them go first
-    assert sorted(saves[0]) == ["Member"] * 4 + ["Organization"] * 2
-    assert sorted(saves[1]) == ["Import", "Member", "Member", "Organization"]
-    assert len(saves) == 2
-    assert app.query("SELECT count(*) AS n FROM member_view")[0]["n"] == 6
+    save = app.save
+    app.save = lambda *aggregates, **kwargs: (saves.append(len(aggregates)),
+                                              save(*aggregates, **kwargs))[1]
+    handle = app.projector.catch_up_in
+
+    def failing_catch_up(curs):
+        handle(curs)  # every event inserted and projected, then the failure
+        raise RuntimeError("disk full")
+
+    app.projector.catch_up_in = failing_catch_up
+    with pytest.raises(RuntimeError, match="disk full"):
+        app.run_command("import-once", "apply_import", ADMIN,
+                        lambda: app.imports.apply(ADMIN, data))
+    assert saves == [n + 2]  # the members, their branch, the Import record: one save
+    assert event_count(app) == before
+    assert app.query("SELECT count(*) AS n FROM member_view")[0]["n"] == 0
+    app.projector.catch_up_in = handle
+    out = app.imports.apply(ADMIN, data)
+    assert out["applied"] and out["created"] == {"党员 member": n}
+    assert event_count(app) > before + n
+    assert app.query("SELECT count(*) AS n FROM member_view")[0]["n"] == n

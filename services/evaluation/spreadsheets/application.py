@@ -104,7 +104,6 @@ class EvaluationSpreadsheets:
             else:
                 plan.unchanged += 1
         plan.aggregates = [r for r in ratings.values() if r.pending_events]
-        plan.groups = [[r] for r in plan.aggregates]  # each rating stands alone
         return plan
 
     def _rating(self, org: dict, ctx: ImportContext) -> Rating:

@@ -257,28 +257,7 @@ class OrganizationImports:
                 add_domain_error(errors, row.number, exc, headers, field_values("members", v))
         touched = [o for o in loaded.values() if o.pending_events]
         plan.aggregates = members + changed + touched
-        plan.groups = self._groups(members, changed, touched)
         return plan
-
-    @staticmethod
-    def _groups(members: list, changed: list, touched: list) -> list[list]:
-        """Groups that may be saved apart: a branch with the new members it admits;
-        and one group with every change to known members (a transfer touches two
-        branches, a revoked role a third organisation) and what they touched."""
-        new_ids = {str(m.id) for m in members}
-        by_branch: dict[str, list] = {}
-        for member in members:
-            by_branch.setdefault(str(member.branch_id), []).append(member)
-        first, groups = list(changed), []
-        for org in touched:
-            own = [org, *by_branch.pop(str(org.id), [])]
-            if all(isinstance(e, Organization.MemberAdmitted) and str(e.member_id) in new_ids
-                   for e in org.pending_events):
-                groups.append(own)
-            else:
-                first += own
-        first += [m for rest in by_branch.values() for m in rest]
-        return ([first] if first else []) + groups
 
     def _register(self, ctx, row: int, v: dict, branch: Organization, number: str) -> Member:
         return Member.register(
