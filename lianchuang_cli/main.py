@@ -114,7 +114,8 @@ def demo(amqp_uri, secret):
 
 # Which service owns which import (each service imports its own data).
 IMPORT_SERVICES = {"org_tree": "organizations", "members": "organizations",
-                   "roles": "organizations", "ratings": "evaluation"}
+                   "roles": "organizations", "meetings": "organizations",
+                   "appraisals": "organizations", "ratings": "evaluation"}
 
 
 def _rpc_as(amqp_uri: str, secret: str, sub: str, role: str, org: str | None, timeout: int):

@@ -5,7 +5,8 @@ runs the domain's own methods on the aggregates in memory (a preview checks
 every invariant a single command checks); apply saves them all with the
 ``Import`` record in one atomic append (``shared.imports``).
 
-Who may import: the org tree, 组织部 (org_admin) only; members and roles,
+Who may import: the org tree, 组织部 (org_admin) only; members, roles and the
+organisational-life records (三会一课/主题党日, 民主评议: ``imports.records``),
 org_admin anywhere and a college secretary within its own college (a row
 outside it is a row error).
 """
@@ -22,6 +23,7 @@ from shared.spreadsheets import (ENVELOPE_HEADERS, Table, envelope_rows, read_sh
                                  write_tables, xlsx_file)
 from services.organizations.domain import (BRANCH, COLLEGE, COMMITTEE, ORG_KINDS, Member,
                                            Organization)
+from services.organizations.imports.records import RecordImports
 from services.organizations.imports.sheets import (FIELD_COLUMNS, NOTES, SHEETS,
                                                    field_values)
 
@@ -33,9 +35,12 @@ class OrganizationImports:
 
     def __init__(self, app):
         self.app = app
+        records = RecordImports(app)
         self.importer = Importer(app, {"org_tree": self._plan_org_tree,
                                        "members": self._plan_members,
-                                       "roles": self._plan_roles})
+                                       "roles": self._plan_roles,
+                                       "meetings": records.plan_meetings,
+                                       "appraisals": records.plan_appraisals})
 
     # -- entry points ------------------------------------------------------------
     def preview(self, caller, payload: dict) -> dict:
