@@ -366,19 +366,28 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
             parent = nodes.get(node["parent_id"]) if node["parent_id"] else None
             (parent["children"] if parent else roots).append(node)
         if as_of:
-            in_branch = self._members_per_branch_as_of(moment)
+            effective, recorded = self._members_per_branch_as_of(moment)
             for root in roots:
-                _roll_up_member_counts(root, in_branch)
+                _roll_up_member_counts(root, effective)
+                _roll_up_member_counts(root, recorded, "member_count_recorded")
         return roots
 
-    def _members_per_branch_as_of(self, moment: dt.datetime) -> dict[str, int]:
-        """Members in each branch at a moment: each member's last move recorded by then."""
-        return {str(r["branch_id"]): int(r["n"]) for r in self.query(
-            """SELECT branch_id, count(*) AS n FROM (
-                 SELECT DISTINCT ON (member_id) member_id, to_branch_id AS branch_id
-                 FROM member_moves WHERE recorded_at <= %s
-                 ORDER BY member_id, version DESC) latest
-               WHERE branch_id IS NOT NULL GROUP BY branch_id""", (moment,))}
+    def _members_per_branch_as_of(self, moment: dt.datetime) -> tuple[dict, dict]:
+        """Members in each branch at a moment, two ways (both times are kept):
+        by effective date — each member's last move (registration at the 入党日期,
+        transfer, leaving) in effect on that day, as known now, so a roster
+        imported today with past join dates counts from those dates; and as
+        recorded — each member's last move recorded by then."""
+        def per_branch(where: str, order: str, param) -> dict[str, int]:
+            return {str(r["branch_id"]): int(r["n"]) for r in self.query(
+                f"""SELECT branch_id, count(*) AS n FROM (
+                      SELECT DISTINCT ON (member_id) member_id, to_branch_id AS branch_id
+                      FROM member_moves WHERE {where}
+                      ORDER BY member_id, {order}) latest
+                    WHERE branch_id IS NOT NULL GROUP BY branch_id""", (param,))}
+        return (per_branch("effective_on <= %s", "effective_on DESC, version DESC",
+                           moment.date()),
+                per_branch("recorded_at <= %s", "version DESC", moment))
 
     def list_members(self, caller: Caller, payload: dict) -> dict:
         cmd = ListMembers.parse(payload)

@@ -23,11 +23,12 @@ def _ratio(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
-def _roll_up_member_counts(node: dict, in_branch: dict[str, int]) -> int:
-    """Set ``member_count`` on a node and its subtree; returns the node's count."""
-    node["member_count"] = in_branch.get(node["id"], 0) + sum(
-        _roll_up_member_counts(child, in_branch) for child in node["children"])
-    return node["member_count"]
+def _roll_up_member_counts(node: dict, in_branch: dict[str, int],
+                           key: str = "member_count") -> int:
+    """Set ``key`` (a head count) on a node and its subtree; returns the node's count."""
+    node[key] = in_branch.get(node["id"], 0) + sum(
+        _roll_up_member_counts(child, in_branch, key) for child in node["children"])
+    return node[key]
 
 
 def _org_ref(r) -> dict:

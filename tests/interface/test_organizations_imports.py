@@ -4,6 +4,7 @@ its import and row; scope per role; templates and the history export; one
 round trip over RPC with the file as base64."""
 import base64
 import datetime as dt
+from uuid import UUID
 
 import pytest
 
@@ -298,3 +299,27 @@ def test_a_large_import_is_one_transaction_a_late_failure_writes_nothing(app):
     assert out["applied"] and out["created"] == {"党员 member": n}
     assert event_count(app) > before + n
     assert app.query("SELECT count(*) AS n FROM member_view")[0]["n"] == n
+
+
+def test_imported_members_count_from_their_join_dates_in_as_of_head_counts(app):
+    """A roster imported after a moment, with join dates before it, counts in the
+    tree's head counts as of that moment by effective date (入党日期), and not as
+    recorded then; both answers are given."""
+    import time
+
+    orgs = load_tree(app)
+    moment = dt.datetime.now(dt.timezone.utc)
+    time.sleep(0.01)
+    app.imports.apply(ADMIN, payload("members", xlsx(MEMBER_HEADERS, GOOD_MEMBERS)))
+    tree = app.get_tree(ADMIN, as_of=moment.isoformat())
+    committee = tree[0]
+    assert (committee["member_count"], committee["member_count_recorded"]) == (3, 0)
+    college = next(c for c in committee["children"] if c["name"] == "机电学院党总支")
+    assert {b["name"]: (b["member_count"], b["member_count_recorded"])
+            for b in college["children"]} == {"机电学院教工第一党支部": (1, 0),
+                                              "机电学院学生党支部": (1, 0)}
+    # the member's own record keeps both times: effective (joined_on) and recorded
+    member = app.query_one("SELECT joined_on, registered_at FROM member_view "
+                           "WHERE staff_no = 'T001'")
+    assert member["joined_on"] == dt.date(2010, 7, 1) and member["registered_at"] > moment
+    assert orgs["机电学院党总支"]["id"] == UUID(college["id"])

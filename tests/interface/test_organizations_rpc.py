@@ -231,8 +231,12 @@ def test_member_lifecycle_and_history(org):
                           reason="留校工作")
     c1_then = admin.get_tree(as_of=before_transfer)[0]["children"][1]
     assert c1_then["name"] == "机电学院党总支"
-    assert {b["name"]: b["member_count"] for b in c1_then["children"]} == \
+    # as recorded then, m3 was still a student; by effective date (08-01, before that
+    # moment) the transfer had already taken effect: both head counts are answered
+    assert {b["name"]: b["member_count_recorded"] for b in c1_then["children"]} == \
         {"教工一支部": 2, "学生一支部": 1}
+    assert {b["name"]: b["member_count"] for b in c1_then["children"]} == \
+        {"教工一支部": 3, "学生一支部": 0}
     admin.set_double_leader(member_id=m3, double_leader=True)
     left = admin.member_leaves(member_id=m3, effective_on="2026-09-01", reason="转出")
     assert (left["status"], left["category"], left["active"], left["double_leader"]) == \
