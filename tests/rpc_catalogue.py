@@ -91,6 +91,7 @@ EVALUATION = {
     "publicity_list": ev.CycleRef, "cycle_results": ev.CycleRef,
     "export_publicity_list": ev.CycleRef, "export_cycle_results": ev.CycleRef,
     "export_star_distribution": CollegeFilter, "export_rating_history": OrgRef,
+    "export_programme_dashboard": CollegeFilter,
 }
 NOTIFICATIONS = {
     "register_contact": nt.RegisterContact, "update_contact": nt.UpdateContact,

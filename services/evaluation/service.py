@@ -257,6 +257,10 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
         return self.app.spreadsheets.export_star_distribution(self.caller(), college_id)
 
     @query
+    def export_programme_dashboard(self, college_id=None):
+        return self.app.spreadsheets.export_programme_dashboard(self.caller(), college_id)
+
+    @query
     def export_rating_history(self, org_id):
         return self.app.spreadsheets.export_rating_history(self.caller(), org_id)
 

@@ -47,16 +47,20 @@ class DashboardQueries:
 
     def _candidacies_by_title(self, college_id) -> list[dict]:
         """[{title, title_zh, tiers: [{tier, tier_zh, total, stages: [{stage, stage_zh,
-        count, organizations: [{org_id, org_name, candidacy_id, stage_on}]}]}]}]"""
+        count, organizations: [{org_id, org_name, candidacy_id, stage_on, college_id,
+        college_name}]}]}]}]"""
         # grouped and built as JSON by PostgreSQL: one row per cell, not per candidacy
         where, params = "", ()
         if college_id is not None:
-            where, params = "WHERE college_id = %s", (str(college_id),)
+            where, params = "WHERE c.college_id = %s", (str(college_id),)
+        # each organisation with its college (an export groups them per college)
         cells = {(r["title"], r["tier"], r["stage"]): r["organizations"] for r in self.app.query(
-            "SELECT title, tier, stage, json_agg(json_build_object("
-            "'org_id', org_id, 'org_name', org_name, 'candidacy_id', id, 'stage_on', stage_on) "
-            f"ORDER BY org_name, attempt) AS organizations FROM prog_candidacies {where} "
-            "GROUP BY title, tier, stage", params)}
+            "SELECT c.title, c.tier, c.stage, json_agg(json_build_object("
+            "'org_id', c.org_id, 'org_name', c.org_name, 'candidacy_id', c.id, "
+            "'stage_on', c.stage_on, 'college_id', c.college_id, 'college_name', d.name) "
+            "ORDER BY c.org_name, c.attempt) AS organizations FROM prog_candidacies c "
+            f"LEFT JOIN dir_orgs d ON d.id = c.college_id {where} "
+            "GROUP BY c.title, c.tier, c.stage", params)}
         out = []
         for level, (title, title_zh, _) in sorted(TITLES.items()):
             tiers = []

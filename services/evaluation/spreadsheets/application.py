@@ -17,6 +17,8 @@ from shared.imports import ImportContext, Importer, ImportKind, Plan, add_domain
 from shared.spreadsheets import (ENVELOPE_HEADERS, Table, envelope_rows, read_sheet, template,
                                  write_printable, write_tables, xlsx_file)
 from services.evaluation.domain import STAGE_ZH, Assessment, Rating
+from services.evaluation.programme.domain import STAGE_ZH as STAGE_ZH_PROGRAMME
+from services.evaluation.programme.domain import STAGES, TIERS
 from services.evaluation.spreadsheets.sheets import FIELD_COLUMNS, NOTES, RATINGS, STAR, TITLE
 
 PUBLISHED = ("publicity", "final", "appeal")
@@ -244,6 +246,45 @@ class EvaluationSpreadsheets:
                   headers=["学院 college", "组织名称", "星级", "星数", "得分"], rows=behind,
                   widths=[26, 30, 12, 6, 8])]))
 
+    def export_programme_dashboard(self, caller, college_id=None) -> dict:
+        """The school dashboard (三级联创 总览, ``programme_dashboard``) as .xlsx: per
+        college, the candidacies by title, tier and stage, with the organisations
+        behind each number; for the school, the targets against achievements and
+        the task book's status and overdue milestones."""
+        data = self.app.programme.programme_dashboard(caller, college_id)
+        rows, behind = dashboard_rows(data)
+        tables = [
+            Table(name="按学院 by college",
+                  title=["三级联创 总览 programme dashboard: candidacies per college "
+                         f"(as of {data['as_of']})"],
+                  headers=DASHBOARD_HEADERS, rows=rows,
+                  widths=[26, 18, 8] + [8] * len(STAGES) + [8]),
+            Table(name="组织 organisations", title=["每个数字背后的组织 the organisations "
+                                                  "behind each number"],
+                  headers=["学院 college", "称号 title", "层级 tier", "阶段 stage", "组织名称",
+                           "阶段日期 since", "创建 candidacy"],
+                  rows=behind, widths=[26, 18, 8, 10, 30, 12, 38])]
+        if data["targets"] is not None:
+            targets = data["targets"]["targets"]
+            tables.append(Table(
+                name="目标 targets", title=["创建目标与完成情况 targets against achievements"],
+                headers=["称号 title", "层级 tier", "目标下限 min", "目标上限 max",
+                         "已达标 achieved", "达成 met", "创建中 pursuing"],
+                rows=[[t["title_zh"], t["tier_zh"], t["target_min"], t["target_max"],
+                       t["achieved"], "是" if t["met"] else "否", t["pursuing"]]
+                      for t in targets], widths=[18, 8, 10, 10, 10, 8, 10]))
+        if data["task_book"] is not None:
+            book = data["task_book"]
+            tables.append(Table(
+                name="任务书 task book",
+                title=[f"任务书 task book: {book['measures']} measures; overdue milestones"],
+                headers=["编号 number", "任务 measure", "牵头部门 lead", "节点 milestone",
+                         "应完成 due"],
+                rows=[[o["number"], o["title"], o["lead_department"], o["milestone"],
+                       o["due_on"]] for o in book["overdue"]], widths=[10, 40, 18, 40, 12]))
+        scope = "" if college_id is None else f"-{college_id}"
+        return xlsx_file(f"三级联创总览 programme-dashboard{scope}.xlsx", write_tables(tables))
+
     def export_rating_history(self, caller, org_id) -> dict:
         """An organisation's rating (星级) events, one a row: for auditors (纪委办)."""
         caller.require_role(ORG_ADMIN, AUDITOR)
@@ -263,6 +304,34 @@ class EvaluationSpreadsheets:
             Table(name="事件 events", title=[f"{org['name']} 星级事件 every rating event"],
                   headers=ENVELOPE_HEADERS, rows=envelope_rows(envelopes),
                   widths=[8, 28, 30, 14, 20, 18, 50, 30, 80])]))
+
+
+DASHBOARD_HEADERS = ["学院 college", "称号 title", "层级 tier",
+                     *[STAGE_ZH_PROGRAMME[s] for s in STAGES], "合计 total"]
+SCHOOL_LEVEL = "学校 school"
+
+
+def dashboard_rows(data: dict) -> tuple[list[list], list[list]]:
+    """The dashboard's candidacy cells per college: one row per college, title and
+    tier (with a count per stage), and one row per organisation behind a count."""
+    counts: dict[tuple, dict[str, int]] = {}
+    behind = []
+    for title in data["candidacies"]:
+        for tier in title["tiers"]:
+            for stage in tier["stages"]:
+                for o in stage["organizations"]:
+                    college = o.get("college_name") or SCHOOL_LEVEL
+                    key = (college, title["level"], title["title_zh"], TIERS.index(tier["tier"]),
+                           tier["tier_zh"])
+                    cell = counts.setdefault(key, dict.fromkeys(STAGES, 0))
+                    cell[stage["stage"]] += 1
+                    behind.append([college, title["title_zh"], tier["tier_zh"],
+                                   stage["stage_zh"], o["org_name"], o["stage_on"],
+                                   o["candidacy_id"]])
+    rows = [[college, title_zh, tier_zh, *[cell[s] for s in STAGES], sum(cell.values())]
+            for (college, _level, title_zh, _tier, tier_zh), cell in sorted(counts.items())]
+    behind.sort(key=lambda r: (r[0], r[1], r[2], r[3], r[4]))
+    return rows, behind
 
 
 def _day(moment: str | None) -> str:
