@@ -154,14 +154,29 @@ class OrganizationsReadModel(Projection):
 
     @handles(Member.Registered)
     def member_registered(self, curs, e):
+        # One statement (one round trip) for the member's row, its first move and
+        # the head counts up its line: a 30,000-member import is 30,000 of these.
         curs.execute(
-            "INSERT INTO member_view (id, name, branch_id, category, status, joined_on, full_on, "
-            "double_leader, staff_no, active, registered_at, updated_at) "
-            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,true,%s,%s)",
-            (e.originator_id, e.name, e.branch_id, e.category, e.status, e.joined_on, e.full_on,
-             e.double_leader, e.staff_no, e.timestamp, e.timestamp))
-        _add_to_head_counts(curs, e.branch_id, 1)
-        self._move(curs, e, "registered", None, e.branch_id, e.joined_on)
+            """WITH RECURSIVE up AS (
+                 SELECT id, parent_id FROM org_view WHERE id = %(branch)s
+                 UNION ALL
+                 SELECT o.id, o.parent_id FROM org_view o JOIN up ON o.id = up.parent_id),
+               member AS (
+                 INSERT INTO member_view (id, name, branch_id, category, status, joined_on,
+                   full_on, double_leader, staff_no, active, registered_at, updated_at)
+                 VALUES (%(id)s, %(name)s, %(branch)s, %(category)s, %(status)s, %(joined)s,
+                   %(full)s, %(double_leader)s, %(staff_no)s, true, %(at)s, %(at)s)),
+               moved AS (
+                 INSERT INTO member_moves (member_id, version, from_branch_id, to_branch_id,
+                   effective_on, recorded_at, kind)
+                 VALUES (%(id)s, %(version)s, NULL, %(branch)s, %(joined)s, %(at)s,
+                   'registered'))
+               UPDATE org_view SET head_count = head_count + 1
+               WHERE id IN (SELECT id FROM up)""",
+            {"id": e.originator_id, "name": e.name, "branch": e.branch_id,
+             "category": e.category, "status": e.status, "joined": e.joined_on,
+             "full": e.full_on, "double_leader": e.double_leader, "staff_no": e.staff_no,
+             "at": e.timestamp, "version": e.originator_version})
 
     @handles(Member.Transferred)
     def member_transferred(self, curs, e):

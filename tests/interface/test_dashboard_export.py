@@ -11,7 +11,8 @@ from openpyxl import load_workbook
 from services.evaluation.programme.domain import STAGES
 from shared.errors import Forbidden
 from shared.identity import Caller
-from tests.interface.test_programme_app import ADMIN, AUDITOR, MEMBER, app, climb, orgs  # noqa: F401
+from tests.interface.test_programme_app import (  # noqa: F401 (app: the fixture)
+    ADMIN, AUDITOR, MEMBER, app, climb, orgs)
 
 
 def sheets(file: dict) -> dict[str, list[tuple]]:

@@ -67,7 +67,7 @@ def test_bad_meeting_rows_each_reported_and_nothing_written(app):
     got = [(e["row"], e["column"], e["value"], e["why"][:40]) for e in preview["errors"]]
     assert got == [
         (4, "所在支部", "不存在的支部", "unknown branch (支部不存在) in 机电学院党总支"),
-        (5, "出席人员", "T999", "unknown member (工号/学号不存在)"),
+        (5, "出席人员", "T999", "unknown member (党员不存在)"),
         (6, "日期", FUTURE, "a date in the future"),
         (7, "日期", "12.03.2025", "not a date (YYYY-MM-DD)"),
         (8, "主题", "学习 二十届三中全会精神", "duplicate row (重复): the same 支部党员大会 as r"),
@@ -130,7 +130,7 @@ def test_bad_appraisal_rows_each_reported_and_nothing_written(app):
     preview = app.imports.preview(ADMIN, payload("appraisals", bad))
     got = [(e["row"], e["column"], e["why"][:42]) for e in preview["errors"]]
     assert got == [
-        (4, "工号/学号", "unknown member (工号/学号不存在)"),
+        (4, "工号/学号", "unknown member (党员不存在)"),
         (5, "姓名", "工号/学号 T002 belongs to 王五"),
         (6, "评议日期", "a date in the future"),
         (7, "评议日期", "not a date (no such day)"),

@@ -30,9 +30,12 @@ class MemberHistoryReadModel(Projection):
     @handles(Member.Registered, Member.Transferred, Member.ConvertedToFull,
              Member.CategoryChanged, Member.DoubleLeaderSet, Member.Left)
     def member_changed(self, curs, e):
-        curs.execute("UPDATE member_history SET valid_to = %s "
-                     "WHERE member_id = %s AND valid_to IS NULL", (e.timestamp, e.originator_id))
+        # the open period closed and the new one opened in one statement (one round
+        # trip; they are different rows)
         cols = ", ".join(_COLUMNS)
-        curs.execute(f"INSERT INTO member_history (member_id, version, {cols}, valid_from) "
-                     f"SELECT id, %s, {cols}, %s FROM member_view WHERE id = %s",
-                     (e.originator_version, e.timestamp, e.originator_id))
+        curs.execute(
+            f"""WITH closed AS (UPDATE member_history SET valid_to = %(at)s
+                                WHERE member_id = %(id)s AND valid_to IS NULL)
+                INSERT INTO member_history (member_id, version, {cols}, valid_from)
+                SELECT id, %(version)s, {cols}, %(at)s FROM member_view WHERE id = %(id)s""",
+            {"at": e.timestamp, "id": e.originator_id, "version": e.originator_version})

@@ -23,7 +23,7 @@ from shared.spreadsheets import (ENVELOPE_HEADERS, Table, envelope_rows, read_sh
                                  write_tables, xlsx_file)
 from services.organizations.domain import (BRANCH, COLLEGE, COMMITTEE, ORG_KINDS, Member,
                                            Organization)
-from services.organizations.imports.records import RecordImports
+from services.organizations.imports.records import RecordImports, member_of_row
 from services.organizations.imports.sheets import (FIELD_COLUMNS, NOTES, SHEETS,
                                                    field_values)
 
@@ -351,13 +351,8 @@ class OrganizationImports:
                            "outside your college: a college secretary imports its own "
                            "college's roles only")
                 continue
-            member_row = known.get(v["staff_no"])
+            member_row = member_of_row(errors, row.number, v, known)
             if member_row is None:
-                errors.add(row.number, "工号/学号", v["staff_no"], "unknown member (党员不存在)")
-                continue
-            if member_row["name"] != " ".join(v["name"].split()):
-                errors.add(row.number, "姓名", v["name"],
-                           f"工号/学号 {v['staff_no']} belongs to {member_row['name']}")
                 continue
             key = (str(org["id"]), str(member_row["id"]), v["role"])
             if key in seen:

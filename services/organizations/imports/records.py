@@ -25,10 +25,25 @@ from shared.spreadsheets import read_sheet
 from services.organizations.domain import BRANCH, COLLEGE
 from services.organizations.imports.sheets import FIELD_COLUMNS, SHEETS
 from services.organizations.records.domain import (
-    MEETING_KINDS, THEME_DAY_FORMS, BranchLife, MemberFile, check_meeting, check_member_record, record_key,
-    topic_key)
+    MEETING_KINDS, THEME_DAY_FORMS, BranchLife, MemberFile, check_meeting, check_member_record,
+    record_key, topic_key)
 
 _OUTSIDE = "outside your college: a college secretary imports its own college's records only"
+UNKNOWN_MEMBER = "unknown member (党员不存在)"
+
+
+def member_of_row(errors, row: int, v: dict, known: dict[str, dict]) -> dict | None:
+    """The member a row names by 工号/学号 and 姓名 (``known``: member rows by
+    number), or None with the row's error added: unknown number, or a number
+    that belongs to someone else."""
+    member = known.get(v["staff_no"])
+    if member is None:
+        errors.add(row, "工号/学号", v["staff_no"], UNKNOWN_MEMBER)
+        return None
+    if member["name"] != " ".join(v["name"].split()):
+        errors.add(row, "姓名", v["name"], f"工号/学号 {v['staff_no']} belongs to {member['name']}")
+        return None
+    return member
 
 
 class RecordImports:
@@ -95,7 +110,7 @@ class RecordImports:
             for number in v["attendees"]:
                 member = known.get(number)
                 if member is None:
-                    errors.add(row.number, "出席人员", number, "unknown member (工号/学号不存在)")
+                    errors.add(row.number, "出席人员", number, UNKNOWN_MEMBER)
                     unknown = True
                 else:
                     attendees.append(str(member["id"]))
@@ -104,7 +119,7 @@ class RecordImports:
             for number, column, kind, note in absent:
                 member = known.get(number)
                 if member is None:
-                    errors.add(row.number, column, number, "unknown member (工号/学号不存在)")
+                    errors.add(row.number, column, number, UNKNOWN_MEMBER)
                     unknown = True
                 else:
                     absentees.append({"member_id": str(member["id"]), "kind": kind, "note": note})
@@ -183,13 +198,8 @@ class RecordImports:
         colleges: dict[str, UUID | None] = {}
         for row in sheet.rows:
             v = row.values
-            member = known.get(v["staff_no"])
+            member = member_of_row(errors, row.number, v, known)
             if member is None:
-                errors.add(row.number, "工号/学号", v["staff_no"], "unknown member (工号/学号不存在)")
-                continue
-            if member["name"] != " ".join(v["name"].split()):
-                errors.add(row.number, "姓名", v["name"],
-                           f"工号/学号 {v['staff_no']} belongs to {member['name']}")
                 continue
             details = {"grade": v["grade"]}
             if v["handling"] is not None:
