@@ -1,5 +1,6 @@
 """The org directory: a consuming service's own copy of the organisation tree,
-members and roles, kept from the organizations service's events.
+members, roles and functional departments (职能部门, by code), kept from the
+organizations service's events.
 
 Evaluation needs it to scope cycles and check who may review what;
 notifications needs it to find recipients. Neither reads another service's
@@ -29,6 +30,12 @@ DIRECTORY_DDL = (
         id bigserial PRIMARY KEY, event_id text NOT NULL, member_id uuid NOT NULL,
         from_branch_id uuid, to_branch_id uuid, effective_on date,
         applied_at timestamptz NOT NULL DEFAULT now())""",
+    # Functional departments, keyed by the code other records hold; a rename
+    # changes the name only, a retired one stays with its period.
+    """CREATE TABLE IF NOT EXISTS dir_departments (
+        id uuid PRIMARY KEY, code text NOT NULL UNIQUE, name text NOT NULL,
+        status text NOT NULL, added_at timestamptz NOT NULL, retired_at timestamptz,
+        updated_at timestamptz NOT NULL)""",
 )
 
 
@@ -55,6 +62,9 @@ class OrgDirectory:
             "member_category_changed": self._member_category,
             "member_double_leader_set": self._member_double_leader,
             "member_left": self._member_left,
+            "department_added": self._department_added,
+            "department_renamed": self._department_renamed,
+            "department_retired": self._department_retired,
         }
         self.listeners: list = []  # callables (curs, envelope) run in the same transaction
 
@@ -129,6 +139,21 @@ class OrgDirectory:
         curs.execute("UPDATE dir_members SET active = false, updated_at = %s WHERE id = %s",
                      (at, mid))
 
+    # -- functional departments ------------------------------------------------
+    def _department_added(self, curs, did, d, at, env):
+        curs.execute(
+            "INSERT INTO dir_departments (id, code, name, status, added_at, updated_at) "
+            "VALUES (%s,%s,%s,'active',%s,%s) ON CONFLICT (id) DO NOTHING",
+            (did, d["code"], d["name"], at, at))
+
+    def _department_renamed(self, curs, did, d, at, env):
+        curs.execute("UPDATE dir_departments SET name = %s, updated_at = %s WHERE id = %s",
+                     (d["name"], at, did))
+
+    def _department_retired(self, curs, did, d, at, env):
+        curs.execute("UPDATE dir_departments SET status = 'retired', retired_at = %s, "
+                     "updated_at = %s WHERE id = %s", (at, at, did))
+
     def backfill(self, read_page, page_size: int = 500) -> dict:
         """Apply whatever this directory missed, reading the organizations log
         from the start (``read_page(after_position, limit)``, e.g. its
@@ -160,6 +185,12 @@ class OrgDirectory:
             return str(row["parent_id"])
         return None
 
+    def departments(self) -> dict[str, dict]:
+        """Every functional department this copy knows, retired ones too, by code."""
+        return {r["code"]: r for r in self.app.query(
+            "SELECT code, name, status, added_at, retired_at FROM dir_departments "
+            "ORDER BY added_at, code")}
+
     def holders(self, org_id, role: str) -> list[dict]:
         return self.app.query(
             "SELECT m.* FROM dir_roles r JOIN dir_members m ON m.id = r.member_id "
@@ -176,6 +207,7 @@ class OrgDirectory:
             "(SELECT count(*) FROM dir_members WHERE active) AS members, "
             "(SELECT count(*) FROM dir_roles) AS roles, "
             "(SELECT count(*) FROM dir_member_moves) AS transfers_applied, "
+            "(SELECT count(*) FROM dir_departments) AS departments, "
             "(SELECT coalesce(max(last_event_position), 0) FROM inbox_positions "
             " WHERE consumer = %s) AS last_position", (self.inbox.consumer,))
         return {**{k: int(v) for k, v in counts.items()},

@@ -36,3 +36,28 @@ def build_tree(admin, branches=3, members_per_branch=5):
 def stored_events(settings, service: str) -> list[dict]:
     """The raw rows of a service's event store (eventsourcing's ``<app name>_events``)."""
     return rows(settings, f'SELECT * FROM "{service}_events" ORDER BY notification_id')
+
+
+def learn_departments(app, departments=None) -> dict:
+    """A consuming application's directory learns organizations' departments (the
+    shipped defaults unless given) from the events organizations stores for
+    them, as the relay would deliver them (envelopes, through its inbox).
+    Returns the aggregates by code, for later events (rename, retire)."""
+    from services.organizations.departments.domain import Department, load_defaults
+
+    added = {}
+    for d in departments or load_defaults():
+        department = Department.add(d["code"], d["name"], {"sub": "zzb", "role": "org_admin"})
+        deliver_events(app, department)
+        added[d["code"]] = department
+    return added
+
+
+def deliver_events(app, *aggregates) -> None:
+    """Deliver aggregates' pending events to ``app``'s directory as envelopes."""
+    from shared.envelope import build_envelope
+
+    for aggregate in aggregates:
+        for event in aggregate.collect_events():
+            app.directory.inbox.process(build_envelope(event, None, "organizations"),
+                                        app.directory.apply)

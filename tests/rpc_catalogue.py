@@ -28,6 +28,7 @@ from services.evaluation.programme import application as pg
 from services.evaluation.programme import taskbook as tb
 from services.notifications import application as nt
 from services.organizations import application as og
+from services.organizations.departments import application as dep
 from services.organizations.records import application as rec
 
 ORGANIZATIONS = {
@@ -40,7 +41,9 @@ ORGANIZATIONS = {
     "revoke_role": og.RevokeRole,
     "get_organization": og.OrgAsOf, "get_tree": og.TreeQuery, "get_path": OrgRef,
     "list_members": og.ListMembers, "get_member": og.MemberQuery,
-    "double_leader_coverage": CollegeFilter, "list_departments": None,
+    "double_leader_coverage": CollegeFilter, "list_departments": dep.DepartmentsQuery,
+    "add_department": dep.AddDepartment, "rename_department": dep.RenameDepartment,
+    "retire_department": dep.RetireDepartment, "get_department": dep.DepartmentRef,
     "get_history": HistoryQuery, "list_audit_reads": AuditReadQuery,
     "read_events": ReadEvents, "read_aggregate_events": ReadAggregateEvents,
     "record_meeting": rec.RecordMeeting, "correct_meeting": rec.CorrectMeeting,

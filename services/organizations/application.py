@@ -24,12 +24,15 @@ from shared.parking import ParkingOperations
 from shared.projection import Projector
 from shared.published_log import PublishedLogQueries
 from shared.store import EventSourcedApplication
-from services.organizations.domain import (ALL_COLLEGES, BRANCH, COLLEGE, COMMITTEE,
-                                           DEPARTMENTS, E_BRANCH_BASES, EVENT_LABELS,
+from services.organizations.domain import (BRANCH, COLLEGE, COMMITTEE,
+                                           E_BRANCH_BASES, EVENT_LABELS,
                                            MEMBER_CATEGORIES,
                                            MEMBER_STATUSES, ORG_KINDS, ORG_ROLES, Member,
                                            Organization, SiblingName)
 from services.organizations.asof.application import MembersAsOf
+from services.organizations.departments.application import Departments
+from services.organizations.departments.domain import EVENT_LABELS as DEPARTMENT_LABELS
+from services.organizations.departments.projections import DepartmentsReadModel
 from services.organizations.asof.projections import MemberHistoryReadModel
 from services.organizations.imports.application import OrganizationImports
 from services.organizations.projections import OrganizationsReadModel
@@ -58,10 +61,12 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
         super().__init__(settings)
         self.read_model = OrganizationsReadModel()
         # member_history copies member_view's new row: it runs after it.
-        Projector(self, [self.read_model, MemberHistoryReadModel(), RecordsReadModel()],
-                  service="organizations")
+        Projector(self, [self.read_model, MemberHistoryReadModel(), RecordsReadModel(),
+                         DepartmentsReadModel()], service="organizations")
         self.records = BranchLifeRecords(self)  # 组织生活记录 (issue 8)
         self.imports = OrganizationImports(self)  # spreadsheets in and out (批量导入)
+        self.departments = Departments(self, READERS)  # 职能部门 (issue 9)
+        self.departments.install_defaults()
 
     # -- scope -------------------------------------------------------------
     def _org_row(self, org_id) -> dict:
@@ -496,16 +501,6 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
                            "coverage": _ratio(covered, total)},
                 "colleges": list(colleges.values())}
 
-    def list_departments(self, caller: Caller) -> list[dict]:
-        caller.require_role(*READERS)
-        departments = [{"code": code, "name": name, "kind": "department"}
-                       for code, name in DEPARTMENTS.items()]
-        departments.append({"code": ALL_COLLEGES[0], "name": ALL_COLLEGES[1], "kind": "all_colleges",
-                            "means": [str(r["id"]) for r in self.query(
-                                "SELECT id FROM org_view WHERE level = 2 AND status = 'active' "
-                                "ORDER BY name")]})
-        return departments
-
     def get_history(self, caller: Caller, payload) -> list[dict] | dict:
         """The event history of an organisation or member (for 纪委办 auditors),
         filtered by time and kind, labelled in Chinese, as JSON or CSV; the
@@ -513,7 +508,8 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
         caller.require_role(ORG_ADMIN, AUDITOR)
         if not isinstance(payload, dict):  # an id alone: the whole history
             payload = {"aggregate_id": payload}
-        return self.audited_history(caller, payload, EVENT_LABELS, "organisation or member")
+        return self.audited_history(caller, payload, {**EVENT_LABELS, **DEPARTMENT_LABELS},
+                                    "organisation, member or department")
 
     # -- metrics -------------------------------------------------------------
     def business_gauges(self) -> list[dict]:

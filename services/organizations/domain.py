@@ -47,26 +47,7 @@ SINGLE_HOLDER_ROLES = {"secretary"}
 MEMBER_CATEGORIES = {"teacher": "教师", "student": "学生", "staff": "职工"}
 MEMBER_STATUSES = {"probationary": "预备党员", "full": "正式党员"}
 
-# Functional departments (职能部门) named in the seed as lead and cooperating
-# departments; ALL_COLLEGES (各二级学院) stands for every college.
-DEPARTMENTS = {
-    "organization": "组织部",
-    "publicity": "宣传部",
-    "general_office": "党政办",
-    "discipline": "纪委办",
-    "quality_control": "质控办",
-    "personnel": "人事处",
-    "academic_affairs": "教务处",
-    "student_affairs": "学工部",
-    "youth_league": "团委",
-    "science_technology": "科技处",
-    "trade_union": "工会",
-    "information_center": "信息资源中心",
-    "admissions_employment": "招就办",
-    "entrepreneurship_college": "创业学院",
-    "marxism_school": "马克思主义学院",
-}
-ALL_COLLEGES = ("all_colleges", "各二级学院")
+# Functional departments (职能部门) are records of their own: services/organizations/departments.
 
 MAX_NAME = 100
 

@@ -135,9 +135,26 @@ class OrganizationsService(ApiDescription, AuditService, AuditReadsService,
     def double_leader_coverage(self, college_id=None):
         return self.app.double_leader_coverage(self.caller(), college_id)
 
+    # -- functional departments (职能部门) -------------------------------------------
+    @command
+    def add_department(self, **payload):
+        return self.app.departments.add_department(self.caller(), payload)
+
+    @command
+    def rename_department(self, **payload):
+        return self.app.departments.rename_department(self.caller(), payload)
+
+    @command
+    def retire_department(self, **payload):
+        return self.app.departments.retire_department(self.caller(), payload)
+
     @query
-    def list_departments(self):
-        return self.app.list_departments(self.caller())
+    def get_department(self, code):
+        return self.app.departments.get_department(self.caller(), code)
+
+    @query
+    def list_departments(self, as_of=None, include_retired=False):
+        return self.app.departments.list_departments(self.caller(), as_of, include_retired)
 
     @query
     def get_history(self, aggregate_id, **filters):

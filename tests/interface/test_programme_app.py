@@ -10,6 +10,7 @@ import pytest
 from services.evaluation.application import EvaluationApplication
 from shared.errors import Forbidden, ValidationError
 from shared.identity import Caller
+from tests.helpers import learn_departments
 
 ADMIN = Caller("zzb", "org_admin")
 AUDITOR = Caller("jwb", "auditor")
@@ -53,6 +54,7 @@ def climb(app, org_id, tier, outcome="passed", on=("2021-03-01", "2021-04-01", "
 @pytest.fixture
 def app(clean_databases):
     application = EvaluationApplication(clean_databases["evaluation"])
+    learn_departments(application)  # organizations' 15, as their events deliver them
     yield application
     application.close()
 
@@ -223,6 +225,7 @@ def test_the_task_book_ships_26_measures_and_departments_report_their_own(app):
 def test_an_overdue_milestone_is_recorded_exactly_once_across_a_restart(clean_databases):
     today = [dt.datetime(2024, 6, 1, tzinfo=dt.timezone.utc)]
     first = EvaluationApplication(clean_databases["evaluation"], clock=lambda: today[0])
+    learn_departments(first)
     try:
         first.programme.set_milestone(ADMIN, {"number": "二.4", "milestone_id": "lectures",
                                               "title": "校领导每学期上党课", "year": 2024,

@@ -10,7 +10,7 @@ import pytest
 from services.evaluation.programme.application import DEFAULT_PLAN, load_task_book
 from services.evaluation.programme.domain import (MOVES, STAGES, Brand, Candidacy, Plan, Task,
                                                   STAGE_ZH)
-from services.organizations.domain import ALL_COLLEGES, DEPARTMENTS
+from services.organizations.departments.domain import ALL_COLLEGES, load_defaults
 from shared.errors import ValidationError
 
 ACTOR = {"sub": "zzb", "role": "org_admin"}
@@ -165,7 +165,10 @@ def seed_measures() -> list[tuple]:
 
 def test_the_26_measures_are_the_seeds_with_their_lead_and_cooperating_departments():
     book = load_task_book()
-    names = book["departments"]
+    # department codes are organizations' records: its shipped default departments
+    names = {d["code"]: d["name"] for d in load_defaults()}
+    assert len(names) == 15 and "all_colleges" not in names
+    names[ALL_COLLEGES[0]] = ALL_COLLEGES[1]  # 各二级学院 = every college
     expected = seed_measures()
     assert len(expected) == 26 and len(book["measures"]) == 26
     shipped = [(m["number"], m["title"], names[m["lead"]], [names[c] for c in m["cooperating"]])
@@ -180,6 +183,7 @@ def test_the_26_measures_are_the_seeds_with_their_lead_and_cooperating_departmen
                                                 "information_center"]
     assert by_number["四.3"]["lead"] == "discipline"
     assert len(by_number["五.1"]["cooperating"]) == 11
-    # department codes are organizations' (各二级学院 = every college)
-    assert {k: v for k, v in names.items() if k != ALL_COLLEGES[0]} == DEPARTMENTS
-    assert names[ALL_COLLEGES[0]] == ALL_COLLEGES[1]
+    # every department the seed names is a shipped default (and each default is used)
+    used = {m["lead"] for m in book["measures"]} | {c for m in book["measures"]
+                                                    for c in m["cooperating"]}
+    assert used == set(names)

@@ -62,7 +62,7 @@ Year = Annotated[int, Field(ge=1900, le=2200)]
 
 
 def load_task_book(path: Path = TASK_BOOK_FILE) -> dict:
-    """The shipped task book: departments, sections and the 26 measures."""
+    """The shipped task book: sections and the 26 measures (departments by code)."""
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
@@ -151,7 +151,6 @@ class ProgrammeOperations(TaskBookOperations, DashboardQueries):
         self.app = app
         self.read_model = ProgrammeReadModel()
         self.task_book = load_task_book()
-        self.departments: dict[str, str] = self.task_book["departments"]
         self._dashboards: dict = {}  # scope -> (read-model position and date, answer)
 
     # -- shipped data ------------------------------------------------------------
@@ -190,9 +189,6 @@ class ProgrammeOperations(TaskBookOperations, DashboardQueries):
         if row["level"] == 3 and row.get("parent_id"):
             return str(row["parent_id"])
         return None
-
-    def _dept_name(self, code: str) -> str:
-        return self.departments.get(code, code)
 
     # -- candidacies (创建) ----------------------------------------------------------
     def nominate_candidacy(self, caller: Caller, payload: dict) -> dict:

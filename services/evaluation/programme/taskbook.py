@@ -3,7 +3,13 @@ milestones set by 组织部, progress reports by the lead and cooperating
 departments, a department's view, and the overdue timer.
 
 A mixin of ``ProgrammeOperations`` (``self.app``: evaluation's application;
-``self.departments``: code -> name; ``self.task_book``: the shipped data).
+``self.task_book``: the shipped data).
+
+Departments (职能部门) are organizations' records, known here by code from its
+events (``department_added``/``_renamed``/``_retired``, kept in the directory's
+``dir_departments``): a measure holds codes, and names are looked up when read,
+so a renamed department shows its new name everywhere. A retired department
+stays readable with its period and is given no new milestones.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from services.evaluation.programme.domain import Task
 
 SYSTEM_ACTOR = {"sub": "system", "role": "system"}
 ALL_COLLEGES = "all_colleges"
+ALL_COLLEGES_NAME = "各二级学院"  # not a department: every college at the time
 ORG_ADMIN_DEPARTMENT = "organization"  # org_admin is 组织部's staff
 MilestoneTitle = text_type(300, 1)
 
@@ -64,21 +71,43 @@ class TaskBookOperations:
         return [{"id": str(r["id"]), "name": r["name"]} for r in self.app.query(
             "SELECT id, name FROM dir_orgs WHERE level = 2 AND status = 'active' ORDER BY name")]
 
-    def _expand(self, codes: list, colleges: list[dict]) -> list[dict]:
+    def _departments(self) -> dict[str, dict]:
+        """Every department evaluation knows (organizations' records), by code."""
+        return self.app.directory.departments()
+
+    def _dept_name(self, code: str, known: dict | None = None) -> str:
+        """A department's name now (its code while organizations' event has not
+        arrived yet); 各二级学院 for every college."""
+        if code == ALL_COLLEGES:
+            return ALL_COLLEGES_NAME
+        row = (self._departments() if known is None else known).get(code)
+        return row["name"] if row else code
+
+    def _expand(self, codes: list, colleges: list[dict], known: dict) -> list[dict]:
         out = []
         for code in codes:
             if code == ALL_COLLEGES:
                 out.extend({"code": ALL_COLLEGES, "name": c["name"], "org_id": c["id"]}
                            for c in colleges)
             else:
-                out.append({"code": code, "name": self._dept_name(code)})
+                out.append({"code": code, "name": self._dept_name(code, known)})
         return out
+
+    def _require_lead_takes_work(self, task: Task, field: str = "number") -> None:
+        """A retired department is given no new work: no milestone on a measure it leads."""
+        lead = self._departments().get(task.lead_department)
+        if lead is not None and lead["status"] != "active":
+            raise ValidationError.single(
+                field, f"measure {task.number}'s lead department {lead['name']} "
+                f"({task.lead_department}) was retired (已撤销) on "
+                f"{lead['retired_at'].date().isoformat()} and is given no new work")
 
     def set_milestone(self, caller: Caller, payload: dict) -> dict:
         """Set (or move) a milestone (时间节点) of a measure with its due date."""
         caller.require_role(ORG_ADMIN)
         cmd = SetMilestone.parse(payload)
         task = self._task(cmd.number)
+        self._require_lead_takes_work(task)
         milestone_id = cmd.milestone_id or f"{cmd.year}-{len(task.milestones) + 1}"
         task.set_milestone(milestone_id, cmd.title, cmd.year, cmd.due_on, caller.as_actor(),
                            cmd.reason)
@@ -96,9 +125,10 @@ class TaskBookOperations:
             return caller.org
         if caller.role == COLLEGE_SECRETARY and ALL_COLLEGES in task.cooperating:
             return ALL_COLLEGES
+        known = self._departments()
         raise Forbidden(f"measure {task.number} is reported by its lead department "
-                        f"({self._dept_name(task.lead_department)}) and cooperating departments "
-                        f"({', '.join(self._dept_name(c) for c in task.cooperating)})")
+                        f"({self._dept_name(task.lead_department, known)}) and cooperating "
+                        f"departments ({', '.join(self._dept_name(c, known) for c in task.cooperating)})")
 
     def report_progress(self, caller: Caller, payload: dict) -> dict:
         """A progress report with evidence: the lead department's (which may
@@ -134,6 +164,7 @@ class TaskBookOperations:
         """The measures with their milestones; ``expand``: 各二级学院 as every college."""
         today = self._today()
         colleges = self._colleges() if expand else []
+        known = self._departments()
         milestones: dict = {}
         for m in self.app.query("SELECT * FROM prog_milestones ORDER BY due_on, milestone_id"):
             milestones.setdefault(m["task_id"], []).append(self._milestone_row(m, today))
@@ -143,9 +174,9 @@ class TaskBookOperations:
             ms = milestones.get(t["id"], [])
             out.append({"number": t["number"], "section": t["section"], "title": t["title"],
                         "lead_department": {"code": t["lead_department"],
-                                            "name": self._dept_name(t["lead_department"])},
-                        "cooperating": self._expand(t["cooperating"], colleges) if expand
-                        else None,
+                                            "name": self._dept_name(t["lead_department"], known)},
+                        "cooperating": self._expand(t["cooperating"], colleges, known)
+                        if expand else None,
                         "cooperating_codes": t["cooperating"], "milestones": ms,
                         "status": self._task_status(ms)})
         # the seed's order: section 二..六, then the item number
@@ -165,9 +196,10 @@ class TaskBookOperations:
         if not rows:
             raise NotFound(f"number: the task book has no measure {number!r}")
         task = rows[0]
+        known = self._departments()
         task["reports"] = [
             {"milestone_id": r["milestone_id"], "department": r["department"],
-             "department_name": self._dept_name(r["department"]), "text": r["text"],
+             "department_name": self._dept_name(r["department"], known), "text": r["text"],
              "completed": r["completed"], "on": r["on_date"].isoformat(), "actor": r["actor"],
              "evidence": r["evidence"] or [], "recorded_at": r["recorded_at"].isoformat()}
             for r in self.app.query(
@@ -177,7 +209,8 @@ class TaskBookOperations:
 
     def department_view(self, caller: Caller, department: str | None = None) -> dict:
         """A department's (职能部门) view: what it leads, what it cooperates on,
-        what is overdue. Department staff see their own; 组织部 and auditors any."""
+        what is overdue. Department staff see their own; 组织部 and auditors any. A
+        retired department's view stays readable, with its period."""
         department = DepartmentRef.of(department=department).department
         if caller.role == DEPARTMENT_STAFF:
             department = department or caller.org
@@ -185,15 +218,20 @@ class TaskBookOperations:
                 raise Forbidden("department staff read their own department's view")
         else:
             caller.require_role(ORG_ADMIN, AUDITOR, DEPARTMENT_STAFF)
-        if department not in self.departments or department == ALL_COLLEGES:
-            raise ValidationError.single("department", "one of " + ", ".join(
-                c for c in self.departments if c != ALL_COLLEGES))
+        if department is None:
+            raise ValidationError.single("department", "required: a department code")
+        record = self._departments().get(department)
+        if record is None:
+            raise NotFound(f"department: no department {department!r} (职能部门不存在); "
+                           "organizations' list_departments names them")
         tasks = self._task_rows()
         leads = [t for t in tasks if t["lead_department"]["code"] == department]
         cooperates = [t for t in tasks if department in t["cooperating_codes"]]
         overdue = [{"number": t["number"], "title": t["title"], **m}
                    for t in leads for m in t["milestones"] if m["overdue"]]
-        return {"department": department, "name": self._dept_name(department),
+        return {"department": department, "name": record["name"], "status": record["status"],
+                "added_at": record["added_at"].isoformat(),
+                "retired_at": record["retired_at"].isoformat() if record["retired_at"] else None,
                 "leads": leads, "cooperates": cooperates, "overdue": overdue}
 
     def detect_overdue(self, limit: int = 200) -> int:

@@ -1,0 +1,42 @@
+"""Departments (职能部门) are organizations' records and evaluation learns them from
+their events over RabbitMQ: the seed's 15 arrive by themselves, a rename shows in
+the task book under the same code, a retired department is given no new work."""
+import pytest
+
+from shared.errors import ValidationError
+from tests.conftest import wait_for
+
+
+def test_evaluation_sees_departments_renamed_and_retired_in_organizations(start_service, rpc_as):
+    start_service("evaluation")  # its queue exists when organizations installs the defaults
+    start_service("organizations")
+    ops = rpc_as("ops").evaluation
+    wait_for(lambda: ops.consumer_status()["org_directory"]["departments"] == 15, 20,
+             message="evaluation's directory has the 15 default departments")
+    organizations = rpc_as("org_admin", sub="zuzhibu").organizations
+    evaluation = rpc_as("org_admin", sub="zuzhibu").evaluation
+    assert evaluation.get_task("二.6")["lead_department"] == {"code": "quality_control",
+                                                             "name": "质控办"}
+
+    organizations.rename_department(code="quality_control", name="质量管理办公室",
+                                    reason="机构更名")
+    lead = wait_for(lambda: (t := evaluation.get_task("二.6")["lead_department"])["name"]
+                    == "质量管理办公室" and t, 20, message="evaluation sees the new name")
+    assert lead == {"code": "quality_control", "name": "质量管理办公室"}
+    # department staff keep acting by the code: the token, the measures are unchanged
+    staff = rpc_as("department_staff", sub="zkb", org="quality_control").evaluation
+    assert staff.department_view()["name"] == "质量管理办公室"
+    evaluation.set_milestone(number="二.6", milestone_id="m1", title="双高年度自评",
+                             year=2030, due_on="2030-06-30")
+    reported = staff.report_progress(number="二.6", milestone_id="m1", text="已完成",
+                                     completed=True, evidence=["自评报告.pdf"])
+    assert reported["reports"][0]["department_name"] == "质量管理办公室"
+
+    organizations.retire_department(code="quality_control", reason="职能调整")
+    wait_for(lambda: staff.department_view()["status"] == "retired", 20,
+             message="evaluation sees the department retired")
+    with pytest.raises(ValidationError) as err:
+        evaluation.set_milestone(number="二.6", title="下一年度自评", year=2031,
+                                 due_on="2031-06-30")
+    assert err.value.fields == ["number"]
+    assert staff.department_view()["leads"][0]["number"] == "二.6"  # readable, with its period
