@@ -120,7 +120,8 @@ def demo(amqp_uri, secret):
 # Which service owns which import (each service imports its own data).
 IMPORT_SERVICES = {"org_tree": "organizations", "members": "organizations",
                    "roles": "organizations", "meetings": "organizations",
-                   "appraisals": "organizations", "ratings": "evaluation"}
+                   "appraisals": "organizations", "ratings": "evaluation",
+                   "task_milestones": "evaluation"}
 
 
 def _rpc_as(amqp_uri: str, secret: str, sub: str, role: str, org: str | None, timeout: int):
@@ -175,9 +176,10 @@ def _run_import(method: str, path, kind, sub, role, org, reason, timeout, amqp_u
         except LianchuangError as exc:
             click.echo(f"{type(exc).__name__}: {exc}", err=True)
             sys.exit(1)
-    for e in result["errors"]:
+    errors = result.get("errors", [])  # a file applied before answers with its record
+    for e in errors:
         click.echo(f"{e['sheet']}!{e['row']}\t{e['column'] or ''}\t{e['value'] or ''}\t{e['why']}")
-    click.echo(f"rows {result['rows']}; errors {len(result['errors'])}; "
+    click.echo(f"rows {result['rows']}; errors {len(errors)}; "
                f"created {result['created']}; changed {result['changed']}; "
                f"unchanged {result['unchanged']}")
     if result.get("already_applied"):
@@ -185,7 +187,7 @@ def _run_import(method: str, path, kind, sub, role, org, reason, timeout, amqp_u
                    f"at {result['already_applied']['applied_at']}")
     if result["applied"]:
         click.echo(f"applied: import {result['import_id']} (sha256 {result['sha256']})")
-    sys.exit(1 if result["errors"] else 0)
+    sys.exit(1 if errors else 0)
 
 
 @import_group.command("preview")

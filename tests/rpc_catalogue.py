@@ -26,6 +26,7 @@ from services.evaluation.linkage import application as lk
 from services.evaluation.members import application as mem
 from services.evaluation.programme import application as pg
 from services.evaluation.programme import taskbook as tb
+from services.evaluation.programme import taskbook_sheets as tbs
 from services.notifications import application as nt
 from services.organizations import application as og
 from services.organizations.departments import application as dep
@@ -80,7 +81,8 @@ EVALUATION = {
     "recognise_brand": pg.RecogniseBrand, "get_brand": pg.BrandRef,
     "list_brands": pg.BrandFilter, "list_tasks": None, "get_task": tb.TaskRef,
     "set_milestone": tb.SetMilestone, "report_progress": tb.ReportProgress,
-    "department_view": tb.DepartmentRef, "programme_dashboard": CollegeFilter,
+    "department_view": tb.DepartmentRef, "task_book_progress": tbs.TaskBookYear,
+    "export_task_book": tbs.TaskBookYear, "programme_dashboard": CollegeFilter,
     "publish_index_scheme": mem.PublishIndexScheme, "get_index_scheme": mem.IndexSchemeRef,
     "close_member_year": mem.CloseYear, "get_member_index": mem.MemberIndex,
     "member_index_history": mem.MemberIndex,

@@ -340,6 +340,14 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
         return self.app.programme.department_view(self.caller(), department)
 
     @query
+    def task_book_progress(self, year=None):
+        return self.app.programme.task_book_progress(self.caller(), year)
+
+    @query
+    def export_task_book(self, year=None):
+        return self.app.programme.export_task_book(self.caller(), year)
+
+    @query
     def programme_dashboard(self, college_id=None):
         return self.app.programme.programme_dashboard(self.caller(), college_id)
 

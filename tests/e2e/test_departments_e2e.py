@@ -2,12 +2,18 @@
 their events over RabbitMQ: the seed's 15 arrive by themselves, a rename shows in
 the task book under the same code, a retired department is given no new work."""
 import pytest
+from click.testing import CliRunner
 
+from lianchuang_cli.main import main
 from shared.errors import ValidationError
-from tests.conftest import wait_for
+from shared.spreadsheets import Table, write_tables
+from tests.conftest import SECRET, wait_for
+
+HEADERS = ["举措编号", "年度", "时间节点", "完成时限", "牵头部门", "备注"]
 
 
-def test_evaluation_sees_departments_renamed_and_retired_in_organizations(start_service, rpc_as):
+def test_evaluation_sees_departments_renamed_and_retired_in_organizations(
+        start_service, rpc_as, rabbit_config, tmp_path):
     start_service("evaluation")  # its queue exists when organizations installs the defaults
     start_service("organizations")
     ops = rpc_as("ops").evaluation
@@ -31,6 +37,26 @@ def test_evaluation_sees_departments_renamed_and_retired_in_organizations(start_
     reported = staff.report_progress(number="二.6", milestone_id="m1", text="已完成",
                                      completed=True, evidence=["自评报告.pdf"])
     assert reported["reports"][0]["department_name"] == "质量管理办公室"
+
+    # ops import milestones with the CLI, naming the lead department by its new name
+    runner = CliRunner()
+    common = ["--kind", "task_milestones", "--sub", "ops.li", "--amqp-uri",
+              rabbit_config["AMQP_URI"], "--secret", SECRET]
+    sheet = tmp_path / "节点.xlsx"
+    sheet.write_bytes(write_tables([Table("任务书时间节点", HEADERS, [
+        ["二.6", 2030, "双高中期检查", "2030-09-30", "质量管理办公室", None],
+        ["二.6", 2030, "双高年度总结", "2030-12-31", "质控办", None]])]))
+    preview = runner.invoke(main, ["import", "preview", str(sheet), *common])
+    assert preview.exit_code == 1 and "Sheet" not in preview.output
+    assert "任务书时间节点!3\t牵头部门\t质控办\tunknown department" in preview.output
+    sheet.write_bytes(write_tables([Table("任务书时间节点", HEADERS, [
+        ["二.6", 2030, "双高中期检查", "2030-09-30", "质量管理办公室", None]])]))
+    for _ in range(2):
+        applied = runner.invoke(main, ["import", "apply", str(sheet), *common])
+        assert applied.exit_code == 0, applied.output
+    assert "applied before" in applied.output
+    assert [m["title"] for m in evaluation.get_task("二.6")["milestones"]] == \
+        ["双高年度自评", "双高中期检查"]
 
     organizations.retire_department(code="quality_control", reason="职能调整")
     wait_for(lambda: staff.department_view()["status"] == "retired", 20,

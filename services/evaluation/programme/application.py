@@ -35,6 +35,7 @@ from services.evaluation.programme.domain import (BRAND_KINDS, FIRST_TIER, STAGE
 from services.evaluation.programme.dashboard import DashboardQueries
 from services.evaluation.programme.projections import ProgrammeReadModel
 from services.evaluation.programme.taskbook import SYSTEM_ACTOR, TaskBookOperations
+from services.evaluation.programme.taskbook_sheets import TaskBookSheets
 
 TASK_BOOK_FILE = Path(__file__).with_name("task_book.yaml")
 
@@ -143,7 +144,7 @@ class BrandFilter(Query):
     kind: Optional[BrandKind] = None
 
 
-class ProgrammeOperations(TaskBookOperations, DashboardQueries):
+class ProgrammeOperations(TaskBookOperations, TaskBookSheets, DashboardQueries):
     """The programme's commands and queries over evaluation's application
     (``app``: its store, directory, clock and projector)."""
 

@@ -31,7 +31,9 @@ def stars_text(stars: int | None) -> str:
 class EvaluationSpreadsheets:
     def __init__(self, app):
         self.app = app
-        self.importer = Importer(app, {"ratings": self._plan_ratings})
+        # task-book milestones (任务书时间节点) are the programme's: services/evaluation/programme
+        self.importer = Importer(app, {"ratings": self._plan_ratings,
+                                       "task_milestones": app.programme.plan_milestones})
 
     # -- import: past years' ratings ----------------------------------------------
     def preview(self, caller, payload: dict) -> dict:
@@ -44,8 +46,12 @@ class EvaluationSpreadsheets:
 
     def template(self, caller, kind: str) -> dict:
         caller.require_role(ORG_ADMIN)
-        if ImportKind.of(kind=kind).kind != "ratings":
-            raise ValidationError.single("kind", f"unknown import {kind!r}; one of ratings")
+        kind = ImportKind.of(kind=kind).kind
+        if kind == "task_milestones":
+            return self.app.programme.milestone_template()
+        if kind != "ratings":
+            raise ValidationError.single("kind", f"unknown import {kind!r}; one of "
+                                         + ", ".join(self.importer.planners))
         return xlsx_file("历史星级导入模板 ratings-template.xlsx", template(TITLE, RATINGS, NOTES))
 
     def _plan_ratings(self, ctx: ImportContext) -> Plan:
