@@ -89,11 +89,6 @@ def demo(amqp_uri, secret):
         created = organizations_demo.load(rpc)
         click.echo(f"demo organisations: created {created} in {time.time() - started:.1f}s "
                    "(nothing created means it was already loaded)")
-        # organizations installs its default departments (职能部门) when it first
-        # starts, perhaps before the consumers' queues existed: they catch up here.
-        for service in ("evaluation", "notifications"):
-            caught_up = getattr(rpc, service).backfill_directory()
-            click.echo(f"{service}' directory caught up with organizations: {caught_up}")
 
         def as_secretary(branch_id):
             # A secretary's token names the member the records show in office (书记).

@@ -66,7 +66,6 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
         self.records = BranchLifeRecords(self)  # 组织生活记录 (issue 8)
         self.imports = OrganizationImports(self)  # spreadsheets in and out (批量导入)
         self.departments = Departments(self, READERS)  # 职能部门 (issue 9)
-        self.departments.install_defaults()
 
     # -- scope -------------------------------------------------------------
     def _org_row(self, org_id) -> dict:

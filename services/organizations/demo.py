@@ -97,6 +97,8 @@ def load(rpc) -> dict:
     """Load the plan through ``rpc.organizations`` (an org_admin proxy); idempotent."""
     orgs, members, roles = plan()
     created = {"organizations": 0, "members": 0, "roles": 0}
+    # the default set-up: the seed's 15 functional departments (职能部门), once
+    created["departments"] = len(rpc.organizations.install_default_departments()["added"])
     existing_orgs = set()
 
     def walk(nodes):

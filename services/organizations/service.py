@@ -137,6 +137,10 @@ class OrganizationsService(ApiDescription, AuditService, AuditReadsService,
 
     # -- functional departments (职能部门) -------------------------------------------
     @command
+    def install_default_departments(self):
+        return self.app.departments.install_defaults(self.caller())
+
+    @command
     def add_department(self, **payload):
         return self.app.departments.add_department(self.caller(), payload)
 

@@ -14,9 +14,13 @@ HEADERS = ["举措编号", "年度", "时间节点", "完成时限", "牵头部�
 
 def test_evaluation_sees_departments_renamed_and_retired_in_organizations(
         start_service, rpc_as, rabbit_config, tmp_path):
-    start_service("evaluation")  # its queue exists when organizations installs the defaults
     start_service("organizations")
+    start_service("evaluation")
     ops = rpc_as("ops").evaluation
+    # the default set-up (the demo loader runs it); a second run adds nothing
+    installed = rpc_as("ops").organizations.install_default_departments()
+    assert len(installed["added"]) == 15 and len(installed["departments"]) == 16
+    assert rpc_as("org_admin").organizations.install_default_departments()["added"] == []
     wait_for(lambda: ops.consumer_status()["org_directory"]["departments"] == 15, 20,
              message="evaluation's directory has the 15 default departments")
     organizations = rpc_as("org_admin", sub="zuzhibu").organizations

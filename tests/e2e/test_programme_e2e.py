@@ -19,8 +19,10 @@ def test_candidacy_moves_and_overdue_milestones_reach_the_right_inboxes(start_se
     evaluation = start_service("evaluation")
     start_service("notifications", **notifications_config())
     ids = build_tree(rpc_as)
-    wait_for(lambda: rpc_as("ops").evaluation.consumer_status()["org_directory"]["roles"] == 3,
-             15, message="evaluation's directory has the tree")
+    rpc_as("org_admin").organizations.install_default_departments()  # the default set-up
+    wait_for(lambda: (d := rpc_as("ops").evaluation.consumer_status()["org_directory"])[
+        "roles"] == 3 and d["departments"] == 15, 15,
+        message="evaluation's directory has the tree and the departments")
     admin = rpc_as("org_admin").evaluation
 
     candidacy = admin.nominate_candidacy(org_id=ids["branch"], tier="school",

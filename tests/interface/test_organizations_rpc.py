@@ -388,6 +388,8 @@ def test_double_leader_coverage(org, rpc_as):
 
 def test_departments_and_rebuild(org, rpc_as):
     admin = org["admin"]
+    assert admin.list_departments()[0]["code"] == "all_colleges"  # none before the set-up
+    admin.install_default_departments()
     departments = admin.list_departments()
     assert len(departments) == 16 and departments[0]["name"] == "组织部"
     assert set(departments[-1]["means"]) == set(ids(org, "c1", "c2"))

@@ -12,12 +12,9 @@ from typing import Optional
 from shared.commands import Command, Key, Moment, Name, Query, Reason, RequiredReason
 from shared.domain import parse_moment
 from shared.errors import Conflict, NotFound, ValidationError
-from shared.identity import DEPARTMENT_STAFF, ORG_ADMIN, Caller
+from shared.identity import DEPARTMENT_STAFF, OPS, ORG_ADMIN, Caller
 from services.organizations.departments.domain import (ALL_COLLEGES, Department,
                                                        DepartmentName, load_defaults)
-
-SYSTEM_ACTOR = {"sub": "system", "role": "system"}
-
 
 class AddDepartment(Command):
     code: Key
@@ -57,26 +54,26 @@ class Departments:
         self.readers = (*readers, DEPARTMENT_STAFF)
 
     # -- shipped data ------------------------------------------------------------
-    def install_defaults(self) -> int:
-        """The seed's 15 departments, each once (ids derive from codes): a
-        department 组织部 has since renamed or retired is left as it is."""
+    def install_defaults(self, caller: Caller) -> dict:
+        """The seed's 15 departments (the default set-up, run by the demo loader
+        or by 组织部 once): each is added unless it exists (ids derive from codes),
+        so a department since renamed or retired is left as it is, and running it
+        again adds nothing."""
+        caller.require_role(ORG_ADMIN, OPS)
         pending = []
         for d in load_defaults():
             if self.app.exists(Department.id_for(d["code"])):
                 continue
-            department = Department.add(d["code"], d["name"], SYSTEM_ACTOR,
+            department = Department.add(d["code"], d["name"], caller.as_actor(),
                                         "默认职能部门 shipped default (seed)")
             try:
                 pending.append(self._claim(department.name, department.code, pending))
             except ValidationError:
                 continue  # its name was given to another department meanwhile: not installed
             pending.append(department)
-        if pending:
-            try:
-                self.app.commit(*pending)
-            except Conflict:
-                return 0  # another instance installed them at the same moment
-        return sum(isinstance(a, Department) for a in pending)
+        added = [a.code for a in pending if isinstance(a, Department)]
+        return self.app.commit(*pending, result=lambda: {
+            "added": added, "departments": self.list_departments(caller)})
 
     # -- commands ----------------------------------------------------------------
     def _claim(self, name: str, code: str, pending=()) -> DepartmentName:
