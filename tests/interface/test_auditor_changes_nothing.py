@@ -20,7 +20,10 @@ MUTATING = {
         "retry_parked", "skip_parked",
         "record_meeting", "correct_meeting", "record_member_record", "correct_member_record",
         # spreadsheets
-        "apply_import"},
+        "apply_import",
+        # functional departments (职能部门)
+        "install_default_departments", "add_department", "rename_department",
+        "retire_department"},
     "evaluation": {
         "publish_scheme", "open_cycle", "add_cycle_organization", "drop_cycle_organization",
         "submit_self_assessment", "submit_review", "return_assessment", "extend_deadline",
