@@ -135,7 +135,6 @@ class TaskBookSheets:
             else:
                 plan.changed["时间节点改期 milestone moved"] += 1
         plan.aggregates = [t for t in tasks.values() if t.pending_events]
-        plan.groups = [[t] for t in plan.aggregates]  # each measure stands alone
         return plan
 
     @staticmethod
