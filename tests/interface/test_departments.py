@@ -33,7 +33,7 @@ def test_the_seeds_15_are_installed_once_and_org_admin_adds_renames_and_retires(
     assert listed[-1] == {"code": "all_colleges", "name": "各二级学院", "kind": "all_colleges",
                           "means": []}
     again = admin.install_default_departments()  # idempotent
-    assert again["added"] == [] and codes(again["departments"]) == codes(listed)
+    assert again == {"added": [], "departments": 15}
     with pytest.raises(Forbidden):
         rpc_as("auditor").organizations.install_default_departments()
 

@@ -73,7 +73,8 @@ class Departments:
             pending.append(department)
         added = [a.code for a in pending if isinstance(a, Department)]
         return self.app.commit(*pending, result=lambda: {
-            "added": added, "departments": self.list_departments(caller)})
+            "added": added, "departments": self.app.query_one(
+                "SELECT count(*) AS n FROM dept_view WHERE status = 'active'")["n"]})
 
     # -- commands ----------------------------------------------------------------
     def _claim(self, name: str, code: str, pending=()) -> DepartmentName:
