@@ -37,8 +37,9 @@ from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 from bench.bench_foundation import kombu_round_trip, raw_insert  # noqa: E402
 from bench.common import PG, bench_db, print_table, summary  # noqa: E402
-from services.evaluation.application import SYSTEM_ACTOR, EvaluationApplication  # noqa: E402
-from services.evaluation.domain import Rating  # noqa: E402
+from services.evaluation.application import EvaluationApplication  # noqa: E402
+from services.evaluation.ratings.cycles import SYSTEM_ACTOR  # noqa: E402
+from services.evaluation.ratings.domain import Rating  # noqa: E402
 from services.evaluation.service import EvaluationService  # noqa: E402
 from shared.identity import mint_token  # noqa: E402
 

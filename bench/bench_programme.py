@@ -35,7 +35,8 @@ from nameko.rpc import rpc  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 from bench.common import PG, bench_db, print_table, summary, timed  # noqa: E402
-from services.evaluation.application import SYSTEM_ACTOR, EvaluationApplication  # noqa: E402
+from services.evaluation.application import EvaluationApplication  # noqa: E402
+from services.evaluation.ratings.cycles import SYSTEM_ACTOR  # noqa: E402
 from services.evaluation.programme.domain import Brand, Candidacy, Task  # noqa: E402
 from services.evaluation.service import EvaluationService  # noqa: E402
 from shared.identity import mint_token  # noqa: E402

@@ -20,7 +20,7 @@ from shared.entrypoints import Mutation
 from shared.imports import ImportFile, ImportKind
 from shared.parking import ListParked, ResolveParked
 from shared.published_log import ReadAggregateEvents, ReadEvents
-from services.evaluation import application as ev
+from services.evaluation.ratings import commands as ev
 from services.evaluation.audit import application as ea
 from services.evaluation.linkage import application as lk
 from services.evaluation.members import application as mem

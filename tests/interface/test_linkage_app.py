@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from services.evaluation.domain import Rating
+from services.evaluation.ratings.domain import Rating
 from shared.errors import Forbidden, ValidationError
 from shared.identity import Caller
 from tests.interface.test_members_index_app import ADMIN, AUDITOR, YEAR, day, world  # noqa: F401

@@ -4,7 +4,7 @@ import inspect
 import pytest
 
 from shared.api import describe_service, method_model, rpc_methods
-from services.evaluation.application import SubmitEntries
+from services.evaluation.ratings.commands import SubmitEntries
 from services.evaluation.service import EvaluationService
 from services.notifications.service import NotificationsService
 from services.organizations.application import CreateOrganization

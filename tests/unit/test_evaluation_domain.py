@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from services.evaluation.domain import Assessment, Cycle, Rating, Scheme, stage_due
+from services.evaluation.ratings.domain import Assessment, Cycle, Rating, Scheme, stage_due
 from services.evaluation.schemes import default_schemes, score
 from shared.envelope import build_envelope
 from shared.errors import ValidationError
@@ -206,3 +206,39 @@ def test_default_scheme_scores_a_branch_hand_computed():
     # base = 100 − 15 + 11.25 = 96.25; bonus and deductions inside the base part (default):
     # (96.25 + 3 − 2) × 70% + 80 × 30% = 68.075 + 24 = 92.075 → 92.08 → ★5
     assert out["base"] == 96.25 and out["score"] == 92.08 and out["stars"] == 5
+
+
+# -- topics stored before the ratings package (services.evaluation.domain) -----------
+def test_events_stored_under_the_old_module_path_still_decode():
+    """The aggregates moved from ``services.evaluation.domain`` to
+    ``services.evaluation.ratings``: an event stored with the old topic decodes
+    to the same class, with its state, and so does an aggregate's own topic
+    (snapshots and the ``originator_topic`` of created events)."""
+    from eventsourcing.persistence import (DatetimeAsISO, DecimalAsStr, JSONTranscoder,
+                                           Mapper, StoredEvent, UUIDAsHex)
+    from eventsourcing.utils import resolve_topic
+
+    transcoder = JSONTranscoder()
+    for transcoding in (UUIDAsHex(), DatetimeAsISO(), DecimalAsStr()):
+        transcoder.register(transcoding)
+    mapper = Mapper(transcoder=transcoder)
+    cycle = make_cycle()
+    a = Assessment.start(cycle.id, "b1", "一支部", 3, None, ADMIN)
+    entries = {"scores": {}, "evidence": {}, "bonus": [], "deductions": [], "vetoes": [],
+               "appraisal": None}
+    a.submit("self_assessment", entries, {"score": 80.0, "stars": 4}, cycle, NOW, SEC,
+             "自评", None)
+    started, submitted = a.collect_events()
+    stored = mapper.to_stored_event(submitted)
+    assert stored.topic == "services.evaluation.ratings.domain:Assessment.Submitted"
+    old = StoredEvent(originator_id=stored.originator_id,
+                      originator_version=stored.originator_version,
+                      topic="services.evaluation.domain:Assessment.Submitted", state=stored.state)
+    decoded = mapper.to_domain_event(old)
+    assert type(decoded) is Assessment.Submitted
+    assert (decoded.stage, decoded.score, decoded.stars) == ("self_assessment", 80.0, 4)
+    for name, cls in (("Assessment", Assessment), ("Cycle", Cycle), ("Rating", Rating),
+                      ("Scheme", Scheme), ("Rating.Changed", Rating.Changed),
+                      ("Cycle.Opened", Cycle.Opened), ("Scheme.Published", Scheme.Published)):
+        assert resolve_topic(f"services.evaluation.domain:{name}") is cls
+    assert started.originator_topic == "services.evaluation.ratings.domain:Assessment"

@@ -7,7 +7,7 @@ import zipfile
 import pytest
 from openpyxl import Workbook, load_workbook
 
-from services.evaluation.domain import Rating
+from services.evaluation.ratings.domain import Rating
 from shared.errors import ValidationError
 from shared.spreadsheets import (CellError, Column, Table, choice, date, decode_upload, number,
                                  read_back, read_sheet, template, text, write_printable,

@@ -14,7 +14,7 @@ from shared.domain import parse_moment
 from shared.history import HistoryFilters
 from shared.errors import NotFound
 from shared.identity import AUDITOR, ORG_ADMIN, Caller
-from services.evaluation.domain import Assessment, Cycle, Rating
+from services.evaluation.ratings.domain import Assessment, Cycle, Rating
 
 EVENT_LABELS = {
     "rating_opened": "建立星级档案", "rating_underlying_set": "考评结果定级",

@@ -23,7 +23,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import derived_id, parse_date, require
-from services.evaluation.domain import clean_text
+from services.evaluation.ratings.domain import clean_text
 from shared.errors import ValidationError
 
 # level -> (title code, Chinese name, the standard it is accepted against)

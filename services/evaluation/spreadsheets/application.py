@@ -16,9 +16,10 @@ from shared.identity import AUDITOR, COLLEGE_SECRETARY, ORG_ADMIN, ROLES
 from shared.imports import ImportContext, Importer, ImportKind, Plan, add_domain_error
 from shared.spreadsheets import (ENVELOPE_HEADERS, Table, envelope_rows, read_sheet, template,
                                  write_printable, write_tables, xlsx_file)
-from services.evaluation.domain import STAGE_ZH, Assessment, Rating
 from services.evaluation.programme.domain import STAGE_ZH as STAGE_ZH_PROGRAMME
 from services.evaluation.programme.domain import STAGES, TIERS
+from services.evaluation.ratings.commands import CycleRef
+from services.evaluation.ratings.domain import STAGE_ZH, Assessment, Rating
 from services.evaluation.spreadsheets.sheets import FIELD_COLUMNS, NOTES, RATINGS, STAR, TITLE
 
 PUBLISHED = ("publicity", "final", "appeal")
@@ -124,8 +125,6 @@ class EvaluationSpreadsheets:
 
     # -- queries behind the exports -------------------------------------------------
     def _cycle(self, cycle_id):
-        from services.evaluation.application import CycleRef  # (it imports this module)
-
         return self.app._cycle(CycleRef.of(cycle_id=cycle_id).cycle_id)
 
     def publicity_list(self, caller, cycle_id) -> dict:

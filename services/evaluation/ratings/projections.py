@@ -13,7 +13,7 @@ import datetime as dt
 from psycopg.types.json import Jsonb
 
 from shared.projection import Projection, handles
-from services.evaluation.domain import Assessment, Cycle, Rating, Scheme
+from services.evaluation.ratings.domain import Assessment, Cycle, Rating, Scheme
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS eval_schemes (
