@@ -4,12 +4,13 @@ no-op RPC in the same run (issue 9).
 A university of 50 colleges, 1,000 branches and 30,000 members (evaluation's
 directory copy); every college and branch a candidate at the school tier at some
 stage, a fifth of those that passed climbing to the provincial tier, 60 brands,
-two milestones per task-book measure (a third overdue and recorded by the timer).
+two milestones per task-book measure (a third overdue and recorded by the timer),
+and three finished branch cycles (every branch rated in each: the star trend).
 Measured: ``programme_dashboard()`` (org_admin, the whole school) repeated with
 nothing changing (the answer is reused) and with an event appended before each
 call (computed afresh), ``programme_dashboard(college_id)`` (one college),
-``programme_progress()`` and ``no_op()`` on a one-method nameko service on the
-same broker — the RPC floor.
+``programme_progress()``, ``star_trend()`` and ``no_op()`` on a one-method nameko
+service on the same broker — the RPC floor.
 
 Run: .venv/bin/python -m bench.bench_programme [--colleges 50] [--branches 1000] [--calls 300]
 """
@@ -38,6 +39,7 @@ from bench.common import PG, bench_db, print_table, summary, timed  # noqa: E402
 from services.evaluation.application import EvaluationApplication  # noqa: E402
 from services.evaluation.ratings.cycles import SYSTEM_ACTOR  # noqa: E402
 from services.evaluation.programme.domain import Brand, Candidacy, Task  # noqa: E402
+from services.evaluation.ratings.domain import Cycle, Rating  # noqa: E402
 from services.evaluation.service import EvaluationService  # noqa: E402
 from shared.identity import mint_token  # noqa: E402
 from shared.secrets import event_cipher_key  # noqa: E402
@@ -115,6 +117,33 @@ def candidacies(app, tree) -> int:
     return count
 
 
+def rated_cycles(app, tree, cycles: int = 3) -> None:
+    """``cycles`` finished branch cycles: each branch's rating set by each cycle's
+    result (the events a closed 公示 records), for the star trend."""
+    rng = random.Random(3)
+    rows = {r["id"]: r for r in app.query("SELECT * FROM dir_orgs WHERE level = 3")}
+    ratings = {b: Rating.open_for(b, rows[b]["name"], 3, SYSTEM_ACTOR) for b in tree["branches"]}
+    now = dt.datetime.now(dt.timezone.utc)
+    deadlines = {s: (now + dt.timedelta(days=d)).isoformat()
+                 for s, d in (("self_assessment", 1), ("review", 2), ("approval", 3))}
+    for year in range(2023, 2023 + cycles):
+        cycle = Cycle.open(uuid.uuid4(), f"{year}年度党支部星级考评", 3, str(year),
+                           tree["branches"], deadlines, "model_branch", 1, 7, 10, False, None,
+                           now, SYSTEM_ACTOR)
+        app.save(cycle)
+        batch = []
+        for b, rating in ratings.items():
+            stars = rng.choice((5, 4, 4, 4, 3, 3, 2))
+            rating.apply_result(stars, 50.0 + 10 * stars, "cycle", str(cycle.id), "model_branch",
+                                1, {}, now.date(), 60, SYSTEM_ACTOR, "bench")
+            batch.append(rating)
+            if len(batch) >= 200:
+                app.save(*batch)
+                batch = []
+        app.save(*batch)
+    app.projector.catch_up()
+
+
 def brands_and_milestones(app, tree) -> None:
     rows = {r["id"]: r for r in app.query("SELECT * FROM dir_orgs")}
     brands = []
@@ -165,6 +194,7 @@ def run(args, amqp):
     n = candidacies(app, tree)
     app.projector.catch_up()
     brands_and_milestones(app, tree)
+    rated_cycles(app, tree)
     print(f"seeded {args.colleges} colleges, {args.branches} branches, {args.members:,} members, "
           f"{n:,} candidacies in {time.perf_counter() - started:.0f} s", flush=True)
 
@@ -212,6 +242,8 @@ def run(args, amqp):
         rows.append(("programme_dashboard(college_id) RPC (one college)",
                      summary(timed(lambda: proxy.evaluation.programme_dashboard(college),
                                    args.calls)), base))
+        rows.append(("star_trend RPC (school, three cycles)",
+                     summary(timed(lambda: proxy.evaluation.star_trend(), args.calls)), base))
         rows.append(("programme_progress RPC (default plan)",
                      summary(timed(lambda: proxy.evaluation.programme_progress(), args.calls)),
                      base))

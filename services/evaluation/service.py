@@ -113,6 +113,22 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
         return self.app.lodge_objection(self.caller(), payload)
 
     @command
+    def decide_objection(self, **payload):
+        return self.app.decide_objection(self.caller(), payload)
+
+    @query
+    def publicity_board(self, cycle_id):
+        return self.app.publicity_board(self.caller(), cycle_id)
+
+    @query
+    def open_objections(self, cycle_id):
+        return self.app.open_objections(self.caller(), cycle_id)
+
+    @query
+    def assessment_objections(self, cycle_id, org_id):
+        return self.app.assessment_objections(self.caller(), cycle_id, org_id)
+
+    @command
     def lodge_appeal(self, **payload):
         return self.app.lodge_appeal(self.caller(), payload)
 
@@ -128,6 +144,10 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
     @query
     def get_rating(self, org_id, as_of=None, replay=False):
         return self.app.get_rating(self.caller(), org_id, as_of=as_of, replay=replay)
+
+    @query
+    def star_trend(self, college_id=None, as_of=None):
+        return self.app.star_trend(self.caller(), college_id=college_id, as_of=as_of)
 
     @query
     def rating_history(self, org_id):
@@ -348,8 +368,8 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
         return self.app.programme.export_task_book(self.caller(), year)
 
     @query
-    def programme_dashboard(self, college_id=None):
-        return self.app.programme.programme_dashboard(self.caller(), college_id)
+    def programme_dashboard(self, college_id=None, as_of=None):
+        return self.app.programme.programme_dashboard(self.caller(), college_id, as_of=as_of)
 
     @timer(interval=300)
     def detect_overdue_milestones(self):

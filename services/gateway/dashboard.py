@@ -122,7 +122,39 @@ def programme(call) -> dict | None:
                              "met": t["met"],
                              "href": link(view="candidacies", title=t["title"], tier=t["tier"])}
                             for t in progress["targets"]]}
-    return {"titles": titles, "tasks": tasks, "targets": targets}
+    return {"titles": titles, "tasks": tasks, "targets": targets,
+            "trend": star_trend(board.get("star_trend"))}
+
+
+def star_trend(trend: dict | None, width: int = 560, height: int = 120) -> dict | None:
+    """The star distribution over cycles (五.2, 三.4): per branch cycle, the share at
+    ★4 and above and the count at ★3 and below, school-wide and per college, each
+    linked to the branches behind it; bars of the school's share, drawn here."""
+    if not trend or not trend["school"]["branches"]:
+        return None
+    names = {c["cycle_id"]: c for c in trend["cycles"]}
+    rows = []
+    step = width / max(len(trend["school"]["branches"]), 1)
+    for i, f in enumerate(trend["school"]["branches"]):
+        cycle = names[f["cycle_id"]]
+        share = f["four_or_above"]["share"]
+        rows.append({"cycle_id": f["cycle_id"], "name": cycle["name"], "period": cycle["period"],
+                     "rated": f["rated"], "share": f"{share:.0%}",
+                     "high": f["four_or_above"]["count"], "low": f["three_or_below"]["count"],
+                     "high_href": link(view="trend_high", cycle=f["cycle_id"]),
+                     "low_href": link(view="trend_low", cycle=f["cycle_id"]),
+                     "x": round(i * step + 8, 1), "w": round(step - 16, 1),
+                     "h": round((height - 20) * share, 1)})
+    colleges = [{"college_id": c["college_id"], "college_name": c["college_name"],
+                 "cells": [{"cycle_id": f["cycle_id"],
+                            "share": f"{f['four_or_above']['share']:.0%}" if f["rated"] else "—",
+                            "low": f["three_or_below"]["count"],
+                            "high_href": link(view="trend_high", cycle=f["cycle_id"],
+                                              college=c["college_id"]),
+                            "low_href": link(view="trend_low", cycle=f["cycle_id"],
+                                             college=c["college_id"])}
+                           for f in c["cycles"]]} for c in trend["colleges"]]
+    return {"rows": rows, "colleges": colleges, "width": width, "height": height}
 
 
 def overview(call) -> dict:
@@ -221,13 +253,26 @@ def drill_down(call, params: dict) -> dict:
                 for o in board["overdue"]]
         return {"title": f"{board['name']} · 逾期", "rows": rows}
     if view == "candidacies":
-        board = call("evaluation", "programme_dashboard")
-        rows = [{"org_id": o["org_id"], "org_name": o["org_name"],
-                 "note": f"{t['title_zh']} {tier['tier_zh']} · {st['stage_zh']}"}
-                for t in board["candidacies"] if t["title"] == params.get("title")
-                for tier in t["tiers"] if tier["tier"] == params.get("tier")
-                for st in tier["stages"] for o in st["organizations"]]
+        found = call("evaluation", "list_candidacies", title=params.get("title"),
+                     tier=params.get("tier"))
+        rows = [{"org_id": c["org_id"], "org_name": c["org_name"],
+                 "note": f"{c['title_zh']} {c['tier_zh']} · {c['stage_zh']}"} for c in found]
         return {"title": "创建培育对象", "rows": rows}
+    if view in ("trend_high", "trend_low") and params.get("cycle"):
+        trend = call("evaluation", "star_trend", college_id=college)
+        cycle = next((c for c in trend["cycles"] if c["cycle_id"] == params["cycle"]), None)
+        if cycle is None:
+            return {"title": "未知的考评周期 unknown cycle", "rows": []}
+        key = "four_or_above" if view == "trend_high" else "three_or_below"
+        index = trend["cycles"].index(cycle)
+        behind = [o for o in trend["organizations"] if o["level"] == 3
+                  and (not college or o["college_id"] == college)
+                  and o["stars"][index] is not None
+                  and (o["stars"][index] >= 4) == (key == "four_or_above")]
+        rows = [{"org_id": o["org_id"], "org_name": o["org_name"],
+                 "note": f"★{o['stars'][index]}"} for o in behind]
+        label = "★4及以上" if view == "trend_high" else "★3及以下"
+        return {"title": f"{cycle['name']} · {label}党支部", "rows": rows}
     if view == "task_overdue":
         book = call("evaluation", "programme_dashboard")["task_book"] or {"overdue": []}
         rows = [{"org_id": "", "org_name": f"{o['number']}. {o['title']}",

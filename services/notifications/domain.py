@@ -175,13 +175,15 @@ def channels_for(preferences: dict | None, notice_type: str, default: list[str])
 
 
 # -- rules (规则) ------------------------------------------------------------------
-SELECTOR_KINDS = ("role", "members", "group", "person")
+SELECTOR_KINDS = ("role", "members", "group", "person", "reviewer")
 
 
 @dataclass(frozen=True)
 class Selector:
     """Who receives: holders of a role in an organisation (or in its college),
-    the members of an organisation, a contact group, or one named person."""
+    the members of an organisation, a contact group, one named person, or the
+    reviewer (审核) of an organisation's assessment: a branch's college secretary,
+    组织部 (the org_admin group) for a college or the committee."""
 
     kind: str
     path: str = ""  # data path naming the organisation(s) or the person
@@ -248,6 +250,8 @@ def _selector(raw: dict, where: str) -> Selector:
         return Selector("group", group=str(raw["group"]))
     if "person" in raw:
         return Selector("person", path=str(raw["person"]))
+    if "reviewer" in raw:
+        return Selector("reviewer", path=str(raw["reviewer"]))
     raise RulesError(f"{where}: unknown selector {raw!r}; one of {', '.join(SELECTOR_KINDS)}")
 
 

@@ -49,6 +49,8 @@ class FanOut:
             return self._members(curs, selector, data)
         if selector.kind == "group":
             return self._group(curs, selector, data)
+        if selector.kind == "reviewer":
+            return self._reviewers(curs, selector, data)
         return self._person(curs, selector, data)
 
     def _org_name(self, curs, org_id) -> str | None:
@@ -91,6 +93,32 @@ class FanOut:
                                         f"in {where}", org_id))
             # The notice is about the organisation named in the event, not the college.
             found.extend(Recipient(r["id"], r["name"], org_id) for r in rows)
+        return found
+
+    def _reviewers(self, curs, sel: Selector, data: dict) -> list:
+        """Whoever reviews (审核) the organisation's assessment: a branch (level 3)
+        is reviewed by its college's secretary; a college (level 2) and the
+        committee by 组织部, so its contacts in the org_admin group are told,
+        not the organisation being reviewed."""
+        found = []
+        for org_id in as_list(lookup(data, sel.path)):
+            org_id = str(org_id)
+            row = None
+            if _uuid(org_id) is not None:
+                curs.execute("SELECT level FROM dir_orgs WHERE id = %s", (_uuid(org_id),))
+                row = curs.fetchone()
+            if row is None:
+                found.append(Unresolved(f"reviewer:{org_id}",
+                                        f"unknown recipient: organisation {org_id} is not in "
+                                        "the directory", org_id))
+            elif row["level"] == 3:
+                found.extend(self._role_holders(
+                    curs, Selector("role", path="org_id", role="secretary", college=True),
+                    {"org_id": org_id}))
+            else:
+                found.extend(r if isinstance(r, Unresolved) else Recipient(r.id, r.name, org_id)
+                             for r in self._group(curs, Selector("group", group="org_admin"),
+                                                  data))
         return found
 
     def _members(self, curs, sel: Selector, data: dict) -> list:

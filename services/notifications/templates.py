@@ -54,6 +54,7 @@ class Renderer:
             stage_name=lambda s: rules.stages.get(s, s),
             decision_name=lambda d: labels.get("decisions", {}).get(d, d),
             cause_name=lambda c: labels.get("rating_causes", {}).get(c, c),
+            objection_decision=lambda d: labels.get("objection_decisions", {}).get(d, d),
             candidacy_stage=lambda s: labels.get("candidacy_stages", {}).get(s, s))
 
     def render(self, notice_type: str, context: dict) -> tuple[str, str]:

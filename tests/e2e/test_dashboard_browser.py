@@ -137,6 +137,18 @@ def test_dashboard_numbers_match_rpc_and_drill_down(demo):
         for status, entry in book["by_status"].items():
             assert number(driver, f"task-{status}") == entry["count"]
         assert number(driver, "task-overdue-items") == len(book["overdue"])
+        # the star trend over cycles (五.2, 三.4): each cycle's numbers are the RPC's
+        trend = programme["star_trend"]
+        assert trend["school"]["branches"], "the demo has last year's finished branch cycle"
+        for f in trend["school"]["branches"]:
+            assert number(driver, f"trend-high-{f['cycle_id']}") == f["four_or_above"]["count"]
+            assert number(driver, f"trend-low-{f['cycle_id']}") == f["three_or_below"]["count"]
+            assert driver.find_element(By.ID, f"trend-share-{f['cycle_id']}").text == \
+                f"{f['four_or_above']['share']:.0%}"
+        for c in trend["colleges"]:
+            for f in c["cycles"]:
+                assert number(driver, f"trend-low-{c['college_id']}-{f['cycle_id']}") == \
+                    f["three_or_below"]["count"]
 
         # 下钻: the organisations behind "★3 and below" are exactly the RPC's
         driver.find_element(By.ID, "low-total").click()
@@ -156,6 +168,20 @@ def test_dashboard_numbers_match_rpc_and_drill_down(demo):
         shown = {row.get_attribute("data-org-id") for row in
                  driver.find_elements(By.CSS_SELECTOR, "#drill-rows tr[data-org-id]")}
         assert shown == {o["org_id"] for o in first["four_or_above"]["organizations"]}
+
+        # a cycle's "★3 and below" in the trend lists exactly the branches behind it
+        cycle_low = trend["school"]["branches"][0]
+        driver.get(f"{base}/dashboard")
+        arrive(driver, "/dashboard", f"trend-low-{cycle_low['cycle_id']}")
+        driver.find_element(By.ID, f"trend-low-{cycle_low['cycle_id']}").click()
+        arrive(driver, "view=trend_low", "drill-count")
+        shown = {row.get_attribute("data-org-id") for row in
+                 driver.find_elements(By.CSS_SELECTOR, "#drill-rows tr[data-org-id]")}
+        listed = admin.evaluation.star_trend()
+        assert shown == {o for c in listed["colleges"] for f in c["cycles"]
+                         if f["cycle_id"] == cycle_low["cycle_id"]
+                         for o in f["three_or_below"]["org_ids"]}
+        assert len(shown) == cycle_low["three_or_below"]["count"]
 
         # a non-admin token is refused at the form
         driver.get(f"{base}/login")

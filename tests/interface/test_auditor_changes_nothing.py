@@ -27,8 +27,8 @@ MUTATING = {
     "evaluation": {
         "publish_scheme", "open_cycle", "add_cycle_organization", "drop_cycle_organization",
         "submit_self_assessment", "submit_review", "return_assessment", "extend_deadline",
-        "approve", "grade_directly", "close_publicity", "lodge_objection", "lodge_appeal",
-        "decide_appeal", "record_major_problem", "plan_rectification",
+        "approve", "grade_directly", "close_publicity", "lodge_objection", "decide_objection",
+        "lodge_appeal", "decide_appeal", "record_major_problem", "plan_rectification",
         "complete_rectification", "verify_rectification", "backfill_directory",
         "rebuild_read_models", "retry_parked", "skip_parked",
         # the creation programme (三级联创)

@@ -40,7 +40,7 @@ def test_the_dashboard_export_reads_back_equal_to_the_query(app):  # noqa: F811
                                              "reason": "推荐"})
     app.programme.nominate_candidacy(ADMIN, {"org_id": str(uni), "tier": "provincial",
                                              "on": "2023-05-01", "reason": "推荐"})
-    board = app.programme.programme_dashboard(AUDITOR)
+    board = app.programme.programme_dashboard(AUDITOR, listed=True)
     book = sheets(app.spreadsheets.export_programme_dashboard(AUDITOR))
     assert list(book) == ["按学院 by college", "组织 organisations", "目标 targets",
                           "任务书 task book"]

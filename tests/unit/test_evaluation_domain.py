@@ -146,6 +146,10 @@ def test_publicity_objection_final_and_appeal_window():
         a.close_publicity(NOW + dt.timedelta(days=6), cycle, ADMIN)  # 公示 runs 7 days
     with pytest.raises(ValidationError):
         a.lodge_objection("太晚了", NOW + dt.timedelta(days=7), {"sub": "m1", "role": "member"})
+    with pytest.raises(ValidationError) as undecided:  # the objection awaits a decision
+        a.close_publicity(NOW + dt.timedelta(days=7), cycle, ADMIN)
+    assert undecided.value.fields == ["objections"]
+    a.decide_objection(1, "dismissed", ADMIN, "材料经核实无误")
     a.close_publicity(NOW + dt.timedelta(days=7), cycle, ADMIN)
     assert a.stage == "final"
     with pytest.raises(ValidationError):
@@ -155,6 +159,52 @@ def test_publicity_objection_final_and_appeal_window():
     assert a.stage == "final"
     data = [e for e in envelopes(a) if e["type"] == "assessment_appeal_decided"][0]["data"]
     assert data["decision"] == "dismissed" and data["appellant"] == "sec"
+
+
+def test_objections_are_decided_upheld_back_to_review_or_dismissed_with_reason():
+    cycle = make_cycle(publicity_days=7)
+    a = Assessment.start(cycle.id, "b1", "一支部", 3, "c", ADMIN)
+    a.submit("self_assessment", {}, result(4), cycle, NOW, SEC, None, None)
+    a.submit("review", {}, result(4), cycle, NOW, ADMIN, None, None)
+    a.approve(85.0, 4, [], cycle, NOW, ADMIN)
+    a.lodge_objection("评议分偏高", NOW, {"sub": "m1", "role": "member"})
+    a.lodge_objection("材料不实", NOW, {"sub": "m2", "role": "member"})
+    assert [(o["no"], o["by"], o["status"]) for o in a.open_objections()] == [
+        (1, "m1", "open"), (2, "m2", "open")]
+    for no, decision, reason, field in ((3, "upheld", "r", "objection_no"),
+                                        (1, "withdrawn", "r", "decision"),
+                                        (1, "upheld", "", "reason")):
+        with pytest.raises(ValidationError) as bad:
+            a.decide_objection(no, decision, ADMIN, reason)
+        assert bad.value.fields == [field]
+    a.decide_objection(1, "dismissed", ADMIN, "评议票据齐全")
+    with pytest.raises(ValidationError):  # decided once
+        a.decide_objection(1, "upheld", ADMIN, "again")
+    a.decide_objection(2, "upheld", ADMIN, "经核实，材料缺两份")
+    assert (a.stage, a.reopened, a.publicity_ends_at) == ("review", True, None)
+    assert a.due("review", cycle) is None  # the review is redone outside the deadlines
+    assert [o["status"] for o in a.objections] == ["dismissed", "upheld"]
+    assert a.open_objections() == []
+    events = [e for e in envelopes(a) if e["type"] in (
+        "assessment_objection_decided", "assessment_returned")]
+    assert [(e["type"], e["data"].get("decision"), e["data"].get("objector"),
+             e["data"].get("stage")) for e in events] == [
+        ("assessment_objection_decided", "dismissed", "m1", None),
+        ("assessment_objection_decided", "upheld", "m2", None),
+        ("assessment_returned", None, None, "review")]
+    assert events[1]["reason"] == "经核实，材料缺两份" and events[1]["actor"] == ADMIN
+    # upheld only sends back a result in 公示
+    b = Assessment.start(cycle.id, "b2", "二支部", 3, "c", ADMIN)
+    b.submit("self_assessment", {}, result(4), cycle, NOW, SEC, None, None)
+    b.submit("review", {}, result(4), cycle, NOW, ADMIN, None, None)
+    b.approve(85.0, 4, [], cycle, NOW, ADMIN)
+    b.lodge_objection("x", NOW, {"sub": "m1", "role": "member"})
+    b.lodge_objection("y", NOW, {"sub": "m2", "role": "member"})
+    b.decide_objection(1, "upheld", ADMIN, "成立")
+    with pytest.raises(ValidationError) as late:
+        b.decide_objection(2, "upheld", ADMIN, "也成立")
+    assert late.value.fields == ["decision"]
+    b.decide_objection(2, "dismissed", ADMIN, "已随第1号异议重新审核")
 
 
 def test_cycle_open_reports_every_error():

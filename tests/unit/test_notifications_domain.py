@@ -108,8 +108,19 @@ def test_shipped_rules_cover_every_contract_event():
     assert [s.designation for s in fell.selectors] == [
         "secretary@org_id", "secretary@college_of:org_id", "group:org_admin"]
     # The timer's rules are chosen by stage.
+    # Notices follow who acts: the review's reminders and returns to review go to
+    # the reviewer (a branch's college secretary; 组织部 for a college), not to the
+    # organisation reviewed; a return to 自评 to the organisation's secretary.
     review = RULES.for_event("timer", "stage_deadline_approaching", {"stage": "review"})
-    assert [s.college for s in review[0].selectors] == [True]
+    assert [s.designation for s in review[0].selectors] == ["reviewer:org_id"]
+    back_to_review = RULES.for_event("evaluation", "assessment_returned", {"stage": "review"})
+    assert [s.designation for s in back_to_review[0].selectors] == ["reviewer:org_id"]
+    back_to_self = RULES.for_event("evaluation", "assessment_returned",
+                                   {"stage": "self_assessment"})
+    assert [s.designation for s in back_to_self[0].selectors] == ["secretary@org_id"]
+    decided = RULES.for_event("evaluation", "assessment_objection_decided", {})
+    assert [(r.notice, [s.designation for s in r.selectors]) for r in decided] == [
+        ("objection_decided", ["person:objector"])]
     assert RULES.for_event("timer", "stage_deadline_approaching", {"stage": "nope"}) == []
 
 
@@ -159,6 +170,8 @@ SAMPLES = {
     "publicity_opened": {"cycle_id": "c", "org_id": "o", "ends_at": "2026-12-20"},
     "objection_lodged": {"cycle_id": "c", "org_id": "o", "text": "三会一课记录与实际不符"},
     "appeal_decided": {"cycle_id": "c", "org_id": "o", "decision": "rejected", "appellant": "p"},
+    "objection_decided": {"cycle_id": "c", "org_id": "o", "objection_no": 1,
+                          "decision": "dismissed", "objector": "m", "text": "材料不实"},
     "rating_changed": {"org_id": "o", "org_name": "教工第一党支部", "stars_before": 4,
                        "stars_after": 3, "score": 72.5, "cause": "年度考评",
                        "scheme_version": 1, "cycle_id": "c"},

@@ -1,6 +1,14 @@
 """The school-wide programme dashboard (三级联创 总览) for 组织部's portal: candidacies
 by title, tier and stage; targets against achievements; the task book's status
-and overdue milestones. Every number lists what is behind it.
+and overdue milestones; the star distribution's trend over cycles (五.2, 三.4;
+``services/evaluation/ratings/trend.py``). Every number lists what is behind it.
+
+As of a date (``as_of``, the end of that day UTC, or a timestamp): from read
+models with validity periods, not by replay — candidacies from their dated
+moves (``prog_candidacy_moves``: each candidacy's latest move on or before the
+day), the star trend from ``eval_rating_history``. Targets and the task book
+keep no history in their read models, so an as-of answer leaves them out
+(``null``, named in ``not_as_of``).
 
 A mixin of ``ProgrammeOperations`` (it uses ``programme_progress`` and the
 task-book rows); read models only, a handful of queries grouped and built as
@@ -10,9 +18,12 @@ an event moves the position, so no answer outlives a change).
 """
 from __future__ import annotations
 
-from shared.commands import CollegeFilter
+import datetime as dt
+
 from shared.errors import Forbidden
 from shared.identity import AUDITOR, COLLEGE_SECRETARY, ORG_ADMIN, Caller
+from services.evaluation.audit.application import DistributionQuery
+from services.evaluation.ratings.trend import as_of_moment
 from services.evaluation.programme.domain import STAGE_ZH, STAGES, TIER_ZH, TIERS, TITLES
 
 TASK_STATUSES = ("unplanned", "in_progress", "overdue", "completed")
@@ -20,54 +31,91 @@ TASK_STATUSES = ("unplanned", "in_progress", "overdue", "completed")
 
 class DashboardQueries:
 
-    def programme_dashboard(self, caller: Caller, college_id: str | None = None) -> dict:
+    def programme_dashboard(self, caller: Caller, college_id: str | None = None,
+                            as_of: str | None = None, listed: bool | None = None) -> dict:
         """The whole programme at a glance, or one college's part of its candidacies
-        (a college secretary sees its own college's)."""
-        college_id = CollegeFilter.of(college_id=college_id).college_id
+        and star trend (a college secretary sees its own college's); as of a date
+        or moment when ``as_of`` is given."""
+        query = DistributionQuery.of(college_id=college_id, as_of=as_of)
+        college_id = query.college_id
         if caller.role == COLLEGE_SECRETARY:
             college_id = college_id or caller.org
             if str(college_id) != str(caller.org):
                 raise Forbidden("a college secretary reads its own college's dashboard")
         else:
             caller.require_role(ORG_ADMIN, AUDITOR)
+        moment = as_of_moment(query.as_of) if query.as_of else None
         # The answer depends only on the read models (their position in the log)
         # and today's date: while neither moves, the last answer is still true.
         key = (self.app.projector.position(), self._today())
         cache = self._dashboards
-        scope = str(college_id) if college_id else None
+        school = college_id is None and moment is None
+        # The school's answer of today carries the numbers; the organisations behind
+        # them come from the drill-down queries (a thousand branches' names made every
+        # answer half a megabyte). One college's, any as-of answer, or an in-process
+        # caller asking ``listed`` (the .xlsx export) gets them.
+        listed = (not school) if listed is None else listed
+        scope = (str(college_id) if college_id else None,
+                 moment.isoformat() if moment else None, listed)
         hit = cache.get(scope)
         if hit is not None and hit[0] == key:
             return hit[1]
-        answer = {"college_id": scope, "as_of": key[1],
-                  "candidacies": self._candidacies_by_title(college_id),
-                  "targets": self._targets(caller) if college_id is None else None,
-                  "task_book": self._task_book_summary() if college_id is None else None}
+        answer = {"college_id": scope[0],
+                  "as_of": moment.isoformat() if moment else key[1],
+                  "candidacies": self._candidacies_by_title(college_id, moment, listed),
+                  "targets": self._targets(caller) if school else None,
+                  "task_book": self._task_book_summary() if school else None,
+                  "star_trend": self.app.trend_of(college_id, moment, listed)}
+        if moment is not None:
+            answer["not_as_of"] = ["targets", "task_book"]
+        if len(cache) > 64:  # as-of answers are many; keep the cache small
+            cache.clear()
         cache[scope] = (key, answer)
         return answer
 
-    def _candidacies_by_title(self, college_id) -> list[dict]:
+    def _candidacies_by_title(self, college_id, moment: dt.datetime | None = None,
+                              listed: bool = True) -> list[dict]:
         """[{title, title_zh, tiers: [{tier, tier_zh, total, stages: [{stage, stage_zh,
-        count, organizations: [{org_id, org_name, candidacy_id, stage_on, college_id,
-        college_name}]}]}]}]"""
+        count[, organizations: [{org_id, org_name, candidacy_id, stage_on, college_id,
+        college_name}]]}]}]}] (``organizations`` when ``listed``; else
+        ``list_candidacies(title, tier, stage)`` gives them)."""
         # grouped and built as JSON by PostgreSQL: one row per cell, not per candidacy
-        where, params = "", ()
+        where, params = [], []
         if college_id is not None:
-            where, params = "WHERE c.college_id = %s", (str(college_id),)
+            where.append("c.college_id = %s")
+            params.append(str(college_id))
+        source = "prog_candidacies c"
+        if moment is not None:
+            # each candidacy at its latest move on or before the day asked
+            source = ("(SELECT c.id, c.org_id, c.org_name, c.college_id, c.title, c.tier, "
+                      "c.attempt, m.to_stage AS stage, m.on_date AS stage_on "
+                      "FROM prog_candidacies c JOIN LATERAL (SELECT to_stage, on_date "
+                      "FROM prog_candidacy_moves WHERE candidacy_id = c.id AND on_date <= %s "
+                      "ORDER BY on_date DESC, version DESC LIMIT 1) m ON true) AS c")
+            params.insert(0, moment.date())
         # each organisation with its college (an export groups them per college)
-        cells = {(r["title"], r["tier"], r["stage"]): r["organizations"] for r in self.app.query(
-            "SELECT c.title, c.tier, c.stage, json_agg(json_build_object("
-            "'org_id', c.org_id, 'org_name', c.org_name, 'candidacy_id', c.id, "
-            "'stage_on', c.stage_on, 'college_id', c.college_id, 'college_name', d.name) "
-            "ORDER BY c.org_name, c.attempt) AS organizations FROM prog_candidacies c "
-            f"LEFT JOIN dir_orgs d ON d.id = c.college_id {where} "
-            "GROUP BY c.title, c.tier, c.stage", params)}
+        listing = ("json_agg(json_build_object('org_id', c.org_id, 'org_name', c.org_name, "
+                   "'candidacy_id', c.id, 'stage_on', c.stage_on, 'college_id', c.college_id, "
+                   "'college_name', d.name) ORDER BY c.org_name, c.attempt)"
+                   if listed else "NULL")
+        sql = (f"SELECT c.title, c.tier, c.stage, count(*) AS n, {listing} AS organizations "
+               f"FROM {source} " + ("LEFT JOIN dir_orgs d ON d.id = c.college_id "
+                                    if listed else "")
+               + (f"WHERE {' AND '.join(where)} " if where else "")
+               + "GROUP BY c.title, c.tier, c.stage")
+        cells = {(r["title"], r["tier"], r["stage"]): r for r in self.app.query(sql, params)}
         out = []
         for level, (title, title_zh, _) in sorted(TITLES.items()):
             tiers = []
             for tier in TIERS:
-                stages = [{"stage": s, "stage_zh": STAGE_ZH[s],
-                           "count": len(cells.get((title, tier, s), ())),
-                           "organizations": cells.get((title, tier, s), [])} for s in STAGES]
+                stages = []
+                for stage in STAGES:
+                    cell = cells.get((title, tier, stage))
+                    entry = {"stage": stage, "stage_zh": STAGE_ZH[stage],
+                             "count": cell["n"] if cell else 0}
+                    if listed:
+                        entry["organizations"] = cell["organizations"] if cell else []
+                    stages.append(entry)
                 tiers.append({"tier": tier, "tier_zh": TIER_ZH[tier],
                               "total": sum(s["count"] for s in stages), "stages": stages})
             out.append({"title": title, "title_zh": title_zh, "level": level, "tiers": tiers})
@@ -99,3 +147,4 @@ class DashboardQueries:
         return {"measures": len(tasks),
                 "by_status": {s: {"count": len(v), "numbers": v} for s, v in by_status.items()},
                 "overdue": sorted(overdue, key=lambda o: o["due_on"])}
+

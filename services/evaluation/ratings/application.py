@@ -6,7 +6,8 @@ Who may do what (see docs/rpc.md):
 * a branch secretary submits its own branch's self-assessment (自评) and appeals;
 * a college secretary reviews (审核) its own branches and submits its own
   college's self-assessment;
-* members lodge objections (异议) in their own organisation during publicity;
+* any member of the university lodges objections (异议) during publicity, and
+  组织部 decides each (``publicity.py``);
 * org_admin or an auditor (纪委办) records a major problem (重大问题); auditors
   read everything.
 
@@ -20,19 +21,21 @@ import logging
 
 from shared.domain import parse_moment
 from shared.errors import Conflict, Forbidden, NotFound, ValidationError
-from shared.identity import AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, ORG_ADMIN, Caller
+from shared.identity import AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, ORG_ADMIN, Caller
 from services.evaluation.ratings.domain import STAGE_ZH, Assessment, Cycle, stage_due
 from services.evaluation.ratings.commands import (SubmitEntries, ReturnAssessment, Approve,
                                                   ClosePublicity, ExtendDeadline, GradeDirectly,
                                                   Lodge, DecideAppeal, CycleRef, AssessmentRef)
 from services.evaluation.schemes import DERIVATION_PROVIDERS, apply_quotas, check_entries, score
 from services.evaluation.ratings.cycles import SYSTEM_ACTOR, CycleOperations
+from services.evaluation.ratings.publicity import PublicityOperations
 from services.evaluation.ratings.stars import StarRatings
+from services.evaluation.ratings.trend import StarTrend
 
 log = logging.getLogger(__name__)
 
 
-class RatingsOperations(CycleOperations, StarRatings):
+class RatingsOperations(CycleOperations, PublicityOperations, StarRatings, StarTrend):
     """The ratings sub-domain's use cases, mixed into the evaluation application."""
 
     # -- the workflow ----------------------------------------------------------
@@ -207,7 +210,8 @@ class RatingsOperations(CycleOperations, StarRatings):
         now = self.clock()
         closed = 0
         rows = self.query("SELECT cycle_id, org_id FROM eval_assessments WHERE stage = "
-                          "'publicity' AND publicity_ends_at <= %s ORDER BY cycle_id LIMIT %s",
+                          "'publicity' AND publicity_ends_at <= %s AND open_objections = 0 "
+                          "ORDER BY cycle_id LIMIT %s",
                           (now, limit))
         cycles: dict = {}
         for row in rows:
@@ -247,20 +251,6 @@ class RatingsOperations(CycleOperations, StarRatings):
                                 caller.as_actor(), cmd.reason, list(cmd.evidence))
             pending.append(rating)
         return self.commit(*pending, result=lambda: self._assessment_out(a, cycle))
-
-    def lodge_objection(self, caller: Caller, payload: dict) -> dict:
-        """异议: a member of the organisation objects during publicity."""
-        caller.require_role(MEMBER)
-        cmd = Lodge.parse(payload)
-        cycle = self._cycle(cmd.cycle_id)
-        a = self._assessment(cycle, cmd.org_id)
-        if not self._member_belongs(caller.sub, a):
-            raise Forbidden(f"members lodge objections in their own organisation only; "
-                            f"you are not a member of {a.org_name}")
-        a.lodge_objection(cmd.text, self.clock(), caller.as_actor())
-        return self.commit(a, result=lambda: {
-            "cycle_id": str(cycle.id), "org_id": a.org_id, "objections": len(a.objections),
-            "publicity_ends_at": a.publicity_ends_at})
 
     def lodge_appeal(self, caller: Caller, payload: dict) -> dict:
         """申诉: the organisation's secretary appeals within the window after final."""

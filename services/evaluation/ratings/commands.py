@@ -116,6 +116,15 @@ class DecideAppeal(Command):
     reason: RequiredReason
 
 
+class DecideObjection(Command):
+    cycle_id: UUID
+    org_id: UUID
+    objection_no: int = Field(ge=1, le=10_000)
+    decision: Literal["upheld", "dismissed"]
+    reason: RequiredReason
+    evidence: Optional[Evidence] = None
+
+
 class RecordMajorProblem(Command):
     org_id: UUID
     description: RequiredText

@@ -6,7 +6,8 @@
   a deadline per stage.
 * ``Assessment``: one organisation in one cycle, through 自评 (self-assessment)
   → 审核 (review) → 审定 (approval) → 公示 (publicity) → final, with returns,
-  extensions, objections (异议), appeals (申诉) and direct grading (直接定级).
+  extensions, objections (异议) each decided by 组织部, appeals (申诉) and direct
+  grading (直接定级).
   Self and reviewer scores are both kept.
 * ``Rating`` (星级): an organisation's star rating over time; changed by cycle
   results, direct grading, major problems (重大问题) and verified
@@ -38,6 +39,7 @@ STAGE_ZH = {"self_assessment": "自评 self-assessment", "review": "审核 revie
             "approval": "审定 approval", "publicity": "公示 publicity", "final": "final 结果",
             "appeal": "申诉 appeal", "dropped": "dropped 退出"}
 APPEAL_DECISIONS = ("upheld", "dismissed")
+OBJECTION_DECISIONS = ("upheld", "dismissed")  # 异议成立 / 异议不成立
 
 
 def _ts(value: dt.datetime) -> str:
@@ -403,12 +405,57 @@ class Assessment(Aggregate):
 
     @event("ObjectionLodged")
     def _objection_lodged(self, cycle_id: str, org_id: str, text: str, actor: dict, reason: str):
-        self.objections.append({"text": text, "by": actor.get("sub")})
+        # numbered in the order lodged (1, 2, …): the number names it in a decision
+        self.objections.append({"no": len(self.objections) + 1, "text": text,
+                                "by": actor.get("sub"), "status": "open"})
+
+    def open_objections(self) -> list[dict]:
+        """Objections (异议) not yet decided (lodged before decisions were kept: open)."""
+        return [o for o in self.objections if o.get("status", "open") == "open"]
+
+    def decide_objection(self, objection_no: int, decision: str, actor: dict,
+                         reason: str, evidence: list | None = None) -> None:
+        """组织部 decides an objection: upheld sends the result back to review (审核,
+        outside the original deadlines, like an upheld appeal); dismissed keeps it,
+        with the reason. Either way the objector is told (the event names them)."""
+        require(1 <= objection_no <= len(self.objections), "objection_no",
+                f"{self.org_name} has {len(self.objections)} objection(s) in this cycle")
+        objection = self.objections[objection_no - 1]
+        require(objection.get("status", "open") == "open", "objection_no",
+                f"objection {objection_no} was already decided ({objection.get('status')})")
+        require(decision in OBJECTION_DECISIONS, "decision", "upheld or dismissed")
+        require(bool(reason), "reason", "a decision on an objection needs its reasons")
+        if decision == "upheld":
+            require(self.stage == "publicity", "decision",
+                    f"{self.org_name} is at {STAGE_ZH[self.stage]}: only a result in 公示 "
+                    "publicity goes back to review; dismiss this objection, naming why")
+        self._objection_decided(cycle_id=self.cycle_id, org_id=self.org_id,
+                                objection_no=objection_no, decision=decision,
+                                objector=objection.get("by"), text=objection["text"],
+                                actor=actor, reason=reason, evidence=evidence or None)
+        if decision == "upheld":
+            self._returned(cycle_id=self.cycle_id, org_id=self.org_id, stage="review",
+                           from_stage="publicity", comments=reason, actor=actor,
+                           reason=f"异议成立 objection {objection_no} upheld: {reason}")
+
+    @event("ObjectionDecided")
+    def _objection_decided(self, cycle_id: str, org_id: str, objection_no: int, decision: str,
+                           objector: str | None, text: str, actor: dict, reason: str,
+                           evidence: Any):
+        self.objections[objection_no - 1] = {
+            **self.objections[objection_no - 1], "no": objection_no, "status": decision,
+            "decided_by": actor.get("sub"), "reason": reason}
 
     def close_publicity(self, now: dt.datetime, cycle: Cycle, actor: dict,
                         reason: str | None = None) -> None:
-        """公示 ends: the result is final; the appeal window (申诉) opens."""
+        """公示 ends: the result is final; the appeal window (申诉) opens. Every
+        objection lodged in the window is decided first."""
         self._require_stage("publicity")
+        undecided = [str(o.get("no", i + 1)) for i, o in enumerate(self.objections)
+                     if o.get("status", "open") == "open"]
+        require(not undecided, "objections",
+                f"objection(s) {', '.join(undecided)} to the result of {self.org_name} await "
+                "组织部's decision (decide_objection) before it becomes final")
         require(now >= dt.datetime.fromisoformat(self.publicity_ends_at), "stage",
                 f"the publicity (公示) of {self.org_name} runs until {self.publicity_ends_at}")
         self._publicity_closed(

@@ -69,6 +69,19 @@ DDL = (
     # rectification owed, no cap).
     "ALTER TABLE eval_problems ADD COLUMN IF NOT EXISTS kind text NOT NULL "
     "DEFAULT 'major_problem'",
+    # Objections (异议) lodged during 公示, each with 组织部's decision. A read model
+    # made before decisions were kept fills this on a rebuild (rebuild_read_models).
+    """CREATE TABLE IF NOT EXISTS eval_objections (
+        cycle_id uuid NOT NULL, org_id uuid NOT NULL, objection_no int NOT NULL,
+        org_name text NOT NULL, college_id uuid, text text NOT NULL, objector text,
+        lodged_at timestamptz NOT NULL, status text NOT NULL DEFAULT 'open',
+        decided_by jsonb, decided_at timestamptz, reason text,
+        PRIMARY KEY (cycle_id, org_id, objection_no))""",
+    "CREATE INDEX IF NOT EXISTS eval_objections_open ON eval_objections (cycle_id) "
+    "WHERE status = 'open'",
+    # The publicity timer passes over results whose objections are undecided.
+    "ALTER TABLE eval_assessments ADD COLUMN IF NOT EXISTS open_objections int NOT NULL "
+    "DEFAULT 0",
 )
 
 
@@ -79,7 +92,7 @@ def _j(value):
 class EvaluationReadModel(Projection):
     ddl = DDL
     tables = ("eval_schemes", "eval_cycles", "eval_assessments", "eval_ratings",
-              "eval_rating_history", "eval_problems")
+              "eval_rating_history", "eval_problems", "eval_objections")
 
     # -- schemes and cycles ------------------------------------------------------
     @handles(Scheme.Published)
@@ -144,7 +157,22 @@ class EvaluationReadModel(Projection):
 
     @handles(Assessment.ObjectionLodged)
     def objection(self, curs, e):
-        self._update(curs, e, "objections = objections + 1")
+        self._update(curs, e, "objections = objections + 1, "
+                     "open_objections = open_objections + 1")
+        curs.execute(
+            "INSERT INTO eval_objections (cycle_id, org_id, objection_no, org_name, college_id, "
+            "text, objector, lodged_at) SELECT a.cycle_id, a.org_id, a.objections, a.org_name, "
+            "a.college_id, %s, %s, %s FROM eval_assessments a WHERE a.id = %s",
+            (e.text, (e.actor or {}).get("sub"), e.timestamp, e.originator_id))
+
+    @handles(Assessment.ObjectionDecided)
+    def objection_decided(self, curs, e):
+        self._update(curs, e, "open_objections = greatest(open_objections - 1, 0)")
+        curs.execute(
+            "UPDATE eval_objections SET status = %s, decided_by = %s, decided_at = %s, "
+            "reason = %s WHERE cycle_id = %s AND org_id = %s AND objection_no = %s",
+            (e.decision, _j(e.actor), e.timestamp, e.reason, e.cycle_id, e.org_id,
+             e.objection_no))
 
     @handles(Assessment.PublicityClosed)
     def publicity_closed(self, curs, e):

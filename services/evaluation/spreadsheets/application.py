@@ -256,7 +256,7 @@ class EvaluationSpreadsheets:
         college, the candidacies by title, tier and stage, with the organisations
         behind each number; for the school, the targets against achievements and
         the task book's status and overdue milestones."""
-        data = self.app.programme.programme_dashboard(caller, college_id)
+        data = self.app.programme.programme_dashboard(caller, college_id, listed=True)
         rows, behind = dashboard_rows(data)
         tables = [
             Table(name="按学院 by college",

@@ -1,0 +1,137 @@
+"""The star distribution's trend over cycles (五.2 "逐步提高四星级以上党组织比例",
+三.4 "逐步消除三星及以下党组织"): per cycle, the share at ★4 and above and the count
+at ★3 and below, school-wide, per college and per branch, each number with the
+organisations behind it; as of any moment.
+
+Read from ``eval_rating_history`` (every rating with its validity period): an
+organisation's result in a cycle is the latest rating that cycle set (cause
+``cycle`` or ``direct_grading``) recorded by the moment asked; a result redone
+after an appeal or an upheld objection replaces the first from its own moment
+on. The stars are the rating in effect (a major problem's cap included). One
+query per answer.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+from shared.domain import parse_moment
+from shared.errors import Forbidden
+from shared.identity import AUDITOR, COLLEGE_SECRETARY, ORG_ADMIN, Caller
+from services.evaluation.audit.application import DistributionQuery
+
+RESULT_CAUSES = ["cycle", "direct_grading"]
+
+
+def as_of_moment(value: str) -> dt.datetime:
+    """``as_of`` of a dashboard: a timestamp, or a date meaning the end of that day
+    (UTC), so that everything recorded on it counts."""
+    moment = parse_moment(value, "as_of")
+    if len(value.strip()) == 10:
+        moment += dt.timedelta(days=1, microseconds=-1)
+    return moment
+
+
+def _figures(results: list[tuple], listed: bool = True) -> dict:
+    """{rated, four_or_above {count, share[, org_ids]}, three_or_below {count[, org_ids]}}
+    over ``(org_id, stars)`` pairs."""
+    high = [o for o, s in results if s is not None and s >= 4]
+    low = [o for o, s in results if s is not None and s <= 3]
+    rated = len(high) + len(low)
+    out = {"rated": rated,
+           "four_or_above": {"count": len(high),
+                             "share": round(len(high) / rated, 4) if rated else 0.0},
+           "three_or_below": {"count": len(low)}}
+    if listed:
+        out["four_or_above"]["org_ids"] = high
+        out["three_or_below"]["org_ids"] = low
+    return out
+
+
+class StarTrend:
+    """The trend, mixed into the evaluation application (the programme
+    dashboard shows it; ``star_trend`` answers it alone)."""
+
+    def star_trend(self, caller: Caller, college_id: str | None = None,
+                   as_of: str | None = None) -> dict:
+        caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY)
+        q = DistributionQuery.of(college_id=college_id, as_of=as_of)
+        college = q.college_id
+        if caller.role == COLLEGE_SECRETARY:
+            if college is not None and str(college) != caller.org:
+                raise Forbidden("a college secretary reads its own college's trend")
+            college = caller.org
+        moment = as_of_moment(q.as_of) if q.as_of else None
+        return self.trend_of(college, moment)
+
+    def trend_of(self, college_id=None, moment: dt.datetime | None = None,
+                 listed: bool = True) -> dict:
+        """School → college → branch. ``school.branches``: per branch cycle, the
+        figures over every branch rated in it (the sums of the colleges');
+        ``school.colleges``: per college cycle, over the colleges, with their ids;
+        ``colleges``: per college, its branches' figures per branch cycle, each
+        listing the branches' ids; ``organizations``: every organisation behind a
+        number, with its name, college and stars per cycle (aligned with
+        ``cycles``; null where it was not rated in that cycle). Without
+        ``listed`` only the figures: no ids, no ``organizations``."""
+        at = moment or self.clock()
+        scope, params = "", [RESULT_CAUSES, at, at]
+        if college_id is not None:
+            scope = " AND (o.parent_id = %s OR o.id = %s)"
+            params += [str(college_id), str(college_id)]
+        rows = self.query(
+            "WITH results AS (SELECT DISTINCT ON (h.cycle_id, h.org_id) h.cycle_id, h.org_id, "
+            "h.stars_after AS stars FROM eval_rating_history h "
+            "WHERE h.cycle_id IS NOT NULL AND h.cause = ANY(%s) AND h.valid_from <= %s "
+            "ORDER BY h.cycle_id, h.org_id, h.valid_from DESC, h.version DESC) "
+            "SELECT c.id AS cycle_id, c.name AS cycle_name, c.period, c.level AS cycle_level, "
+            "c.opened_at, r.org_id, r.stars, o.name AS org_name, o.level, o.parent_id, "
+            "p.name AS parent_name FROM eval_cycles c JOIN results r ON r.cycle_id = c.id "
+            "JOIN dir_orgs o ON o.id = r.org_id LEFT JOIN dir_orgs p ON p.id = o.parent_id "
+            "WHERE c.opened_at <= %s" + scope + " ORDER BY c.period, c.opened_at, o.name",
+            params)
+        cycles: dict[str, dict] = {}
+        by_cycle: dict[tuple, list] = {}
+        colleges: dict[str, dict] = {}
+        orgs: dict[str, dict] = {}
+        for r in rows:
+            cid, oid = str(r["cycle_id"]), str(r["org_id"])
+            if cid not in cycles:
+                cycles[cid] = {"cycle_id": cid, "name": r["cycle_name"], "period": r["period"],
+                               "level": r["cycle_level"],
+                               "opened_at": r["opened_at"].isoformat(), "index": len(cycles)}
+            by_cycle.setdefault((cid, r["level"]), []).append((oid, r["stars"]))
+            org = orgs.get(oid)
+            if org is None:
+                college = str(r["parent_id"]) if r["level"] == 3 else None
+                org = orgs[oid] = {"org_id": oid, "org_name": r["org_name"],
+                                   "level": r["level"], "college_id": college, "stars": {}}
+                if college is not None and college not in colleges:
+                    colleges[college] = {"college_id": college,
+                                         "college_name": r["parent_name"], "results": {}}
+            org["stars"][cycles[cid]["index"]] = r["stars"]
+            if r["level"] == 3:
+                colleges[org["college_id"]]["results"].setdefault(cid, []).append(
+                    (oid, r["stars"]))
+        order = list(cycles)
+        branch_cycles = [c for c in order if cycles[c]["level"] == 3]
+        college_cycles = [c for c in order if cycles[c]["level"] == 2]
+        for org in orgs.values():
+            stars = org["stars"]
+            org["stars"] = [stars.get(i) for i in range(len(order))]
+        return {
+            "as_of": at.isoformat(), "college_id": str(college_id) if college_id else None,
+            "source": "eval_rating_history (validity periods)",
+            "cycles": [{k: v for k, v in cycles[c].items() if k != "index"} for c in order],
+            "school": {
+                "branches": [{"cycle_id": c, **_figures(by_cycle.get((c, 3), []), False)}
+                             for c in branch_cycles],
+                "colleges": [{"cycle_id": c, **_figures(by_cycle.get((c, 2), []), listed)}
+                             for c in college_cycles]},
+            "colleges": [{"college_id": k, "college_name": v["college_name"],
+                          "cycles": [{"cycle_id": c,
+                                      **_figures(v["results"].get(c, []), listed)}
+                                     for c in branch_cycles]}
+                         for k, v in sorted(colleges.items(),
+                                            key=lambda kv: kv[1]["college_name"] or "")],
+            "organizations": sorted(orgs.values(), key=lambda o: (o["level"], o["org_name"]))
+            if listed else None}
