@@ -13,6 +13,7 @@ call (computed afresh), ``programme_dashboard(college_id)`` (one college),
 service on the same broker — the RPC floor.
 
 Run: .venv/bin/python -m bench.bench_programme [--colleges 50] [--branches 1000] [--calls 300]
+(``--reuse``: measure again on the database the last run seeded)
 """
 import warnings
 
@@ -36,6 +37,7 @@ from nameko.rpc import rpc  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
 from bench.common import PG, bench_db, print_table, summary, timed  # noqa: E402
+from shared.config import DatabaseSettings  # noqa: E402
 from services.evaluation.application import EvaluationApplication  # noqa: E402
 from services.evaluation.ratings.cycles import SYSTEM_ACTOR  # noqa: E402
 from services.evaluation.programme.domain import Brand, Candidacy, Task  # noqa: E402
@@ -174,6 +176,8 @@ def main():
     parser.add_argument("--branches", type=int, default=1000)
     parser.add_argument("--members", type=int, default=30000)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--reuse", action="store_true",
+                        help="measure on the database the last run seeded (no seeding)")
     args = parser.parse_args()
     vhost = f"bench-programme-{uuid.uuid4().hex[:8]}"
     requests.put(f"{MANAGEMENT}/vhosts/{vhost}", auth=AUTH).raise_for_status()
@@ -187,16 +191,26 @@ def main():
 
 def run(args, amqp):
     # its own database (other benches may run); encrypted as the service's (dev key)
-    settings = bench_db("programme").with_cipher(event_cipher_key("evaluation", {}))
-    app = EvaluationApplication(settings)
-    started = time.perf_counter()
-    tree = seed_directory(app, args.colleges, args.branches, args.members)
-    n = candidacies(app, tree)
-    app.projector.catch_up()
-    brands_and_milestones(app, tree)
-    rated_cycles(app, tree)
-    print(f"seeded {args.colleges} colleges, {args.branches} branches, {args.members:,} members, "
-          f"{n:,} candidacies in {time.perf_counter() - started:.0f} s", flush=True)
+    if args.reuse:
+        settings = DatabaseSettings(dbname="lcbench_programme", pool_size=4, max_overflow=6,
+                                    **PG).with_cipher(event_cipher_key("evaluation", {}))
+        app = EvaluationApplication(settings)
+        tree = {"colleges": [r["id"] for r in app.query(
+            "SELECT id FROM dir_orgs WHERE level = 2 ORDER BY name")]}
+        n = app.query_one("SELECT count(*) AS n FROM prog_candidacies")["n"]
+        print(f"reusing the last run's database: {n:,} candidacies", flush=True)
+    else:
+        settings = bench_db("programme").with_cipher(event_cipher_key("evaluation", {}))
+        app = EvaluationApplication(settings)
+        started = time.perf_counter()
+        tree = seed_directory(app, args.colleges, args.branches, args.members)
+        n = candidacies(app, tree)
+        app.projector.catch_up()
+        brands_and_milestones(app, tree)
+        rated_cycles(app, tree)
+        print(f"seeded {args.colleges} colleges, {args.branches} branches, "
+              f"{args.members:,} members, {n:,} candidacies in "
+              f"{time.perf_counter() - started:.0f} s", flush=True)
 
     config = {"AMQP_URI": amqp, "AUTH_SECRET": SECRET, "WEB_SERVER_ADDRESS": "127.0.0.1:18012",
               "DATABASE": {"dbname": settings.dbname, **PG}, "RELAY": {"enabled": False},

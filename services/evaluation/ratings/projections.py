@@ -69,6 +69,9 @@ DDL = (
     # rectification owed, no cap).
     "ALTER TABLE eval_problems ADD COLUMN IF NOT EXISTS kind text NOT NULL "
     "DEFAULT 'major_problem'",
+    # The star trend reads each organisation's latest result per cycle.
+    "CREATE INDEX IF NOT EXISTS eval_rating_history_cycle ON eval_rating_history "
+    "(cycle_id, org_id, valid_from DESC, version DESC) WHERE cycle_id IS NOT NULL",
     # Objections (异议) lodged during 公示, each with 组织部's decision. A read model
     # made before decisions were kept fills this on a rebuild (rebuild_read_models).
     """CREATE TABLE IF NOT EXISTS eval_objections (

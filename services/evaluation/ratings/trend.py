@@ -20,6 +20,12 @@ from shared.identity import AUDITOR, COLLEGE_SECRETARY, ORG_ADMIN, Caller
 from services.evaluation.audit.application import DistributionQuery
 
 RESULT_CAUSES = ["cycle", "direct_grading"]
+# Each organisation's result in each cycle: the latest rating that cycle set, recorded
+# by the moment asked (index eval_rating_history_cycle).
+RESULTS = ("WITH results AS (SELECT DISTINCT ON (h.cycle_id, h.org_id) h.cycle_id, h.org_id, "
+           "h.stars_after AS stars FROM eval_rating_history h "
+           "WHERE h.cycle_id IS NOT NULL AND h.cause = ANY(%s) AND h.valid_from <= %s "
+           "ORDER BY h.cycle_id, h.org_id, h.valid_from DESC, h.version DESC) ")
 
 
 def as_of_moment(value: str) -> dt.datetime:
@@ -45,6 +51,14 @@ def _figures(results: list[tuple], listed: bool = True) -> dict:
         out["four_or_above"]["org_ids"] = high
         out["three_or_below"]["org_ids"] = low
     return out
+
+
+def _counted(high: int, low: int) -> dict:
+    rated = high + low
+    return {"rated": rated,
+            "four_or_above": {"count": high,
+                              "share": round(high / rated, 4) if rated else 0.0},
+            "three_or_below": {"count": low}}
 
 
 class StarTrend:
@@ -78,14 +92,13 @@ class StarTrend:
         if college_id is not None:
             scope = " AND (o.parent_id = %s OR o.id = %s)"
             params += [str(college_id), str(college_id)]
+        if not listed:
+            return self._trend_counts(college_id, at, scope, params)
         rows = self.query(
-            "WITH results AS (SELECT DISTINCT ON (h.cycle_id, h.org_id) h.cycle_id, h.org_id, "
-            "h.stars_after AS stars FROM eval_rating_history h "
-            "WHERE h.cycle_id IS NOT NULL AND h.cause = ANY(%s) AND h.valid_from <= %s "
-            "ORDER BY h.cycle_id, h.org_id, h.valid_from DESC, h.version DESC) "
-            "SELECT c.id AS cycle_id, c.name AS cycle_name, c.period, c.level AS cycle_level, "
-            "c.opened_at, r.org_id, r.stars, o.name AS org_name, o.level, o.parent_id, "
-            "p.name AS parent_name FROM eval_cycles c JOIN results r ON r.cycle_id = c.id "
+            RESULTS + "SELECT c.id AS cycle_id, c.name AS cycle_name, c.period, "
+            "c.level AS cycle_level, c.opened_at, r.org_id, r.stars, o.name AS org_name, "
+            "o.level, o.parent_id, p.name AS parent_name FROM eval_cycles c "
+            "JOIN results r ON r.cycle_id = c.id "
             "JOIN dir_orgs o ON o.id = r.org_id LEFT JOIN dir_orgs p ON p.id = o.parent_id "
             "WHERE c.opened_at <= %s" + scope + " ORDER BY c.period, c.opened_at, o.name",
             params)
@@ -135,3 +148,50 @@ class StarTrend:
                                             key=lambda kv: kv[1]["college_name"] or "")],
             "organizations": sorted(orgs.values(), key=lambda o: (o["level"], o["org_name"]))
             if listed else None}
+
+    def _trend_counts(self, college_id, at: dt.datetime, scope: str, params: list) -> dict:
+        """The figures alone, counted by PostgreSQL: one row per cycle and college,
+        not per organisation (the school-wide dashboard's part)."""
+        rows = self.query(
+            RESULTS + "SELECT c.id AS cycle_id, c.name AS cycle_name, c.period, "
+            "c.level AS cycle_level, c.opened_at, o.level, "
+            "CASE WHEN o.level = 3 THEN o.parent_id END AS college_id, "
+            "min(p.name) AS college_name, count(*) FILTER (WHERE r.stars >= 4) AS high, "
+            "count(*) FILTER (WHERE r.stars <= 3) AS low FROM eval_cycles c "
+            "JOIN results r ON r.cycle_id = c.id JOIN dir_orgs o ON o.id = r.org_id "
+            "LEFT JOIN dir_orgs p ON p.id = o.parent_id AND o.level = 3 "
+            "WHERE c.opened_at <= %s" + scope + " GROUP BY c.id, c.name, c.period, c.level, "
+            "c.opened_at, o.level, 7 ORDER BY c.period, c.opened_at", params)
+        cycles: dict[str, dict] = {}
+        school: dict[tuple, list] = {}
+        colleges: dict[str, dict] = {}
+        for r in rows:
+            cid = str(r["cycle_id"])
+            cycles.setdefault(cid, {"cycle_id": cid, "name": r["cycle_name"],
+                                    "period": r["period"], "level": r["cycle_level"],
+                                    "opened_at": r["opened_at"].isoformat()})
+            total = school.setdefault((cid, r["level"]), [0, 0])
+            total[0] += r["high"]
+            total[1] += r["low"]
+            if r["level"] == 3:
+                entry = colleges.setdefault(str(r["college_id"]), {
+                    "college_name": r["college_name"], "counts": {}})
+                entry["counts"][cid] = (r["high"], r["low"])
+        order = list(cycles)
+        branch_cycles = [c for c in order if cycles[c]["level"] == 3]
+        college_cycles = [c for c in order if cycles[c]["level"] == 2]
+        return {
+            "as_of": at.isoformat(), "college_id": str(college_id) if college_id else None,
+            "source": "eval_rating_history (validity periods)",
+            "cycles": [cycles[c] for c in order],
+            "school": {
+                "branches": [{"cycle_id": c, **_counted(*school.get((c, 3), (0, 0)))}
+                             for c in branch_cycles],
+                "colleges": [{"cycle_id": c, **_counted(*school.get((c, 2), (0, 0)))}
+                             for c in college_cycles]},
+            "colleges": [{"college_id": k, "college_name": v["college_name"],
+                          "cycles": [{"cycle_id": c, **_counted(*v["counts"].get(c, (0, 0)))}
+                                     for c in branch_cycles]}
+                         for k, v in sorted(colleges.items(),
+                                            key=lambda kv: kv[1]["college_name"] or "")],
+            "organizations": None}
