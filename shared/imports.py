@@ -176,10 +176,11 @@ class Importer:
         record = Import(id=import_id, kind=cmd.kind, file_name=cmd.file_name, sha256=digest,
                         rows=plan.rows, created=dict(plan.created), changed=dict(plan.changed),
                         unchanged=plan.unchanged, actor=actor, reason=cmd.reason)
-        # one atomic save, the answer recorded with it (a redelivered request gets it)
+        # one atomic save, the answer recorded with it (a redelivered request gets
+        # it); the read models catch up after it, page by page (``commit`` says why)
         return self.app.commit(*plan.aggregates, record, result=lambda: _outcome(
             cmd, digest, plan, applied=True, import_id=import_id, already_applied=None,
-            at=record.created_on))
+            at=record.created_on), project_inside=False)
 
     def _existing(self, kind: str, digest: str) -> dict | None:
         import_id = Import.id_for(self.app.name, kind, digest)

@@ -364,7 +364,8 @@ class EventSourcedApplication(Application[UUID]):
                            "choose a new command_id for a new command")
         return json.loads(row["result"]) if row["result"] is not None else {}
 
-    def commit(self, *aggregates, result: Callable[[], Any] | None = None) -> Any:
+    def commit(self, *aggregates, result: Callable[[], Any] | None = None,
+               project_inside: bool = True) -> Any:
         """Save in one atomic append; a concurrent writer's version clash is a Conflict.
 
         Read models are brought up to date before returning, so a portal reads
@@ -372,6 +373,12 @@ class EventSourcedApplication(Application[UUID]):
         command that runs under a key, the read models are updated, the
         result rendered and the key recorded in the events' own transaction:
         a worker dying after this commit leaves an answer for the redelivery.
+
+        ``project_inside=False`` (large imports, whose answer reads no read
+        model): the key and result are still recorded with the events, but the
+        read models catch up after the commit, in the projector's own pages of
+        transactions — one transaction updating the same head-count rows tens of
+        thousands of times walks ever longer row-version chains.
         """
         command = _running_command.get()
         if command is None or command.recorded or result is None:
@@ -385,7 +392,7 @@ class EventSourcedApplication(Application[UUID]):
         answer: list = []
 
         def within_transaction(curs):
-            if self.projector is not None:
+            if self.projector is not None and project_inside:
                 self.projector.catch_up_in(curs)
             token = _commit_transaction.set(CommitTransaction(
                 curs, {a.id: a for a in aggregates if a is not None}))
@@ -403,6 +410,8 @@ class EventSourcedApplication(Application[UUID]):
         if not answer:  # nothing changed, nothing recorded: answer as usual
             return result()
         command.recorded = True
+        if not project_inside and self.projector is not None:
+            self.projector.catch_up()
         if self.after_command_commit is not None:
             self.after_command_commit(command.method)
         return answer[0]

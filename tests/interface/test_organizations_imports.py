@@ -266,11 +266,13 @@ def test_the_cli_previews_and_applies_over_rpc(start_service, rabbit_config, tmp
     assert read_back(template.read_bytes())[0][0] == "姓名"
 
 
-def test_a_large_import_is_one_transaction_a_late_failure_writes_nothing(app):
+def test_a_large_import_is_one_transaction_a_late_failure_writes_nothing(app, monkeypatch):
     """2,500 members (beyond the 2,000 where imports used to be saved in chunks):
-    one save, in several INSERT statements in one transaction; a failure while
-    the read models catch up inside it (the last moment before commit) leaves
+    one save, in several INSERT statements in one transaction; a failure inside
+    it after every event is inserted (the answer recorded with them fails) leaves
     no event and no row; the same file then applies whole."""
+    import shared.imports
+
     load_tree(app)
     n = 2500
     rows = [[f"学生{i}", f"S{i:05d}", "机电学院党总支", "机电学院学生党支部", "学生", "正式党员",
@@ -281,21 +283,23 @@ def test_a_large_import_is_one_transaction_a_late_failure_writes_nothing(app):
     save = app.save
     app.save = lambda *aggregates, **kwargs: (saves.append(len(aggregates)),
                                               save(*aggregates, **kwargs))[1]
-    handle = app.projector.catch_up_in
+    outcome = shared.imports._outcome
 
-    def failing_catch_up(curs):
-        handle(curs)  # every event inserted and projected, then the failure
-        raise RuntimeError("disk full")
+    def failing_outcome(*args, **kwargs):
+        if kwargs.get("applied"):  # rendered inside the save's transaction
+            raise RuntimeError("disk full")
+        return outcome(*args, **kwargs)
 
-    app.projector.catch_up_in = failing_catch_up
+    monkeypatch.setattr(shared.imports, "_outcome", failing_outcome)
     with pytest.raises(RuntimeError, match="disk full"):
         app.run_command("import-once", "apply_import", ADMIN,
                         lambda: app.imports.apply(ADMIN, data))
     assert saves == [n + 2]  # the members, their branch, the Import record: one save
     assert event_count(app) == before
     assert app.query("SELECT count(*) AS n FROM member_view")[0]["n"] == 0
-    app.projector.catch_up_in = handle
-    out = app.imports.apply(ADMIN, data)
+    monkeypatch.setattr(shared.imports, "_outcome", outcome)
+    out = app.run_command("import-twice", "apply_import", ADMIN,
+                          lambda: app.imports.apply(ADMIN, data))
     assert out["applied"] and out["created"] == {"党员 member": n}
     assert event_count(app) > before + n
     assert app.query("SELECT count(*) AS n FROM member_view")[0]["n"] == n
