@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import re
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 from uuid import UUID
+
+from eventsourcing.domain import CanMutateAggregate
 
 ENVELOPE_VERSION = 1
 # Attributes every event class carries that are not part of its data.
@@ -51,6 +54,26 @@ def personal_data(**events: tuple[str, ...]):
     return declare
 
 
+# Class attribute of an event class: the event stays in its service (not published).
+INTERNAL = "internal_event"
+
+
+def internal(aggregate_cls):
+    """Class decorator for an aggregate whose events are the service's own
+    bookkeeping (e.g. the sibling-name uniqueness index, the audit-read
+    records): the relay does not publish them (its position still advances
+    past them). Whole aggregates, never single event types, so that a
+    consumer never sees a gap in an aggregate's versions. See docs/events.md."""
+    for value in vars(aggregate_cls).values():
+        if isinstance(value, type) and issubclass(value, CanMutateAggregate):
+            setattr(value, INTERNAL, True)
+    return aggregate_cls
+
+
+def is_internal(domain_event: Any) -> bool:
+    return getattr(type(domain_event), INTERNAL, False)
+
+
 def private_fields_of(domain_event: Any) -> frozenset:
     return getattr(type(domain_event), PRIVATE_FIELDS, frozenset())
 
@@ -73,8 +96,14 @@ def snake(name: str) -> str:
 
 def event_type_of(domain_event: Any) -> str:
     """``Member.Transferred`` -> ``member_transferred``: the nameko event type."""
-    qualname = type(domain_event).__qualname__
-    return "_".join(snake(part) for part in qualname.split("."))
+    return _names_of(type(domain_event))[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _names_of(event_cls: type) -> tuple[str, str]:
+    """(event type, aggregate type) of an event class, worked out once per class."""
+    qualname = event_cls.__qualname__
+    return "_".join(snake(part) for part in qualname.split(".")), qualname.split(".")[0]
 
 
 def jsonable(value: Any) -> Any:
@@ -107,12 +136,13 @@ def build_envelope(domain_event: Any, position: int | None, source: str,
         data = _without(data, private_fields_of(domain_event))
     originator_id = str(domain_event.originator_id)
     version = int(domain_event.originator_version)
+    event_type, aggregate_type = _names_of(type(domain_event))
     return {
         "envelope_version": ENVELOPE_VERSION,
         "event_id": f"{originator_id}:{version}",
-        "type": event_type_of(domain_event),
+        "type": event_type,
         "source": source,
-        "aggregate_type": type(domain_event).__qualname__.split(".")[0],
+        "aggregate_type": aggregate_type,
         "originator_id": originator_id,
         "originator_version": version,
         "position": int(position) if position is not None else None,

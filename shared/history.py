@@ -16,6 +16,7 @@ from pydantic import Field
 from shared.commands import Key, Moment, Query
 from shared.domain import parse_moment
 from shared.entrypoints import query
+from shared.envelope import internal
 from shared.identity import ORG_ADMIN, Caller
 
 CSV_COLUMNS = (
@@ -46,6 +47,7 @@ class AuditReadQuery(Query):
     limit: int = Field(default=500, ge=1, le=5000)
 
 
+@internal
 class AuditRead(Aggregate):
     """One look at a record's history or past state (审计查阅记录)."""
 

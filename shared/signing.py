@@ -40,6 +40,19 @@ def sign_envelope(envelope: dict, key: bytes) -> dict:
     return {**envelope, SIGNATURE_FIELD: signature_of(envelope, key)}
 
 
+def signed_json(envelope: dict, key: bytes) -> tuple[bytes, str]:
+    """The signed envelope as the JSON body the relay publishes (UTF-8), and its
+    signature: the canonical bytes are encoded once, signed, and the signature
+    appended as the last member (a consumer decodes the body and checks the
+    signature over the canonical form of everything else, whatever the order)."""
+    unsigned = canonical(envelope)
+    signature = SCHEME + hmac.digest(key, unsigned, "sha256").hex()
+    if unsigned == b"{}":
+        return b'{"%s":"%s"}' % (SIGNATURE_FIELD.encode(), signature.encode()), signature
+    return (unsigned[:-1] + b',"%s":"%s"}' % (SIGNATURE_FIELD.encode(), signature.encode()),
+            signature)
+
+
 def signature_problem(envelope: Any, key: bytes, source: str) -> str | None:
     """Why ``envelope`` is not a genuine event of ``source`` (``malformed``,
     ``wrong_source``, ``missing``, ``mismatch``), or None when it is."""

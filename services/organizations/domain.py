@@ -15,7 +15,7 @@ from uuid import UUID, uuid4
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import derived_id, parse_date, require, today
-from shared.envelope import personal_data
+from shared.envelope import internal, personal_data
 
 COMMITTEE, COLLEGE, BRANCH = 1, 2, 3
 
@@ -264,6 +264,7 @@ class Organization(Aggregate):
         return [role for role, holders in self.officers.items() if str(member_id) in holders]
 
 
+@internal
 class SiblingName(Aggregate):
     """A name claimed among the children of one parent: saved atomically with the
     organisation, so two live siblings can never share a name (a concurrent
