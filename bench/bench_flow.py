@@ -13,7 +13,8 @@ baselines measured in the same run:
    with confirms and their position saved, by ``shared.relay.Relay``;
 2. event flow: a burst of ``--burst`` events committed in organizations (appended
    in saves of 1,000) → its relay (in this process, the service's poll interval)
-   → a real notifications container's org directory (``@consumes``, ``Inbox``).
+   → a real notifications container's org directory (``@consumes``, ``Inbox``),
+   in a process of its own.
    Rate = events ÷ (last applied − first commit); latency of the k-th event = the
    moment the consumer's applied count (``sum(last_version)`` of its inbox
    positions, polled every 10 ms) reached it − its commit time. p50/p95/p99.
@@ -32,6 +33,8 @@ import shared  # noqa: E402,F401
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 
@@ -167,7 +170,6 @@ def relay_rate(vhost, events: int) -> tuple[float, int]:
 
 # -- the event flow -------------------------------------------------------------------
 def event_flow(vhost, burst: int) -> dict:
-    from services.notifications.service import NotificationsService
     from shared.relay import Relay
 
     org_settings = bench_db("flow_organizations")
@@ -178,8 +180,13 @@ def event_flow(vhost, burst: int) -> dict:
                            "max_overflow": 8},
               "RELAY": {"enabled": False}, "max_workers": 10,
               "NOTIFICATIONS": {"deadline": {"check_interval": 3600}}}
-    container = ServiceContainer(NotificationsService, config)
-    container.start()  # its queues exist before anything is published
+    # The consumer in a process of its own, as it runs (not sharing this
+    # process's interpreter with the committer and the relay).
+    consumer_process = subprocess.Popen(
+        [sys.executable, "-m", "bench.bench_flow", "--serve-notifications", json.dumps(config)],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    wait_until(lambda: queue_exists(vhost, "evt-organizations-all--notifications."
+                                           "on_organizations_event"), 120)
     stopping = eventlet.event.Event()
     relay = Relay(app, "organizations", {"AMQP_URI": vhost.uri}, "bench")
     relaying = eventlet.spawn(relay.run_forever, stopping)
@@ -219,10 +226,30 @@ def event_flow(vhost, burst: int) -> dict:
     finally:
         stopping.send(True)
         relaying.wait()
-        container.stop()
+        consumer_process.terminate()
+        consumer_process.wait(timeout=60)
         app.close()
         drop(org_settings)
         drop(notes_settings)
+
+
+def queue_exists(vhost, name: str) -> bool:
+    return requests.get(f"{MANAGEMENT}/queues/{vhost.name}/{name}", auth=AUTH).status_code == 200
+
+
+def serve_notifications(config: dict) -> None:
+    """A notifications container until SIGTERM (the flow's consumer)."""
+    import signal
+
+    from services.notifications.service import NotificationsService
+
+    container = ServiceContainer(NotificationsService, config)
+    container.start()
+    stopped = eventlet.event.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.send(True))
+    while not stopped.ready():
+        eventlet.sleep(0.2)
+    container.stop()
 
 
 def wait_until(predicate, timeout: float) -> None:
@@ -275,7 +302,10 @@ def main():
     parser.add_argument("--events", type=int, default=20_000, help="events the relay publishes")
     parser.add_argument("--burst", type=int, default=10_000, help="events of the flow burst")
     parser.add_argument("--json", action="store_true", help="one JSON line (for run_all)")
+    parser.add_argument("--serve-notifications", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_notifications:
+        return serve_notifications(json.loads(args.serve_notifications))
     out = run(args.events, args.burst)
     if args.json:
         print(json.dumps(out))

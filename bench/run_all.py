@@ -286,6 +286,7 @@ def run(quick: bool) -> tuple[dict, list[dict]]:
         # Relay and rebuild over a store of `events` more events.
         relay_and_rebuild(settings, vhost, events, row)
         event_flow(quick, row)
+        relay_and_consumer_batches(quick, row)
         parking(quick, row)
     finally:
         for c in containers:
@@ -367,6 +368,35 @@ def event_flow(quick: bool, row) -> None:
                 "ms p95")
 
 
+def relay_and_consumer_batches(quick: bool, row) -> None:
+    """The relay beside raw kombu publish-with-confirms, and commit → another
+    service's inbox (a burst) beside raw INSERT + COMMIT, each baseline measured
+    in the same subprocess run: ``bench.bench_flow`` (its own vhost and databases)."""
+    events, burst = (5_000, 2_000) if quick else (20_000, 10_000)
+    out = subprocess.run([sys.executable, "-m", "bench.bench_flow", "--events", str(events),
+                          "--burst", str(burst), "--json"], cwd=DOCS.parent,
+                         capture_output=True, text=True, timeout=1800).stdout
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if not lines:
+        print("bench_flow printed no figures", flush=True)
+        return
+    f = json.loads(lines[-1])
+    row("raw kombu publish, confirm each (flow bench)", "baseline",
+        f["kombu_confirm_each_per_s"], "msg/s")
+    row("raw kombu publish, confirms per 1,000 (flow bench)", "baseline",
+        f["kombu_confirm_batched_per_s"], "msg/s")
+    row("raw psycopg INSERT + COMMIT (flow bench)", "baseline",
+        f["raw_insert_commit_per_s"], "/s")
+    row("relay, confirmed and saved (flow bench)", "rate", f["relay_per_s"],
+        f"events/s of {f['relay_events']:,}", "raw kombu publish, confirms per 1,000 (flow bench)",
+        note=f"{f['relay_per_s'] / f['kombu_confirm_each_per_s']:.2f}x confirm each")
+    row("event flow: commit → notifications' directory inbox, burst", "rate",
+        f["flow_per_s"], f"events/s of {burst:,}", "raw psycopg INSERT + COMMIT (flow bench)",
+        median=f["flow_p50_ms"], p99=f["flow_p99_ms"])
+    row("event flow: burst, commit → applied p95", "latency", f["flow_p95_ms"],
+        f"ms p95 of {burst:,}")
+
+
 def parking(quick: bool, row) -> None:
     """The projector's per-event savepoints (parking), bounded:
     ``bench.bench_parking`` beside its raw replay."""
@@ -426,6 +456,8 @@ def write(info: dict, rows: list[dict], previous: dict | None, quick: bool) -> N
                       f"(commit {previous.get('machine', {}).get('commit', '?')})."]
     lines += ["", "## Targets (issue 12)", "",
               "- relay ≥ 10,000 events/s with confirms;",
+              "- event flow (commit → another service's inbox) ≥ 5,000 events/s per consumer, "
+              "p95 < 500 ms for a 10,000-event burst;",
               "- read RPCs ≥ 0.80× the no-op Nameko RPC, p99 < 5 ms;",
               "- commands p99 < 15 ms sequential; concurrent ≥ 0.50× the no-op under the "
               "same concurrency;",

@@ -21,18 +21,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import time
+import uuid
 from typing import Callable
 
 import eventlet
 from eventlet.semaphore import Semaphore
-from kombu import Queue
-from nameko.events import SERVICE_POOL, EventHandler
-from nameko.extensions import DependencyProvider
-from nameko.messaging import Consumer
+from kombu import Connection, Consumer, Queue
+from nameko.extensions import DependencyProvider, Entrypoint
 from nameko.standalone.events import get_event_exchange
 
 from shared import metrics
+from shared.relay import read_ahead
 from shared.secrets import AUTH_SECRET, event_signing_key, load_secret
 from shared.signing import reject, signature_problem, verified
 from shared.parking import (CONSUMER, HELD, PARKED, Gap, ParkingLot, describe_error,
@@ -62,6 +63,8 @@ INBOX_DDL = (
 )
 
 APPLIED, DUPLICATE = "applied", "duplicate"
+# Outcome of a batch's delivery that goes back on the queue (tried again later).
+DEFERRED = "deferred"
 # Outcomes of an event parked (its effect failed) or held behind a parked one.
 PARKED_OUTCOME, HELD_OUTCOME = PARKED, HELD
 
@@ -73,6 +76,20 @@ class EffectFailed(Exception):
         super().__init__(f"{envelope.get('event_id')}: {type(cause).__name__}: {cause}")
         self.envelope = envelope
         self.cause = cause
+
+
+class _BatchEffectFailed(Exception):
+    """The effect of the batch's ``index``-th envelope raised ``cause``."""
+
+    def __init__(self, index: int, cause: Exception):
+        super().__init__(str(cause))
+        self.index = index
+        self.cause = cause
+
+
+def _position(envelope: dict) -> int | None:
+    position = envelope.get("position")
+    return int(position) if isinstance(position, int) else None
 
 
 class OutOfOrder(Exception):
@@ -356,43 +373,373 @@ class Inbox:
                           safe_text(envelope.get("event_id"), 200))
             return 0
 
+    # -- batches --------------------------------------------------------------
+    def handle_batch(self, envelopes: list[dict], effect: Callable[[object, dict], None],
+                     fill_gap: Callable[[str, int], list] | None = None) -> list[str]:
+        """Apply a batch of deliveries: in one transaction, with their inbox
+        positions, every event that follows its aggregate's last applied one;
+        returns each envelope's outcome, in order (``DEFERRED``: put it back on
+        the queue, it is tried again later).
+
+        Per aggregate, the batch's events are taken in version order; one
+        already applied is a ``DUPLICATE``. An event with a missing predecessor,
+        or of an aggregate with parked or held events, or malformed, goes the
+        way of a single delivery (``handle``: wait for or fetch the predecessor,
+        hold, park) after the batch committed. An effect that raises rolls the
+        batch back: the failure is counted (``inbox_failures``) and the batch
+        applied again without that aggregate (deferred), or, at the
+        ``max_attempts``-th failure, with the event parked and its aggregate's
+        later events held behind it; the rest of the batch is applied either way.
+        """
+        outcomes: list[str | None] = [None] * len(envelopes)
+        groups, odd = self._group(envelopes)
+        deferred: set[str] = set()  # aggregates whose event failed (not yet parked)
+        failed = False
+        # First pipelined (psycopg pipeline mode: the effects' statements are
+        # sent without waiting for each answer); an error there is not tied to
+        # its statement, so the batch is then applied again statement by statement.
+        pipelined = True
+        while True:
+            try:
+                slow = self._apply_batch(envelopes, groups, deferred, effect, outcomes,
+                                         pipelined)
+                break
+            except Exception as exc:
+                if not pipelined:
+                    if isinstance(exc, _BatchEffectFailed):
+                        failure = exc
+                    else:
+                        raise
+                else:
+                    pipelined = False
+                    for index in range(len(outcomes)):
+                        outcomes[index] = None
+                    continue
+                envelope, cause = envelopes[failure.index], failure.cause
+                source = envelope.get("source", "?")
+                metrics.EVENTS_CONSUMED.labels(self.service, self.consumer, source,
+                                               "failed").inc()
+                metrics.CONSUMER_FAILURES.labels(self.service, self.consumer, source).inc()
+                if is_transient(cause):
+                    eventlet.sleep(self.failure_pause)
+                    raise cause
+                log.error("consumer %s failed on %s: %s", self.consumer,
+                          safe_text(envelope.get("event_id"), 200), describe_error(cause))
+                attempts = self._record_failure(envelope, cause)
+                if attempts < self.max_attempts:
+                    deferred.add(str(envelope["originator_id"]))
+                    failed = True
+                else:  # parked now: the batch again, its aggregate held behind it
+                    with self.locks.hold(str(envelope["originator_id"])):
+                        self.park(envelope, describe_error(cause))
+        for aggregate in deferred:
+            for index in groups[aggregate]:
+                outcomes[index] = DEFERRED
+        # The unusual ones, one by one as single deliveries (after the commit).
+        stalled: set[str] = set()
+        for index in odd + slow:
+            envelope = envelopes[index]
+            aggregate = str(envelope.get("originator_id"))
+            if aggregate in stalled:
+                outcomes[index] = DEFERRED
+                continue
+            try:
+                outcomes[index] = self.handle(envelope, effect, fill_gap)
+            except Exception:  # counted and logged by handle; tried again later
+                outcomes[index] = DEFERRED
+                stalled.add(aggregate)
+        if failed:
+            eventlet.sleep(self.failure_pause)  # not straight back
+        return outcomes
+
+    @staticmethod
+    def _group(envelopes: list[dict]) -> tuple[dict[str, list[int]], list[int]]:
+        """``{aggregate id: indexes in version order}``, and the indexes of
+        malformed envelopes (left to ``handle``, which parks what it cannot apply)."""
+        groups: dict[str, list[int]] = {}
+        odd = []
+        for index, envelope in enumerate(envelopes):
+            try:
+                aggregate = str(uuid.UUID(str(envelope["originator_id"])))
+                int(envelope["originator_version"])
+                str(envelope["event_id"])
+            except (KeyError, TypeError, ValueError, AttributeError):
+                odd.append(index)
+                continue
+            if aggregate != envelope["originator_id"]:
+                odd.append(index)  # not in canonical form: as a single delivery
+                continue
+            groups.setdefault(aggregate, []).append(index)
+        for indexes in groups.values():
+            indexes.sort(key=lambda i: int(envelopes[i]["originator_version"]))
+        return groups, odd
+
+    def _apply_batch(self, envelopes, groups, deferred, effect, outcomes,
+                     pipelined: bool = False) -> list[int]:
+        """One transaction: lock the batch's positions (in id order: no deadlock
+        with another instance's batch), apply what follows on, save positions.
+        Returns the indexes left for ``handle``."""
+        aggregates = sorted(a for a in groups if a not in deferred)
+        slow: list[int] = []
+        if not aggregates:
+            return slow
+        applied: list[dict] = []
+        with self.app.transaction() as curs:
+            curs.execute(
+                "INSERT INTO inbox_positions (consumer, originator_id) "
+                "SELECT %s, id FROM unnest(%s::uuid[]) AS id ORDER BY id "
+                "ON CONFLICT DO NOTHING", (self.consumer, aggregates))
+            curs.execute(
+                "SELECT originator_id, last_version FROM inbox_positions "
+                "WHERE consumer = %s AND originator_id = ANY(%s::uuid[]) "
+                "ORDER BY originator_id FOR UPDATE", (self.consumer, aggregates))
+            last = {str(r["originator_id"]): int(r["last_version"]) for r in curs.fetchall()}
+            curs.execute(
+                "SELECT DISTINCT originator_id FROM parked_events WHERE component = %s "
+                "AND status IN ('parked', 'held') AND originator_id = ANY(%s)",
+                (self.consumer, aggregates))
+            waiting = {r["originator_id"] for r in curs.fetchall()}
+            newest: dict[str, dict] = {}
+            pipeline = curs.connection.pipeline() if pipelined else contextlib.nullcontext()
+            with pipeline:
+                self._apply_in_order(curs, envelopes, groups, aggregates, last, waiting,
+                                     effect, outcomes, newest, applied, slow)
+                if newest:
+                    self._save_positions(curs, newest, applied)
+        for envelope in applied:
+            metrics.EVENTS_CONSUMED.labels(self.service, self.consumer,
+                                           envelope.get("source", "?"), APPLIED).inc()
+        return slow
+
+    @staticmethod
+    def _apply_in_order(curs, envelopes, groups, aggregates, last, waiting, effect, outcomes,
+                        newest, applied, slow) -> None:
+        """Each aggregate's events that follow on its last applied version, in
+        version order; the first that does not (a gap, or its aggregate waits
+        behind a parked event) and the rest of that aggregate go to ``slow``."""
+        for aggregate in aggregates:
+            version = last[aggregate]
+            for position, index in enumerate(groups[aggregate]):
+                envelope = envelopes[index]
+                this = int(envelope["originator_version"])
+                if this <= version:
+                    outcomes[index] = DUPLICATE
+                    continue
+                if aggregate in waiting or this != version + 1:
+                    slow += [i for i in groups[aggregate][position:]
+                             if int(envelopes[i]["originator_version"]) > version]
+                    break
+                try:
+                    effect(curs, envelope)
+                except Exception as exc:
+                    raise _BatchEffectFailed(index, exc) from exc
+                version = this
+                newest[aggregate] = envelope
+                applied.append(envelope)
+                outcomes[index] = APPLIED
+
+    def _save_positions(self, curs, newest: dict[str, dict], applied: list[dict]) -> None:
+        """Each aggregate's last applied version in one statement; the failures
+        recorded for what is now applied cleared in one more."""
+        curs.execute(
+            "UPDATE inbox_positions AS p SET last_version = v.version, "
+            "last_event_position = v.position, applied_at = now() "
+            "FROM unnest(%s::uuid[], %s::int[], %s::bigint[]) AS v(id, version, position) "
+            "WHERE p.consumer = %s AND p.originator_id = v.id",
+            (list(newest), [int(e["originator_version"]) for e in newest.values()],
+             [_position(e) for e in newest.values()], self.consumer))
+        curs.execute("DELETE FROM inbox_failures WHERE consumer = %s "
+                     "AND event_id = ANY(%s)",
+                     (self.consumer, [e["event_id"] for e in applied]))
+
     def failures(self) -> list[dict]:
         return self.app.query(
             "SELECT consumer, event_id, attempts, last_error, first_failed_at, last_failed_at "
             "FROM inbox_failures WHERE consumer = %s ORDER BY first_failed_at", (self.consumer,))
 
 
-class StreamHandler(EventHandler):
+class StreamHandler(Entrypoint):
     """Consumes every event type a source service publishes (routing key ``#``),
-    one queue per consuming method shared by all instances, and puts a message
-    back on the queue when handling raises (out of order, or a failure)."""
+    from one durable queue per consuming method shared by all instances, in
+    batches: the service method gets a list of envelopes (up to ``batch_size``
+    deliveries, prefetched; a batch is handed over as soon as the queue pauses
+    for ``linger`` seconds or ``max_wait`` passed since its first message) and
+    returns one outcome per envelope (``Inbox.handle_batch``). Then every
+    delivery is acknowledged at once (one multiple ack) except those it
+    ``DEFERRED``, which go back on the queue; if the method raises, the whole
+    batch goes back. Only genuine events of the source (signature verified,
+    ``shared.signing``) reach the method; anything else is acknowledged (never
+    redelivered), counted and logged.
 
-    def __init__(self, source_service, **kwargs):
-        kwargs.setdefault("handler_type", SERVICE_POOL)
-        kwargs["requeue_on_error"] = True
-        kwargs.setdefault("expected_exceptions", (OutOfOrder,))
-        super().__init__(source_service, "#", **kwargs)
+    A crash before the method's transaction commits redelivers the batch and
+    applies nothing twice; after the commit and before the ack, the redelivered
+    events are recognised (inbox positions) and skipped.
+    """
+
+    def __init__(self, source_service: str, batch_size: int = 500, linger: float = 0.005,
+                 max_wait: float = 0.05, **kwargs):
+        self.source_service = source_service
+        self.batch_size = batch_size
+        self.linger = linger
+        self.max_wait = max_wait
+        super().__init__(**kwargs)
 
     def setup(self):
-        exchange = get_event_exchange(self.source_service, self.container.config)
+        config = self.container.config
+        exchange = get_event_exchange(self.source_service, config)
         # One durable queue per consuming method, shared by all instances.
         self.queue = Queue(
             f"evt-{self.source_service}-all--{self.container.service_name}.{self.method_name}",
             exchange=exchange, routing_key="#", durable=True, auto_delete=False)
-        self.signing_key = event_signing_key(self.source_service, self.container.config)
-        Consumer.setup(self)
+        self.signing_key = event_signing_key(self.source_service, config)
+        self.amqp_uri = config["AMQP_URI"]
+        settings = config.get("CONSUMERS") or {}
+        self.batch_size = max(1, int(settings.get("batch_size") or self.batch_size))
+        self._stopping = eventlet.event.Event()
+        self._consumed = eventlet.event.Event()  # the queue is declared and consumed
+        self._thread = None
 
-    def handle_message(self, body, message):
-        """Only a genuine event of the source (signature verified, shared.signing)
-        reaches the worker and its inbox; anything else is acknowledged (so it
-        is never redelivered), counted and logged."""
-        problem = signature_problem(body, self.signing_key, self.source_service)
-        if problem is not None:
-            self.queue_consumer.ack_message(message)
-            reject(self.container.service_name, self.source_service, problem, body,
-                   f"queue {self.queue.name}")
+    def start(self):
+        self._thread = self.container.spawn_managed_thread(
+            self._run, identifier=f"{self.queue.name} consumer")
+        # Like nameko's own consumers: the queue exists once the container has
+        # started (unless the broker is away: then it is declared when it is back).
+        with eventlet.Timeout(30, False):
+            self._consumed.wait()
+
+    def stop(self):
+        if not self._stopping.ready():
+            self._stopping.send(True)
+        if self._thread is not None:
+            self._thread.wait()
+
+    def kill(self):
+        if not self._stopping.ready():
+            self._stopping.send(True)
+        if self._thread is not None:
+            self._thread.kill()
+
+    # -- the consuming loop ---------------------------------------------------
+    def _run(self):
+        service = self.container.service_name
+        while not self._stopping.ready():
+            try:
+                self._consume()
+            except Exception as exc:
+                log.warning("consumer of %s lost the broker (%s); reconnecting",
+                            self.queue.name, exc)
+                metrics.dependency_failed(service, "broker")
+                self._stopping.wait(1.0)
+
+    def _consume(self):
+        buffer: list = []
+        with Connection(self.amqp_uri) as conn:
+            channel = conn.channel()
+            read_ahead(conn.connection.transport)
+            # Decoded later, in _handle: a body that is not JSON is dropped there.
+            consumer = Consumer(channel, queues=[self.queue], on_message=buffer.append,
+                                accept=["json"])
+            # Room for the batch being applied and the next one being collected.
+            consumer.qos(prefetch_count=2 * self.batch_size)
+            consumer.consume()
+            if not self._consumed.ready():
+                self._consumed.send(True)
+            applying = None  # the batch the worker applies meanwhile
+            try:
+                while not self._stopping.ready():
+                    first = None
+                    # Collect while the previous batch is applied (so the next
+                    # one grows under load); hand it over once that one is done.
+                    while len(buffer) < self.batch_size:
+                        if applying is not None and applying.done.ready():
+                            self._finish(channel, applying)
+                            applying = None
+                        if buffer and first is None:
+                            first = time.monotonic()
+                        if applying is None and first is not None and \
+                                time.monotonic() - first >= self.max_wait:
+                            break
+                        try:
+                            conn.drain_events(
+                                timeout=self.linger if buffer or applying else 0.5)
+                        except socket.timeout:
+                            if applying is None and (buffer or self._stopping.ready()):
+                                break
+                    if applying is not None:
+                        applying.done.wait()
+                        self._finish(channel, applying)
+                        applying = None
+                    if buffer:
+                        batch, buffer[:] = list(buffer), []
+                        applying = self._start(batch)
+            finally:
+                if applying is not None:
+                    applying.done.wait()
+                    self._finish(channel, applying)
+            consumer.cancel()
+
+    def _start(self, messages: list) -> "_Applying | None":
+        """Verify the batch's signatures (dropping what is not genuine) and hand
+        the genuine envelopes to a worker."""
+        genuine, kept = [], []
+        for message in messages:
+            try:
+                body = message.decode()
+            except Exception:
+                body, problem = None, "malformed"
+            else:
+                problem = signature_problem(body, self.signing_key, self.source_service)
+            if problem is not None:
+                message.ack()
+                reject(self.container.service_name, self.source_service, problem, body,
+                       f"queue {self.queue.name}")
+                continue
+            genuine.append(body)
+            kept.append(message)
+        if not kept:
+            return None
+        applying = _Applying(kept)
+
+        def handle_result(worker_ctx, result, exc_info):
+            applying.done.send((result, exc_info))
+            return result, exc_info
+
+        try:
+            self.container.spawn_worker(self, (genuine,), {}, handle_result=handle_result)
+        except Exception:
+            for message in kept:
+                message.requeue()
+            raise
+        return applying
+
+    @staticmethod
+    def _finish(channel, applying: "_Applying") -> None:
+        """Acknowledge the applied batch (one multiple ack), or put back what
+        it deferred, or all of it when the worker raised."""
+        kept = applying.messages
+        result, exc_info = applying.done.wait()
+        outcomes = result if exc_info is None and isinstance(result, list) \
+            and len(result) == len(kept) else None
+        if outcomes is None:  # the method raised: the whole batch goes back
+            for message in kept:
+                message.requeue()
             return
-        super().handle_message(body, message)
+        if DEFERRED not in outcomes:
+            channel.basic_ack(kept[-1].delivery_tag, multiple=True)
+            return
+        for message, outcome in zip(kept, outcomes):
+            if outcome == DEFERRED:
+                message.requeue()
+            else:
+                message.ack()
+
+
+class _Applying:
+    """A batch handed to a worker: its messages, and the worker's result."""
+
+    def __init__(self, messages: list):
+        self.messages = messages
+        self.done = eventlet.event.Event()
 
 
 consumes = StreamHandler.decorator

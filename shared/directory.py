@@ -71,6 +71,10 @@ class OrgDirectory:
     def handle(self, envelope: dict, fill_gap=None) -> str:
         return self.inbox.handle(envelope, self.apply, fill_gap)
 
+    def handle_batch(self, envelopes: list[dict], fill_gap=None) -> list[str]:
+        """A batch of deliveries in one transaction (``Inbox.handle_batch``)."""
+        return self.inbox.handle_batch(envelopes, self.apply, fill_gap)
+
     def apply(self, curs, envelope: dict) -> None:
         effect = self._effects.get(envelope["type"])
         if effect is not None:

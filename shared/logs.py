@@ -83,11 +83,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+def _event_fields(envelope: dict) -> dict:
+    """What a consumer's call line says of the event it applied."""
+    actor = envelope.get("actor") or {}
+    if not isinstance(actor, dict):
+        actor = {}
+    return {"event_id": envelope.get("event_id"), "event_type": envelope.get("type"),
+            "event_source": envelope.get("source"), "actor_sub": actor.get("sub"),
+            "actor_role": actor.get("role"), "aggregate_id": envelope.get("originator_id")}
+
+
 def _entrypoint_kind(entrypoint) -> str:
     for kind, cls in (("rpc", Rpc), ("http", HttpRequestHandler), ("event", EventHandler),
                       ("timer", Timer)):
         if isinstance(entrypoint, cls):
             return kind
+    if hasattr(entrypoint, "source_service"):  # shared.consumer's batch consumer
+        return "event"
     return type(entrypoint).__name__
 
 
@@ -133,12 +145,18 @@ class CallLog(DependencyProvider):
             "call_id_stack": worker_ctx.call_id_stack,
         }
         envelope = worker_ctx.args[0] if worker_ctx.args else None
+        if isinstance(envelope, list):  # a consumer's batch: one line per event
+            if CALLS.isEnabledFor(logging.INFO):
+                outcomes = result if isinstance(result, list) else [None] * len(envelope)
+                for one, outcome in zip(envelope, outcomes):
+                    if isinstance(one, dict):
+                        CALLS.info("%s.%s %s", call["service"], call["method"], call["outcome"],
+                                   extra={"call": {**call, **_event_fields(one),
+                                                   "batch": len(envelope),
+                                                   "event_outcome": outcome}})
+            return
         if isinstance(envelope, dict) and "event_id" in envelope:
-            actor = envelope.get("actor") or {}
-            call.update({"event_id": envelope["event_id"], "event_type": envelope.get("type"),
-                         "event_source": envelope.get("source"),
-                         "actor_sub": actor.get("sub"), "actor_role": actor.get("role")})
-            call["aggregate_id"] = envelope.get("originator_id")
+            call.update(_event_fields(envelope))
         elif isinstance(result, dict) and isinstance(result.get("id"), str):
             # a command answers with the aggregate it changed: the events it
             # caused carry that originator id (and, with a version, the last one's id)

@@ -109,7 +109,7 @@ def _content(channel_id: int, body: bytes, properties: bytes, frame_max: int) ->
     return b"".join(frames)
 
 
-def _read_ahead(transport) -> None:
+def read_ahead(transport) -> None:
     """py-amqp reads a frame in three exact-size ``recv`` calls; confirms come
     in a stream of small frames, so read whatever is there (up to 64 KiB) and
     let the transport keep the rest in its buffer for the next frames."""
@@ -148,7 +148,7 @@ class ConfirmedPublisher:
         channel.events["basic_ack"].add(self._on_ack)
         channel.events["basic_nack"].add(self._on_nack)
         self.exchange(channel).declare()
-        _read_ahead(conn.connection.transport)
+        read_ahead(conn.connection.transport)
         self._conn, self._channel = conn, channel
         self._sent = self._acked = 0
         self._nacked = False

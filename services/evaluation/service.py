@@ -38,8 +38,8 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
     organizations = RpcProxy("organizations")
 
     @consumes("organizations")
-    def on_organizations_event(self, envelope):
-        self.app.directory.handle(envelope, fill_gap=self.organizations_log)
+    def on_organizations_event(self, envelopes):
+        return self.app.directory.handle_batch(envelopes, fill_gap=self.organizations_log)
 
     # -- schemes (评价指标体系) ------------------------------------------------------
     @command

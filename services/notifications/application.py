@@ -222,6 +222,26 @@ class NotificationsApplication(AuditQueries, ParkingOperations, DirectoryOperati
             metrics.count(created)
         return outcome
 
+    def on_events(self, envelopes: list[dict], fill_gap=None) -> list[str]:
+        """A batch of another service's events (one source per batch, as a
+        consumer's queue delivers them): ``Inbox.handle_batch``, the notices of
+        those applied counted once the batch committed."""
+        sources = sorted({str(e.get("source", "?")) for e in envelopes})
+        inbox = self.inboxes.get(sources[0]) if len(sources) == 1 else None
+        if inbox is None:
+            raise ValueError(f"no inbox for a batch of events of {sources!r}")
+        created: dict[str, list] = {}
+
+        def effect(curs, env):
+            # an effect tried again (the batch rolled back) starts from nothing
+            created[env["event_id"]] = self._effect(curs, env)
+
+        outcomes = inbox.handle_batch(envelopes, effect, fill_gap)
+        for envelope, outcome in zip(envelopes, outcomes):
+            if outcome == APPLIED:
+                metrics.count(created.get(envelope["event_id"], []))
+        return outcomes
+
     def _effect(self, curs, envelope: dict) -> list[tuple]:
         self._track(curs, envelope)
         return self._apply_rules(curs, envelope)

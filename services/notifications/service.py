@@ -77,12 +77,12 @@ class NotificationsService(ApiDescription, AuditService, ParkedEventsService,
 
     # -- events ----------------------------------------------------------------
     @consumes("organizations")
-    def on_organizations_event(self, envelope):
-        self.app.directory.handle(envelope, fill_gap=self.organizations_log)
+    def on_organizations_event(self, envelopes):
+        return self.app.directory.handle_batch(envelopes, fill_gap=self.organizations_log)
 
     @consumes("evaluation")
-    def on_evaluation_event(self, envelope):
-        self.app.on_event(envelope, fill_gap=self.evaluation_log)
+    def on_evaluation_event(self, envelopes):
+        return self.app.on_events(envelopes, fill_gap=self.evaluation_log)
 
     @ConfiguredTimer.decorator(("NOTIFICATIONS", "deadline", "check_interval"), 600.0)
     def stage_deadline_timer(self):
