@@ -79,7 +79,7 @@ EVALUATION = {
     "set_milestone": tb.SetMilestone, "report_progress": tb.ReportProgress,
     "department_view": tb.DepartmentRef, "programme_dashboard": CollegeFilter,
     "publish_index_scheme": mem.PublishIndexScheme, "get_index_scheme": mem.IndexSchemeRef,
-    "close_member_year": mem.CloseYear, "get_member_index": mem.MemberIndex,
+    "close_member_year": mem.CloseYear, "get_member_index": mem.MemberIndexQuery,
     "member_index_history": mem.MemberIndex,
     "record_creation_failed": lk.CreationFailed, "propose_review_grade": lk.ProposeGrade,
     "get_annual_review": lk.AnnualReviewRef, "nominate": lk.Nominate,
