@@ -80,7 +80,7 @@ EVALUATION = {
     "department_view": tb.DepartmentRef, "programme_dashboard": CollegeFilter,
     "publish_index_scheme": mem.PublishIndexScheme, "get_index_scheme": mem.IndexSchemeRef,
     "close_member_year": mem.CloseYear, "get_member_index": mem.MemberIndexQuery,
-    "member_index_history": mem.MemberIndex,
+    "member_index_history": mem.IndexHistoryQuery,
     "record_creation_failed": lk.CreationFailed, "propose_review_grade": lk.ProposeGrade,
     "get_annual_review": lk.AnnualReviewRef, "nominate": lk.Nominate,
     "review_nomination": lk.ReviewNomination, "award_nomination": lk.AwardNomination,

@@ -184,8 +184,24 @@ def test_read_models_and_replay_agree_at_every_moment(scenario):
                                                    "as_of": s.t["t3"]})
     assert zeroed["zeroed"] and zeroed["revisions"] == 1
     assert zeroed["last_cause"]["reason"] == "纪委办通报"
+    # the index's history: Chinese labels, filtered by kind and time, as .xlsx
+    history = ev.members.index_history(AUDITOR, {"member_id": s.m["张三"], "year": YEAR})
+    assert [(h["label"], h["reason"]) for h in history] == [
+        ("锋领指数发布 (年度关账)", f"{YEAR} 年度锋领指数"),
+        ("锋领指数修订 (记录变更)", "记录变更 member_file_recorded")]
+    assert ev.members.index_history(AUDITOR, {"member_id": s.m["张三"], "year": YEAR,
+                                              "kinds": ["pioneer_index_revised"],
+                                              "until": s.t["t2"]}) == []
+    book = ev.members.index_history(AUDITOR, {"member_id": s.m["张三"], "year": YEAR,
+                                              "since": s.t["t2"], "format": "xlsx"})
+    from tests.interface.test_audit_history import _xlsx_rows
+
+    sheet = _xlsx_rows(book["content"])
+    assert [(r[1], r[2]) for r in sheet[1:]] == [("锋领指数修订 (记录变更)",
+                                                  "pioneer_index_revised")]
     # each as-of read of an index was recorded (who looked at whose past index)
-    reads = ev.list_audit_reads(ADMIN, {"subject_id": s.m["张三"]})
+    reads = [r for r in ev.list_audit_reads(ADMIN, {"subject_id": s.m["张三"]})
+             if r["query"] != "get_history"]
     assert {(r["query"], r["reader"]["sub"]) for r in reads} == {("get_member_index", "jwb")}
     assert len(reads) == 4 * 2 + 1  # t1…t4, read model and replay; the NotFound at t0 is none
     assert {r["filters"]["replay"] for r in reads} == {False, True}

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from shared.commands import Command, Mapping, Moment, Query, Reason, Version
 from shared.domain import parse_moment
+from shared.history import HistoryFilters
 from shared.errors import Conflict, Forbidden, NotFound, ValidationError
 from shared.identity import AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, ORG_ADMIN, Caller
 from services.evaluation.members.domain import (IndexScheme, MemberYear, PioneerIndex,
@@ -31,6 +32,8 @@ SYSTEM_ACTOR = {"sub": "system", "role": "system"}
 RECORD_ZH = {"checkup": "党性体检", "appraisal": "民主评议", "team": "项目攻坚团队",
              "course_project": "课程思政示范项目", "pledge": "亮诺践诺", "violation": "红线底线违规"}
 PUBLISH_BATCH = 500
+INDEX_LABELS = {"pioneer_index_published": "锋领指数发布 (年度关账)",
+                "pioneer_index_revised": "锋领指数修订 (记录变更)"}
 
 
 class PublishIndexScheme(Command):
@@ -51,6 +54,11 @@ class MemberIndex(Command):
 class MemberIndexQuery(MemberIndex):
     as_of: Optional[Moment] = None  # the index as it stood then
     replay: bool = False  # with as_of: replayed from the store, not the read model
+
+
+class IndexHistoryQuery(HistoryFilters):
+    member_id: UUID
+    year: int = Field(ge=2000, le=2200)
 
 
 class IndexSchemeRef(Query):
@@ -389,9 +397,11 @@ class MembersIndex:
                 "branch_id": index.branch_id, "published_at": index.created_on,
                 "valid_from": index.modified_on, "version": index.version}
 
-    def index_history(self, caller: Caller, payload: dict) -> list[dict]:
-        """Every event of a member's index for a year (published, each revision and its cause)."""
-        cmd = MemberIndex.parse(payload)
+    def index_history(self, caller: Caller, payload: dict) -> list[dict] | dict:
+        """Every event of a member's index for a year (published, each revision and
+        its cause) with Chinese labels, filtered by time and kind, as JSON, CSV or
+        .xlsx (``shared.history``); the read is recorded (audit read)."""
+        cmd = IndexHistoryQuery.parse(payload)
         row = self.app.query_one("SELECT branch_id::text AS b FROM pi_indices WHERE "
                                  "member_id = %s AND year = %s", (str(cmd.member_id), cmd.year))
         member = self.app.query_one("SELECT branch_id::text AS b FROM dir_members WHERE id = %s",
@@ -399,7 +409,10 @@ class MembersIndex:
         self.may_read(caller, str(cmd.member_id), {(row or {}).get("b"), (member or {}).get("b")})
         if row is None:
             raise NotFound(f"no published index for {cmd.member_id} in {cmd.year}")
-        return self.app.history(PioneerIndex.id_for(cmd.member_id, cmd.year), "pioneer index")
+        filters = cmd.model_dump(mode="json", exclude={"member_id", "year"}, exclude_none=True)
+        return self.app.audited_history(
+            caller, {"aggregate_id": PioneerIndex.id_for(cmd.member_id, cmd.year), **filters},
+            INDEX_LABELS, "pioneer index", subject_id=cmd.member_id)
 
 
 def _last_branch(facts: dict | None, run: Run) -> str | None:
