@@ -96,7 +96,7 @@ NOTIFICATIONS = {
     "register_contact": nt.RegisterContact, "update_contact": nt.UpdateContact,
     "set_preferences": nt.SetPreferences, "deactivate_contact": nt.DeactivateContact,
     "get_contact": nt.GetContact, "get_contact_history": nt.ContactHistory,
-    "list_contacts": nt.ListContacts,
+    "list_contacts": nt.ListContacts, "list_audit_reads": AuditReadQuery,
     "list_inbox": nt.ListInbox, "unread_count": None, "mark_read": nt.MarkRead,
     "list_dead_letters": nt.ListDeadLetters, "retry_dead_letter": nt.RetryDeadLetter,
     "list_deliveries": nt.ListDeliveries, "consumer_status": None,
