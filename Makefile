@@ -58,7 +58,8 @@ bench-programme: install infra
 bench-members: install infra
 	$(VENV)/bin/python -m bench.bench_members
 
-# Verify the hash chain over 1,000,000 events beside a raw read of the same rows.
+# Verify the hash chain over 1,000,000 events beside a raw read of the same rows, and
+# as-of lookups through RPC with 1,000,000 events in the store beside a no-op RPC.
 bench-audit: install infra
 	$(VENV)/bin/python -m bench.bench_audit
 

@@ -5,8 +5,9 @@ regression shows).
 
 Everything runs in a throw-away RabbitMQ vhost and a ``lcbench_*`` database:
 nothing reaches the services of ``make run``. Bounded: a few minutes on a
-shared 2-core machine. The 1,000,000-event evaluation bench stays separate
-(``make bench-evaluation``).
+shared 2-core machine, plus the audit bench over 1,000,000 events (issue 11,
+``bench.bench_audit``, about ten more minutes). The 1,000,000-event evaluation
+bench stays separate (``make bench-evaluation``).
 
 Run: ``.venv/bin/python -m bench.run_all [--quick]``
 """
@@ -288,6 +289,7 @@ def run(quick: bool) -> tuple[dict, list[dict]]:
         event_flow(quick, row)
         relay_and_consumer_batches(quick, row)
         parking(quick, row)
+        audit(quick, row)
     finally:
         for c in containers:
             c.kill()
@@ -406,8 +408,27 @@ def parking(quick: bool, row) -> None:
     PARKING_OUTPUT.append(out)
 
 
+def audit(quick: bool, row) -> None:
+    """Issue 11: verifying the hash chain beside a raw sequential read of the same
+    rows, and as-of lookups through RPC beside a no-op RPC interleaved with them,
+    each over 1,000,000 stored events (100,000 in a quick run): ``bench.bench_audit``
+    (its own database and vhost); its ``RESULT`` lines become rows here."""
+    events = 100_000 if quick else 1_000_000
+    out = subprocess.run([sys.executable, "-m", "bench.bench_audit", "--events", str(events),
+                          "--lookups", "200" if quick else "500"],
+                         cwd=DOCS.parent, capture_output=True, text=True, timeout=3600).stdout
+    AUDIT_OUTPUT.append("\n".join(line for line in out.splitlines()
+                                  if not line.startswith("RESULT ")))
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            r = json.loads(line[len("RESULT "):])
+            row(r["name"], r["kind"], r["value"], r["unit"], r["baseline"], p99=r["p99_ms"],
+                median=r["median_ms"])
+
+
 EVENT_FLOW_OUTPUT: list[str] = []
 PARKING_OUTPUT: list[str] = []
+AUDIT_OUTPUT: list[str] = []
 
 
 # -- the page ---------------------------------------------------------------------
@@ -451,6 +472,9 @@ def write(info: dict, rows: list[dict], previous: dict | None, quick: bool) -> N
     if PARKING_OUTPUT:
         lines += ["", "## Projector savepoints (parking bench, as printed)", "", "```",
                   PARKING_OUTPUT[0].strip(), "```"]
+    if AUDIT_OUTPUT:
+        lines += ["", "## Audit: chain verify and as-of lookups (audit bench, as printed)", "",
+                  "```", AUDIT_OUTPUT[0].strip(), "```"]
     if previous:
         lines += ["", f"Previous run: {previous.get('when', '?')} "
                       f"(commit {previous.get('machine', {}).get('commit', '?')})."]
@@ -462,6 +486,11 @@ def write(info: dict, rows: list[dict], previous: dict | None, quick: bool) -> N
               "- commands p99 < 15 ms sequential; concurrent ≥ 0.50× the no-op under the "
               "same concurrency;",
               "- read-model rebuild ≥ 200,000 events/s (about a third of a raw sequential read).",
+              "", "## Targets (issue 11)", "",
+              "- `audit verify` over 1,000,000 events ≥ 200,000 events/s, beside a raw "
+              "sequential read of the same rows;",
+              "- as-of lookups through RPC with 1,000,000 events in the store: p99 < 5 ms, "
+              "beside a no-op RPC.",
               ""]
     (DOCS / "benchmarks.md").write_text("\n".join(lines))
     (DOCS / "benchmarks.json").write_text(json.dumps(

@@ -31,8 +31,10 @@ def verify(service, independent, as_json):
 
     reports, broken = {}, False
     for name in chosen(service):
-        with psycopg.connect(database(name).conninfo()) as conn:
-            report = verify_chain(conn, f"{name}_events", independent=independent)
+        conninfo = database(name).conninfo()
+        with psycopg.connect(conninfo) as conn:
+            report = verify_chain(conn, f"{name}_events", independent=independent,
+                                  connect=lambda: psycopg.connect(conninfo))
         reports[name] = report
         broken |= not report["ok"]
         if as_json:
@@ -95,11 +97,17 @@ def rebuild(service, dry_run, as_json):
 @click.option("--kind", "kinds", multiple=True, help="event type; repeat for several")
 @click.option("--csv", "csv_path", default=None, type=click.Path(dir_okay=False),
               help="write the history as CSV to this file")
+@click.option("--xlsx", "xlsx_path", default=None, type=click.Path(dir_okay=False),
+              help="write the history as an .xlsx workbook to this file")
 @click.option("--amqp-uri", envvar="AMQP_URI", default=None)
 @click.option("--secret", envvar="AUTH_SECRET", default=None)
-def history(record_id, service, sub, since, until, kinds, csv_path, amqp_uri, secret):
+def history(record_id, service, sub, since, until, kinds, csv_path, xlsx_path, amqp_uri,
+            secret):
     """The history (履历) of RECORD_ID as the auditor (纪委办) reads it over RPC:
-    time, event (Chinese label), actor and role, reason, evidence."""
+    time, event (Chinese label), actor and role, reason, evidence; or written
+    to a CSV or .xlsx file."""
+    import base64
+
     import eventlet
 
     eventlet.monkey_patch()
@@ -111,7 +119,9 @@ def history(record_id, service, sub, since, until, kinds, csv_path, amqp_uri, se
 
     token = mint_token(token_secret(secret), sub=sub, role=AUDITOR, ttl=600)
     filters = {"since": since, "until": until, "kinds": list(kinds) or None,
-               "format": "csv" if csv_path else "json"}
+               "format": "xlsx" if xlsx_path else "csv" if csv_path else "json"}
+    if csv_path and xlsx_path:
+        raise click.UsageError("--csv or --xlsx, not both")
     key = "aggregate_id" if service == "organizations" else "org_id"
     with ClusterRpcProxy({"AMQP_URI": amqp_uri or DEFAULT_AMQP},
                          context_data={"auth_token": token}, timeout=60) as rpc:
@@ -121,6 +131,11 @@ def history(record_id, service, sub, since, until, kinds, csv_path, amqp_uri, se
         with open(csv_path, "w", encoding="utf-8", newline="") as f:
             f.write(result["content"])
         click.echo(f"written {csv_path}")
+        return
+    if xlsx_path:
+        with open(xlsx_path, "wb") as f:
+            f.write(base64.b64decode(result["content"]))
+        click.echo(f"written {xlsx_path} ({result['bytes']} bytes)")
         return
     for e in result:
         actor = e.get("actor") or {}

@@ -62,7 +62,8 @@ class AuditQueries:
         cmd = VerifyChain.parse(payload or {})
         with self.datastore.get_connection() as conn:
             report = chain.verify(conn, self.recorder.events_table_name,
-                                  independent=cmd.independent)
+                                  independent=cmd.independent,
+                                  connect=self.datastore.get_connection)
         report["service"] = self.name
         return report
 

@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import threading
 import time
+from typing import Callable, ContextManager
 from uuid import UUID
 
 from psycopg import sql
@@ -61,57 +63,137 @@ def _event_id(originator_id, version) -> str | None:
     return f"{originator_id}:{version}"
 
 
-def verify(conn, events_table: str, independent: bool = False, batch: int = 20000) -> dict:
+def verify(conn, events_table: str, independent: bool = False, batch: int = 20000,
+           connect: Callable[[], ContextManager] | None = None, ranges: int | None = None
+           ) -> dict:
     """Recompute the chain of ``events_table`` on ``conn`` (any role that may
     read the store and ``event_chain``). Returns ``{"ok", "checked", "head",
     "problems": [{"position", "event_id", "kind", "detail"}], "seconds", "mode"}``.
 
     By default PostgreSQL recomputes every link (``sha256`` over the same
-    bytes) and sends back only the broken ones; ``independent`` reads every
-    event and recomputes each link here, in Python (``hashlib``), trusting
-    the database for nothing but the bytes. Both name the same problems."""
+    bytes) and sends back only the broken ones. Each link is checked on its
+    own (against the hash recorded in the link before it), so the positions
+    are split into ``ranges`` that are checked at once over connections from
+    ``connect`` (a context manager factory, e.g. a pool's ``connection``), all
+    reading one exported snapshot, so they check the same store as ``conn``;
+    without ``connect``, one range on ``conn``. ``ranges`` defaults to the
+    server's ``max_parallel_workers_per_gather`` + 1, the parallelism the
+    server grants one query.
+
+    ``independent`` reads every event and recomputes each link here, in
+    Python (``hashlib``), trusting the database for nothing but the bytes.
+    Both name the same problems."""
     started = time.perf_counter()
     with conn.transaction():
+        if not independent and connect is not None:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         conn.execute("SET LOCAL jit = off")
         report = (_verify_here(conn, events_table, batch) if independent
-                  else _verify_in_database(conn, events_table))
+                  else _verify_in_database(conn, events_table, connect, ranges))
     report["problems"].sort(key=lambda p: (p["position"] or 0, p["kind"]))
     report.update(ok=not report["problems"], mode="independent" if independent else "database",
                   seconds=round(time.perf_counter() - started, 3))
     return report
 
 
+# Every link of one range of positions checked on its own in one set-based
+# query: the window runs over the chain's narrow rows only (from ``before``,
+# the link before the range, so the range's first link has its predecessor), the
+# events are joined to the links afterwards, and only broken links come back.
 _BROKEN_LINKS = """
-SELECT * FROM (
-  SELECT c.notification_id AS pos, c.previous_id,
-         lag(c.notification_id, 1, 0::bigint) OVER w AS previous_present,
-         c.originator_id AS c_oid, c.originator_version AS c_ver,
-         e.originator_id AS e_oid, e.originator_version AS e_ver,
-         e.notification_id IS NULL AS gone,
-         coalesce(e.originator_id = c.originator_id
-                  AND e.originator_version = c.originator_version, false) AS same,
-         {link} = c.hash AS intact
-  FROM {chain} c LEFT JOIN {events} e USING (notification_id)
-  WINDOW w AS (ORDER BY c.notification_id)) links
-WHERE previous_id <> previous_present OR gone OR NOT same OR NOT intact
-ORDER BY pos"""
+SELECT c.pos, c.previous_id, c.previous_present, c.c_oid, c.c_ver,
+       e.originator_id, e.originator_version, e.notification_id IS NULL,
+       coalesce(e.originator_id = c.c_oid AND e.originator_version = c.c_ver, false),
+       {link} = c.hash
+FROM (SELECT notification_id AS pos, previous_id, originator_id AS c_oid,
+             originator_version AS c_ver, hash,
+             lag(notification_id, 1, 0::bigint) OVER w AS previous_present,
+             lag(hash, 1, {genesis}::bytea) OVER w AS previous_hash
+      FROM {chain}
+      WHERE notification_id >= %(before)s AND notification_id < %(high)s
+      WINDOW w AS (ORDER BY notification_id)) c
+LEFT JOIN (SELECT * FROM {events} WHERE notification_id >= %(low)s
+           AND notification_id < %(high)s) e ON e.notification_id = c.pos
+WHERE c.pos >= %(low)s
+  AND (c.previous_id <> c.previous_present OR e.notification_id IS NULL
+       OR e.originator_id <> c.c_oid OR e.originator_version <> c.c_ver
+       OR {link} <> c.hash)
+ORDER BY c.pos"""
 
 
-def _verify_in_database(conn, events_table: str) -> dict:
+def _split(cur, first: int, last: int, ranges: int) -> list[dict]:
+    """[first, last] as ``ranges`` consecutive half-open ranges of positions,
+    each with the position of the link before it (constants, so that the
+    planner sees the range's size and merges the two ordered scans)."""
+    step = max(1, -(-(last - first + 1) // ranges))
+    spans = []
+    for low in range(first, last + 1, step):
+        before = cur.execute(sql.SQL("SELECT max(notification_id) FROM {} WHERE "
+                                     "notification_id < %s").format(
+            sql.Identifier(CHAIN_TABLE)), (low,)).fetchone()[0]
+        spans.append({"before": low if before is None else before, "low": low,
+                      "high": min(low + step, last + 1)})
+    return spans
+
+
+def _in_parallel(calls: list[Callable[[], list]]) -> list[list]:
+    """Run ``calls`` at once (threads; green ones in a monkey-patched service)."""
+    results: list = [None] * len(calls)
+
+    def run(i):
+        try:
+            results[i] = calls[i]()
+        except BaseException as exc:  # re-raised in the caller's thread below
+            results[i] = exc
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return results
+
+
+def _verify_in_database(conn, events_table: str, connect, ranges: int | None) -> dict:
     table, chain_table = sql.Identifier(events_table), sql.Identifier(CHAIN_TABLE)
     cur = conn.cursor(row_factory=tuple_row)
-    links, events = cur.execute(sql.SQL("SELECT (SELECT count(*) FROM {}), "
-                                        "(SELECT count(*) FROM {})").format(
-        chain_table, table)).fetchone()
-    link = sql.SQL(link_sql(prev=f"lag(c.hash, 1, '\\x{GENESIS.hex()}'::bytea) OVER w",
-                            pos="c.notification_id", oid="e.originator_id",
-                            ver="e.originator_version", topic="e.topic", state="e.state"))
+    links, events, first, last, parallel = cur.execute(sql.SQL(
+        "SELECT (SELECT count(*) FROM {chain}), (SELECT count(*) FROM {events}), "
+        "(SELECT min(notification_id) FROM {chain}), (SELECT max(notification_id) FROM {chain}), "
+        "current_setting('max_parallel_workers_per_gather')::int").format(
+        chain=chain_table, events=table)).fetchone()
+    query = sql.SQL(_BROKEN_LINKS).format(
+        link=sql.SQL(link_sql(prev="c.previous_hash", pos="c.pos", oid="e.originator_id",
+                              ver="e.originator_version", topic="e.topic", state="e.state")),
+        genesis=sql.Literal(GENESIS), chain=chain_table, events=table)
+    broken: list[tuple] = []
+    if links:
+        spans = _split(cur, first, last, ranges or (parallel + 1 if connect else 1))
+        if connect is None or len(spans) == 1:
+            for span in spans:
+                broken += cur.execute(query, span).fetchall()
+        else:
+            snapshot = cur.execute("SELECT pg_export_snapshot()").fetchone()[0]
+
+            def check(span: dict) -> Callable[[], list]:
+                def run() -> list:
+                    with connect() as other, other.transaction():
+                        other.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                        other.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(
+                            sql.Literal(snapshot)))
+                        other.execute("SET LOCAL jit = off")
+                        return other.cursor(row_factory=tuple_row).execute(
+                            query, span).fetchall()
+                return run
+            for rows in _in_parallel([check(span) for span in spans]):
+                broken += rows
     problems: list[dict] = []
     moved: dict[int, tuple[str, str]] = {}
     gone = 0
     for (pos, prev_id, previous_present, c_oid, c_ver, e_oid, e_ver, is_gone, same,
-         intact) in cur.execute(sql.SQL(_BROKEN_LINKS).format(
-            link=link, chain=chain_table, events=table)).fetchall():
+         intact) in broken:
         follows = prev_id == previous_present
         if not follows:
             problems.append(_gap(pos, prev_id, previous_present))

@@ -26,6 +26,7 @@ from shared.config import DatabaseSettings
 from shared.consumer import APPLIED, Inbox
 from shared.directory import DirectoryOperations, OrgDirectory
 from shared.errors import Forbidden, NotFound, ValidationError
+from shared.history import AuditedHistory, HistoryFilters
 from shared.identity import AUDITOR, OPS, ORG_ADMIN, Caller
 from shared.parking import ParkingOperations
 from shared.projection import Projector
@@ -87,8 +88,12 @@ class DeactivateContact(Command):
     reason: RequiredReason
 
 
-class ContactHistory(Query):
+class ContactHistory(HistoryFilters):
     recipient_id: RecipientId
+
+
+CONTACT_LABELS = {"contact_registered": "登记联系人", "contact_changed": "联系人信息变更",
+                  "contact_preferences_set": "通知偏好设置", "contact_deactivated": "停用联系人"}
 
 
 class GetContact(Query):
@@ -146,7 +151,7 @@ def _row(row: dict) -> dict:
     return {k: _iso(v) for k, v in row.items()}
 
 
-class NotificationsApplication(AuditQueries, ParkingOperations, DirectoryOperations,
+class NotificationsApplication(AuditedHistory, AuditQueries, ParkingOperations, DirectoryOperations,
                                EventSourcedApplication):
     name = "notifications"
 
@@ -409,12 +414,18 @@ class NotificationsApplication(AuditQueries, ParkingOperations, DirectoryOperati
             raise NotFound(f"contact {recipient_id} not found")
         return _contact_out(row)
 
-    def get_contact_history(self, caller: Caller, payload: dict) -> list[dict]:
+    def get_contact_history(self, caller: Caller, payload: dict) -> list[dict] | dict:
         """A contact's every change with actor and reason, contact details included
-        (for 纪委办 auditors and 组织部; the bus never carries them)."""
+        (for 纪委办 auditors and 组织部; the bus never carries them), with Chinese
+        labels, filtered by time and kind, as JSON, CSV or .xlsx; the read is
+        recorded (``list_audit_reads``)."""
         caller.require_role(ORG_ADMIN, AUDITOR)
         cmd = ContactHistory.parse(payload)
-        return self.history(contact_id_for(cmd.recipient_id.strip()), "contact")
+        recipient_id = cmd.recipient_id.strip()
+        filters = cmd.model_dump(mode="json", exclude={"recipient_id"}, exclude_none=True)
+        return self.audited_history(caller, {"aggregate_id": contact_id_for(recipient_id),
+                                             **filters}, CONTACT_LABELS, "contact",
+                                    subject_id=recipient_id)
 
     def list_contacts(self, caller: Caller, payload: dict) -> dict:
         caller.require_role(*STAFF_READERS)

@@ -15,6 +15,7 @@ from shared.api import ApiDescription
 from shared.consumer import SourceLog, consumes
 from shared.audit import AuditService
 from shared.entrypoints import CommandContext, command, query
+from shared.history import AuditReadsService
 from shared.logs import CallLog
 from shared.metrics import RpcMetrics
 from shared.office import OfficeIdentity
@@ -61,8 +62,8 @@ class ConfiguredTimer(Timer):
             self.interval = float(value)
 
 
-class NotificationsService(ApiDescription, AuditService, ParkedEventsService,
-                           ObservableService):
+class NotificationsService(ApiDescription, AuditService, AuditReadsService,
+                           ParkedEventsService, ObservableService):
     name = "notifications"
 
     config = Config()

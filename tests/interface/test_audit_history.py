@@ -115,6 +115,15 @@ def test_history_by_time_and_kind_with_labels_as_csv_and_every_read_recorded(sce
     assert [(r[1], r[3], r[4], r[5]) for r in table[1:]] == [
         ("更名", "zuzhibu", "org_admin", "规范名称"),
         ("党员转出本支部", "zuzhibu", "org_admin", "离开 left: 转出")]
+    # the same rows as an .xlsx workbook, read back
+    workbook = auditor.get_history(s["b1"], since=s["t2"], format="xlsx")
+    assert workbook["filename"] == f"history-{s['b1']}.xlsx"
+    assert workbook["content_type"].endswith("spreadsheetml.sheet")
+    sheet = _xlsx_rows(workbook["content"])
+    assert sheet[0] == table[0]
+    assert [(r[1], r[3], r[4], r[5]) for r in sheet[1:]] == [
+        (r[1], r[3], r[4], r[5]) for r in table[1:]]
+    assert [r[9] for r in sheet[1:]] == [r[9] for r in table[1:]]  # the event ids
 
     rpc_as("auditor", sub="another").organizations.get_member(member_id=s["m2"],
                                                               as_of=s["t1"])
@@ -123,17 +132,31 @@ def test_history_by_time_and_kind_with_labels_as_csv_and_every_read_recorded(sce
     assert [(r["reader"]["sub"], r["subject_id"], r["query"]) for r in reads] == [
         ("jiwei", s["m1"], "get_history"), ("jiwei", s["m1"], "get_history"),
         ("jiwei", s["m1"], "get_history"), ("jiwei", s["b1"], "get_history"),
-        ("jiwei", s["b1"], "get_history"), ("another", s["m2"], "get_member")]
+        ("jiwei", s["b1"], "get_history"), ("jiwei", s["b1"], "get_history"),
+        ("another", s["m2"], "get_member")]
     assert reads[1]["filters"] == {"since": s["t1"], "until": s["t2"], "format": "json"}
-    assert reads[4]["filters"]["format"] == "csv"
+    assert (reads[4]["filters"]["format"], reads[5]["filters"]["format"]) == ("csv", "xlsx")
     assert [r["query"] for r in admin.list_audit_reads(subject_id=s["m2"])] == ["get_member"]
-    assert len(admin.list_audit_reads(reader="jiwei")) == 5
+    assert len(admin.list_audit_reads(reader="jiwei")) == 6
+    assert [r["subject_id"] for r in admin.list_audit_reads(since=s["t3"])] == [
+        r["subject_id"] for r in reads]  # every read happened after t3
     with pytest.raises(Forbidden):
         auditor.list_audit_reads()
 
 
-def test_the_command_line_reads_history_over_rpc_and_writes_csv(scenario, rabbit_config,
-                                                                tmp_path):
+def _xlsx_rows(content_b64: str) -> list[list[str]]:
+    """The first sheet of a base64 .xlsx as rows of text (empty cells as '')."""
+    import base64
+
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(base64.b64decode(content_b64)), read_only=True)
+    return [["" if v is None else str(v) for v in row]
+            for row in book.worksheets[0].iter_rows(values_only=True)]
+
+
+def test_the_command_line_reads_history_over_rpc_and_writes_csv_and_xlsx(
+        scenario, rabbit_config, tmp_path):
     from click.testing import CliRunner
 
     from lianchuang_cli.main import main as cli
@@ -152,5 +175,16 @@ def test_the_command_line_reads_history_over_rpc_and_writes_csv(scenario, rabbit
     assert written.exit_code == 0, written.output
     table = list(csv.reader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
     assert [(r[1], r[5]) for r in table[1:]] == [("更名", "规范名称")]
+    book = tmp_path / "h.xlsx"
+    written = CliRunner(env=env).invoke(cli, ["audit", "history", scenario["m1"], "--sub",
+                                              "jiwei", "--since", scenario["t1"], "--until",
+                                              scenario["t2"], "--xlsx", str(book)])
+    assert written.exit_code == 0, written.output
+    import base64
+
+    sheet = _xlsx_rows(base64.b64encode(book.read_bytes()).decode())
+    assert sheet[0][:2] == ["时间 time", "事件 event"]
+    assert [(r[1], r[3], r[5]) for r in sheet[1:]] == [("组织关系转接", "zuzhibu", "工作调动")]
     reads = scenario["admin"].list_audit_reads(reader="jiwei")
-    assert [r["subject_id"] for r in reads] == [scenario["m1"], scenario["b1"]]
+    assert [r["subject_id"] for r in reads] == [scenario["m1"], scenario["b1"], scenario["m1"]]
+    assert reads[2]["filters"]["format"] == "xlsx"

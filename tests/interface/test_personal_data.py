@@ -3,9 +3,11 @@
 webhook URL; the auditors' history keeps the full record."""
 import json
 
+import pytest
 from kombu import Connection, Queue
 from nameko.standalone.events import get_event_exchange
 
+from shared.errors import Forbidden
 from tests.conftest import wait_for
 from tests.interface.test_notifications_rpc import notifications_config
 
@@ -77,6 +79,12 @@ def test_no_id_number_email_or_webhook_url_on_the_exchanges(start_service, rpc_a
     assert (contact[0]["data"]["email"], contact[0]["data"]["webhook_url"]) == (EMAILS[0], WEBHOOK)
     assert contact[1]["data"]["changes"]["email"] == EMAILS[1]
     assert contact[1]["actor"]["sub"] == "zuzhibu"
+    assert [h["label"] for h in contact] == ["登记联系人", "联系人信息变更"]
+    # that look at a person's contact details is itself recorded, for 组织部 to read
+    reads = rpc_as("org_admin").notifications.list_audit_reads(subject_id=member["id"])
+    assert [(r["reader"]["sub"], r["query"]) for r in reads] == [("jiwei", "get_history")]
+    with pytest.raises(Forbidden):
+        auditor.notifications.list_audit_reads()
     # the owning services still use them
     assert rpc_as("org_admin").organizations.get_member(member["id"])["staff_no"] == STAFF_NO
     assert notifications.get_contact(recipient_id=member["id"])["email"] == EMAILS[1]

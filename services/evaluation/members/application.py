@@ -18,7 +18,9 @@ from uuid import UUID
 from psycopg.rows import tuple_row
 from pydantic import Field
 
-from shared.commands import Command, Mapping, Query, Reason, Version
+from shared.commands import Command, Mapping, Moment, Query, Reason, Version
+from shared.domain import parse_moment
+from shared.history import HistoryFilters
 from shared.errors import Conflict, Forbidden, NotFound, ValidationError
 from shared.identity import AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, ORG_ADMIN, Caller
 from services.evaluation.members.domain import (IndexScheme, MemberYear, PioneerIndex,
@@ -30,6 +32,8 @@ SYSTEM_ACTOR = {"sub": "system", "role": "system"}
 RECORD_ZH = {"checkup": "党性体检", "appraisal": "民主评议", "team": "项目攻坚团队",
              "course_project": "课程思政示范项目", "pledge": "亮诺践诺", "violation": "红线底线违规"}
 PUBLISH_BATCH = 500
+INDEX_LABELS = {"pioneer_index_published": "锋领指数发布 (年度关账)",
+                "pioneer_index_revised": "锋领指数修订 (记录变更)"}
 
 
 class PublishIndexScheme(Command):
@@ -43,6 +47,16 @@ class CloseYear(Command):
 
 
 class MemberIndex(Command):
+    member_id: UUID
+    year: int = Field(ge=2000, le=2200)
+
+
+class MemberIndexQuery(MemberIndex):
+    as_of: Optional[Moment] = None  # the index as it stood then
+    replay: bool = False  # with as_of: replayed from the store, not the read model
+
+
+class IndexHistoryQuery(HistoryFilters):
     member_id: UUID
     year: int = Field(ge=2000, le=2200)
 
@@ -301,8 +315,11 @@ class MembersIndex:
 
     def get_member_index(self, caller: Caller, payload: dict) -> dict:
         """The published index with every point's records behind it; for a year
-        not yet closed, the index so far (provisional)."""
-        cmd = MemberIndex.parse(payload)
+        not yet closed, the index so far (provisional). With ``as_of``, the
+        index as published and revised by then (see ``index_as_of``)."""
+        cmd = MemberIndexQuery.parse(payload)
+        if cmd.as_of is not None:
+            return self.index_as_of(caller, cmd)
         member_id = str(cmd.member_id)
         member = self.app.query_one("SELECT branch_id::text AS branch_id FROM dir_members "
                                     "WHERE id = %s", (member_id,))
@@ -330,9 +347,61 @@ class MembersIndex:
                 "scheme_id": self.scheme_id, "scheme_version": version, "revisions": 0,
                 "last_cause": None}
 
-    def index_history(self, caller: Caller, payload: dict) -> list[dict]:
-        """Every event of a member's index for a year (published, each revision and its cause)."""
-        cmd = MemberIndex.parse(payload)
+    def index_as_of(self, caller: Caller, cmd: MemberIndexQuery) -> dict:
+        """A member's 锋领指数 for a year as it stood at a moment: the last state
+        published or revised by then, from ``pi_index_history`` (its validity
+        periods), or with ``replay`` (org_admin, auditor) from the index's own
+        events in the store; both answer alike. Before the year's close the
+        index was not published: NotFound. The read is recorded (audit read)."""
+        moment = parse_moment(cmd.as_of, "as_of")
+        member_id = str(cmd.member_id)
+        if cmd.replay:
+            caller.require_role(ORG_ADMIN, AUDITOR)
+            then = self._index_replayed(member_id, cmd.year, moment)
+        else:
+            then = self.app.query_one(
+                "SELECT * FROM pi_index_history WHERE member_id = %s AND year = %s "
+                "AND valid_from <= %s ORDER BY valid_from DESC, version DESC LIMIT 1",
+                (member_id, cmd.year, moment))
+        member = self.app.query_one("SELECT branch_id::text AS branch_id FROM dir_members "
+                                    "WHERE id = %s", (member_id,))
+        branches = {(member or {}).get("branch_id"),
+                    str(then["branch_id"]) if then and then["branch_id"] else None}
+        if then is None and member is None:
+            raise NotFound(f"member {member_id} is not known to evaluation")
+        self.may_read(caller, member_id, branches)
+        if then is None:
+            raise NotFound(f"no pioneer index (锋领指数) of member {member_id} for {cmd.year} "
+                           f"was published by {moment.isoformat()}")
+        self.app.record_audit_read(caller, member_id, "get_member_index",
+                                   {"year": cmd.year, "as_of": cmd.as_of,
+                                    "replay": cmd.replay})
+        return {"member_id": member_id, "year": cmd.year, "as_of": moment.isoformat(),
+                "published": True, "score": then["score"], "zeroed": then["zeroed"],
+                "breakdown": then["breakdown"], "scheme_id": then["scheme_id"],
+                "scheme_version": then["scheme_version"], "revisions": then["revisions"],
+                "last_cause": then["last_cause"],
+                "branch_id": str(then["branch_id"]) if then["branch_id"] else None,
+                "published_at": then["published_at"].isoformat(),
+                "since": then["valid_from"].isoformat(), "version": then["version"],
+                "answered_by": "replay" if cmd.replay else "read_model"}
+
+    def _index_replayed(self, member_id: str, year: int, moment: dt.datetime) -> dict | None:
+        index = self.app.state_as_of(PioneerIndex.id_for(member_id, year), moment,
+                                     "pioneer index")
+        if not isinstance(index, PioneerIndex):
+            return None
+        return {"score": index.score, "zeroed": index.zeroed, "breakdown": index.breakdown,
+                "scheme_id": index.scheme_id, "scheme_version": index.scheme_version,
+                "revisions": index.revisions, "last_cause": index.last_cause,
+                "branch_id": index.branch_id, "published_at": index.created_on,
+                "valid_from": index.modified_on, "version": index.version}
+
+    def index_history(self, caller: Caller, payload: dict) -> list[dict] | dict:
+        """Every event of a member's index for a year (published, each revision and
+        its cause) with Chinese labels, filtered by time and kind, as JSON, CSV or
+        .xlsx (``shared.history``); the read is recorded (audit read)."""
+        cmd = IndexHistoryQuery.parse(payload)
         row = self.app.query_one("SELECT branch_id::text AS b FROM pi_indices WHERE "
                                  "member_id = %s AND year = %s", (str(cmd.member_id), cmd.year))
         member = self.app.query_one("SELECT branch_id::text AS b FROM dir_members WHERE id = %s",
@@ -340,7 +409,10 @@ class MembersIndex:
         self.may_read(caller, str(cmd.member_id), {(row or {}).get("b"), (member or {}).get("b")})
         if row is None:
             raise NotFound(f"no published index for {cmd.member_id} in {cmd.year}")
-        return self.app.history(PioneerIndex.id_for(cmd.member_id, cmd.year), "pioneer index")
+        filters = cmd.model_dump(mode="json", exclude={"member_id", "year"}, exclude_none=True)
+        return self.app.audited_history(
+            caller, {"aggregate_id": PioneerIndex.id_for(cmd.member_id, cmd.year), **filters},
+            INDEX_LABELS, "pioneer index", subject_id=cmd.member_id)
 
 
 def _last_branch(facts: dict | None, run: Run) -> str | None:

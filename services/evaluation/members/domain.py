@@ -332,9 +332,14 @@ class PioneerIndex(Aggregate):
         self.member_name = member_name
         self.year = year
         self.branch_id = branch_id
+        self.college_id = college_id
         self.score = score
         self.zeroed = zeroed
         self.breakdown = breakdown
+        self.scheme_id = scheme_id
+        self.scheme_version = scheme_version
+        self.revisions = 0
+        self.last_cause = None
 
     def revise(self, result: dict, branch_id, college_id, cause: dict, actor: dict,
                reason: str | None) -> bool:
@@ -358,3 +363,6 @@ class PioneerIndex(Aggregate):
         self.zeroed = zeroed
         self.breakdown = breakdown
         self.branch_id = branch_id
+        self.college_id = college_id
+        self.revisions += 1
+        self.last_cause = cause

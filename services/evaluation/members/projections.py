@@ -3,8 +3,10 @@
 * the organisational-life records consumed from organizations (``pi_meetings``,
   ``pi_attendance``, ``pi_records``), applied through the directory's inbox
   (exactly once, in order per branch or member) by ``apply_record``;
-* the pioneer index's own events (``pi_schemes``, ``pi_years``, ``pi_indices``),
-  a projection of evaluation's store, rebuildable from zero.
+* the pioneer index's own events (``pi_schemes``, ``pi_years``, ``pi_indices``,
+  and ``pi_index_history``: each state of an index with its validity period,
+  for answers as of a moment), a projection of evaluation's store, rebuildable
+  from zero.
 """
 from __future__ import annotations
 
@@ -96,12 +98,21 @@ INDEX_DDL = (
         last_cause jsonb, published_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
         PRIMARY KEY (member_id, year))""",
     "CREATE INDEX IF NOT EXISTS pi_indices_branch ON pi_indices (year, branch_id)",
+    # Each state of an index with the period it held (as of a moment: the row
+    # whose valid_from is the latest not after it).
+    """CREATE TABLE IF NOT EXISTS pi_index_history (
+        member_id uuid NOT NULL, year int NOT NULL, version int NOT NULL,
+        valid_from timestamptz NOT NULL, valid_to timestamptz,
+        branch_id uuid, college_id uuid, score double precision NOT NULL,
+        zeroed bool NOT NULL, breakdown jsonb NOT NULL, scheme_id text, scheme_version int,
+        revisions int NOT NULL, last_cause jsonb, published_at timestamptz NOT NULL,
+        PRIMARY KEY (member_id, year, version))""",
 )
 
 
 class IndexReadModel(Projection):
     ddl = INDEX_DDL
-    tables = ("pi_schemes", "pi_years", "pi_indices")
+    tables = ("pi_schemes", "pi_years", "pi_indices", "pi_index_history")
 
     @handles(IndexScheme.Published)
     def scheme_published(self, curs, e):
@@ -122,6 +133,12 @@ class IndexReadModel(Projection):
             "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT DO NOTHING",
             (e.member_id, e.year, e.branch_id, e.college_id, e.score, e.zeroed,
              Jsonb(e.breakdown), e.scheme_id, e.scheme_version, e.timestamp, e.timestamp))
+        curs.execute(
+            "INSERT INTO pi_index_history (member_id, year, version, valid_from, branch_id, "
+            "college_id, score, zeroed, breakdown, scheme_id, scheme_version, revisions, "
+            "published_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,0,%s) ON CONFLICT DO NOTHING",
+            (e.member_id, e.year, e.originator_version, e.timestamp, e.branch_id, e.college_id,
+             e.score, e.zeroed, Jsonb(e.breakdown), e.scheme_id, e.scheme_version, e.timestamp))
 
     @handles(PioneerIndex.Revised)
     def index_revised(self, curs, e):
@@ -131,3 +148,16 @@ class IndexReadModel(Projection):
             "WHERE member_id = %s AND year = %s",
             (e.score, e.zeroed, Jsonb(e.breakdown), e.branch_id, e.college_id, Jsonb(e.cause),
              e.timestamp, e.member_id, e.year))
+        curs.execute(
+            "UPDATE pi_index_history SET valid_to = %s WHERE member_id = %s AND year = %s "
+            "AND version < %s AND valid_to IS NULL", (e.timestamp, e.member_id, e.year,
+                                                     e.originator_version))
+        curs.execute(
+            "INSERT INTO pi_index_history (member_id, year, version, valid_from, branch_id, "
+            "college_id, score, zeroed, breakdown, scheme_id, scheme_version, revisions, "
+            "last_cause, published_at) SELECT member_id, year, %s, %s, %s, %s, %s, %s, %s, "
+            "scheme_id, scheme_version, revisions + 1, %s, published_at "
+            "FROM pi_index_history WHERE member_id = %s AND year = %s AND version < %s "
+            "ORDER BY version DESC LIMIT 1 ON CONFLICT DO NOTHING",
+            (e.originator_version, e.timestamp, e.branch_id, e.college_id, e.score, e.zeroed,
+             Jsonb(e.breakdown), Jsonb(e.cause), e.member_id, e.year, e.originator_version))
