@@ -17,6 +17,7 @@ import yaml
 from eventsourcing.domain import Aggregate, event
 
 from shared.domain import derived_id, require
+from shared.envelope import internal
 from services.organizations.domain import clean_name
 
 DEFAULTS_FILE = Path(__file__).with_name("default_departments.yaml")
@@ -103,6 +104,7 @@ class Department(Aggregate):
         self.status = RETIRED
 
 
+@internal
 class DepartmentName(Aggregate):
     """A name held by one live department: saved atomically with the department,
     so two departments adding or taking the same name at one moment cannot both
