@@ -192,8 +192,8 @@ def fill_evaluation(app, tree: dict, members: list, total: int, year: int) -> di
     moments between which everything was recorded."""
     from eventsourcing.utils import get_topic
 
-    from services.evaluation.application import SYSTEM_ACTOR
-    from services.evaluation.domain import Rating
+    from services.evaluation.ratings.cycles import SYSTEM_ACTOR
+    from services.evaluation.ratings.rating import Rating
     from services.evaluation.members.domain import PioneerIndex
     from shared.history import AuditRead
 

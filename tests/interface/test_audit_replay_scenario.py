@@ -12,7 +12,7 @@ import time
 import pytest
 
 from services.evaluation.application import EvaluationApplication
-from services.evaluation.domain import Rating
+from services.evaluation.ratings.rating import Rating
 from services.organizations.application import OrganizationsApplication
 from shared.errors import NotFound
 from shared.identity import Caller
