@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export PSYCOPG_WAIT_FUNC := wait_select
 
-.PHONY: install infra run stop test faults bench bench-evaluation bench-programme bench-members bench-audit bench-imports reset clean
+.PHONY: install infra run stop test faults bench bench-evaluation bench-programme bench-members bench-audit bench-imports bench-readmodels reset clean
 
 install: $(STAMP)
 
@@ -59,6 +59,11 @@ bench-members: install infra
 	$(VENV)/bin/python -m bench.bench_members
 
 # Verify the hash chain over 1,000,000 events beside a raw read of the same rows.
+# bench-readmodels: the rating read model's catch-up and rebuild beside a raw read
+# of the same rows (200,000 events; --events 1000000 for the full figure).
+bench-readmodels: install infra
+	$(VENV)/bin/python -m bench.bench_readmodels
+
 bench-audit: install infra
 	$(VENV)/bin/python -m bench.bench_audit
 

@@ -31,6 +31,7 @@ import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import datetime as dt  # noqa: E402
 import io  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import pstats  # noqa: E402
 import random  # noqa: E402
@@ -144,9 +145,9 @@ def main():
     app = EvaluationApplication(settings)
     results = []
 
-    def report(name, value, unit, base=None):
+    def report(name, value, unit, base=None, baseline=None):
         ratio = f"{value / base:.3f}×" if base else ""
-        results.append((name, value, unit, ratio))
+        results.append({"name": name, "value": value, "unit": unit, "baseline": baseline})
         print(f"{name:62} {value:>12,.0f} {unit:14} {ratio}", flush=True)
 
     try:
@@ -157,12 +158,14 @@ def main():
         total = app.recorder.max_notification_id()
         reads = [raw_read(settings, table) for _ in range(2)]
         raw_rate = max(n / s for n, s in reads)
-        report(f"raw sequential read of the events table ({total:,} rows)", raw_rate, "rows/s")
+        raw_name = "raw sequential read of the rating events (read-model bench)"
+        report(raw_name, raw_rate, f"rows/s of {total:,}")
 
         started = time.perf_counter()
         applied = app.projector.catch_up()
-        report(f"catch-up from zero ({applied:,} events)",
-               applied / (time.perf_counter() - started), "events/s", raw_rate)
+        report("read models: catch-up of rating events",
+               applied / (time.perf_counter() - started), f"events/s of {applied:,}", raw_rate,
+               raw_name)
         live = read_models_snapshot(app)
 
         profiler = cProfile.Profile() if args.profile else None
@@ -172,8 +175,9 @@ def main():
         applied = app.projector.rebuild()
         if profiler:
             profiler.disable()
-        report(f"Projector.rebuild ({applied:,} events)",
-               applied / (time.perf_counter() - started), "events/s", raw_rate)
+        report("read models: Projector.rebuild, rating events",
+               applied / (time.perf_counter() - started), f"events/s of {applied:,}", raw_rate,
+               raw_name)
         rebuilt = read_models_snapshot(app)
         assert rebuilt == live, ("rebuilt read models differ", live, rebuilt)
 
@@ -182,14 +186,18 @@ def main():
         elapsed = time.perf_counter() - started
         assert compared["identical"], {t: c for t, c in compared["tables"].items()
                                        if c["only_live"] or c["only_rebuilt"]}
-        report(f"rebuild_read_models, compared ({compared['replayed_events']:,} events)",
-               compared["replayed_events"] / elapsed, "events/s", raw_rate)
+        report("read models: rebuild_read_models (compared), rating events",
+               compared["replayed_events"] / elapsed,
+               f"events/s of {compared['replayed_events']:,}", raw_rate, raw_name)
 
         raw = statistics.median(raw_insert_commit(settings, args.commands))
-        report("raw psycopg INSERT + COMMIT (median)", 1 / raw, "/s")
+        raw_commit = "raw psycopg INSERT + COMMIT, median (read-model bench)"
+        report(raw_commit, 1 / raw, "/s")
         cmd = statistics.median(command_catch_up(app, args.commands))
-        report("commit one rating change + catch-up (median)", 1 / cmd, "/s", 1 / raw)
+        report("read models: commit one rating change + its catch-up, median", 1 / cmd, "/s",
+               1 / raw, raw_commit)
         print(f"load average: {os.getloadavg()}", flush=True)
+        print("RESULTS " + json.dumps(results, ensure_ascii=False), flush=True)
         if profiler:
             out = io.StringIO()
             pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)

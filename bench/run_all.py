@@ -288,6 +288,7 @@ def run(quick: bool) -> tuple[dict, list[dict]]:
         event_flow(quick, row)
         relay_and_consumer_batches(quick, row)
         parking(quick, row)
+        read_models(quick, row)
     finally:
         for c in containers:
             c.kill()
@@ -404,6 +405,20 @@ def parking(quick: bool, row) -> None:
     out = subprocess.run([sys.executable, "-m", "bench.bench_parking", str(events), "2"],
                          cwd=DOCS.parent, capture_output=True, text=True, timeout=900).stdout
     PARKING_OUTPUT.append(out)
+
+
+def read_models(quick: bool, row) -> None:
+    """The rating read model's catch-up and rebuild beside a raw sequential read
+    of the same rows: ``bench.bench_readmodels`` (its own database)."""
+    events = 20_000 if quick else 200_000
+    out = subprocess.run([sys.executable, "-m", "bench.bench_readmodels", "--events",
+                          str(events)], cwd=DOCS.parent, capture_output=True, text=True,
+                         timeout=1800).stdout
+    for line in out.splitlines():
+        if line.startswith("RESULTS "):
+            for r in json.loads(line[len("RESULTS "):]):
+                row(r["name"], "rate" if r["baseline"] else "baseline", r["value"], r["unit"],
+                    r["baseline"])
 
 
 EVENT_FLOW_OUTPUT: list[str] = []
