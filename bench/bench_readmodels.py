@@ -56,7 +56,7 @@ def _ratings():
 
 def fill(app, orgs: int, events: int) -> float:
     """Rating changes until the store holds ``events`` events; returns events/s."""
-    from services.evaluation.application import SYSTEM_ACTOR
+    from services.evaluation.ratings.cycles import SYSTEM_ACTOR
 
     Rating = _ratings()
     ratings = [Rating.open_for(uuid.uuid4(), f"第{i + 1}党支部", 3, SYSTEM_ACTOR)
@@ -106,7 +106,7 @@ def raw_insert_commit(settings, n: int) -> list[float]:
 def command_catch_up(app, n: int) -> list[float]:
     """One rating change committed as a command does (events saved, read models
     caught up before answering)."""
-    from services.evaluation.application import SYSTEM_ACTOR
+    from services.evaluation.ratings.cycles import SYSTEM_ACTOR
 
     Rating = _ratings()
     rng = random.Random(5)

@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 
-from services.evaluation.application import SYSTEM_ACTOR, EvaluationApplication
+from services.evaluation.application import EvaluationApplication
+from services.evaluation.ratings.cycles import SYSTEM_ACTOR
 from services.evaluation.ratings.domain import Rating
 from shared import projection
 from shared.identity import OPS, Caller
