@@ -6,7 +6,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-stamp
 export PSYCOPG_WAIT_FUNC := wait_select
 
-.PHONY: install infra run stop test faults bench bench-evaluation bench-programme bench-members bench-audit bench-imports reset clean
+.PHONY: install infra run stop test faults bench bench-evaluation bench-programme bench-members bench-audit bench-imports bench-readmodels reset clean
 
 install: $(STAMP)
 
@@ -57,6 +57,11 @@ bench-programme: install infra
 # pioneer index for all and the derived indicators for all branches: ten minutes or so.
 bench-members: install infra
 	$(VENV)/bin/python -m bench.bench_members
+
+# bench-readmodels: the rating read model's catch-up and rebuild beside a raw read
+# of the same rows (200,000 events; --events 1000000 for the full figure).
+bench-readmodels: install infra
+	$(VENV)/bin/python -m bench.bench_readmodels
 
 # Verify the hash chain over 1,000,000 events beside a raw read of the same rows, and
 # as-of lookups through RPC with 1,000,000 events in the store beside a no-op RPC.

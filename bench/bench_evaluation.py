@@ -42,6 +42,7 @@ from services.evaluation.ratings.cycles import SYSTEM_ACTOR  # noqa: E402
 from services.evaluation.ratings.domain import Rating  # noqa: E402
 from services.evaluation.service import EvaluationService  # noqa: E402
 from shared.identity import mint_token  # noqa: E402
+from shared.secrets import event_cipher_key  # noqa: E402
 
 MANAGEMENT = "http://127.0.0.1:15672/api"
 AUTH = ("guest", "guest")
@@ -194,7 +195,9 @@ def main():
 
 
 def run(args, amqp):
-    settings = bench_db("evaluation")
+    # The service started below encrypts its stored events (development key):
+    # this process reads and writes the same store, so it needs the same key.
+    settings = bench_db("evaluation").with_cipher(event_cipher_key("evaluation", {}))
     app = EvaluationApplication(settings)
     tree = seed_directory(app, args.branches)
     rows = []

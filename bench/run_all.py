@@ -290,6 +290,7 @@ def run(quick: bool) -> tuple[dict, list[dict]]:
         relay_and_consumer_batches(quick, row)
         parking(quick, row)
         audit(quick, row)
+        read_models(quick, row)
     finally:
         for c in containers:
             c.kill()
@@ -424,6 +425,20 @@ def audit(quick: bool, row) -> None:
             r = json.loads(line[len("RESULT "):])
             row(r["name"], r["kind"], r["value"], r["unit"], r["baseline"], p99=r["p99_ms"],
                 median=r["median_ms"])
+
+
+def read_models(quick: bool, row) -> None:
+    """The rating read model's catch-up and rebuild beside a raw sequential read
+    of the same rows: ``bench.bench_readmodels`` (its own database)."""
+    events = 20_000 if quick else 200_000
+    out = subprocess.run([sys.executable, "-m", "bench.bench_readmodels", "--events",
+                          str(events)], cwd=DOCS.parent, capture_output=True, text=True,
+                         timeout=1800).stdout
+    for line in out.splitlines():
+        if line.startswith("RESULTS "):
+            for r in json.loads(line[len("RESULTS "):]):
+                row(r["name"], "rate" if r["baseline"] else "baseline", r["value"], r["unit"],
+                    r["baseline"])
 
 
 EVENT_FLOW_OUTPUT: list[str] = []

@@ -73,6 +73,9 @@ class DatabaseSettings:
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
             # The library's recorder plus the hook commands record their key in.
             "APPLICATION_RECORDER_TOPIC": "shared.store:CommandRecorder",
+            # The library's JSON format, read with orjson (read models decode
+            # every event of a rebuild: shared.transcoding).
+            "TRANSCODER_TOPIC": "shared.transcoding:JSONTranscoder",
             "POSTGRES_DBNAME": self.dbname,
             "POSTGRES_HOST": self.host,
             "POSTGRES_PORT": str(self.port),
@@ -96,7 +99,8 @@ class DatabaseSettings:
     def _cipher_env(self) -> dict:
         if not self.cipher_key:
             return {}
-        return {"CIPHER_TOPIC": "eventsourcing.cryptography:AESCipher",
+        # The library's AES-GCM format, its key schedule made once (shared.transcoding).
+        return {"CIPHER_TOPIC": "shared.transcoding:AESCipher",
                 "CIPHER_KEY": self.cipher_key}
 
     def with_cipher(self, cipher_key: str | None) -> "DatabaseSettings":

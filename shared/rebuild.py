@@ -53,7 +53,8 @@ def _rebuild(projector, curs) -> dict:
                  (projector.name,))
     skipped = projector.restart_parking(curs)
     applied, position = 0, 0
-    while count := projector._apply_next_batch(curs, position, skipped):
+    while count := projector._apply_next_batch(curs, position, skipped,
+                                               projector.rebuild_batch_size):
         applied += count
         position = projector._read_position(curs)
     compared = {table: _compare(curs, table) for table in tables}

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from shared.projection import Projection, handles
+from shared.projection import Batch, Projection, bulk, folds, handles, stage
 from services.evaluation.ratings.domain import Assessment, Cycle, Rating, Scheme
 
 DDL = (
@@ -203,37 +204,60 @@ class EvaluationReadModel(Projection):
         self._update(curs, e, "stage = 'dropped'")
 
     # -- ratings -----------------------------------------------------------------
-    @handles(Rating.Opened)
-    def rating_opened(self, curs, e):
-        curs.execute(
-            "INSERT INTO eval_ratings (org_id, rating_id, org_name, level, updated_at, version) "
-            "VALUES (%s,%s,%s,%s,%s,%s)",
-            (e.org_id, e.originator_id, e.org_name, e.level, e.timestamp, e.originator_version))
+    # Folded (shared.projection.folds): a page of rating events becomes a few
+    # set-based writes, each rating's row written once however often it changed.
+    def new_batch(self) -> "RatingBatch":
+        return RatingBatch()
 
-    @handles(Rating.UnderlyingSet)
-    def underlying_set(self, curs, e):
-        curs.execute("UPDATE eval_ratings SET underlying = %s, version = %s "
-                     "WHERE rating_id = %s", (e.stars, e.originator_version, e.originator_id))
+    def write_batch(self, curs, batch: "RatingBatch") -> None:
+        if batch.closes:
+            # A rating changed: the open period of the one before it ends (the
+            # periods opened in this batch were closed as it was folded).
+            closes = list(batch.closes.items())
+            if bulk(curs, closes):
+                staged = stage(curs, [("org_id", "uuid"), ("valid_to", "timestamptz")], closes)
+                curs.execute(sql.SQL(
+                    "UPDATE eval_rating_history h SET valid_to = v.valid_to FROM {} v "
+                    "WHERE h.org_id = v.org_id AND h.valid_to IS NULL").format(staged))
+            else:
+                curs.executemany("UPDATE eval_rating_history SET valid_to = %s "
+                                 "WHERE org_id = %s AND valid_to IS NULL",
+                                 [(valid_to, org) for org, valid_to in closes])
+        batch.write(curs)
 
-    @handles(Rating.Changed)
-    def rating_changed(self, curs, e):
-        curs.execute(
-            "UPDATE eval_ratings SET stars = %s, score = %s, cause = %s, scheme_id = %s, "
-            "scheme_version = %s, cycle_id = coalesce(%s, cycle_id), "
-            "breakdown = CASE WHEN %s THEN %s ELSE breakdown END, updated_at = %s, version = %s "
-            "WHERE rating_id = %s",
-            (e.stars_after, e.score, e.cause, e.scheme_id, e.scheme_version, e.cycle_id,
-             e.cause in ("cycle", "direct_grading"), _j(e.breakdown), e.timestamp,
-             e.originator_version, e.originator_id))
-        curs.execute("UPDATE eval_rating_history SET valid_to = %s "
-                     "WHERE org_id = %s AND valid_to IS NULL", (e.timestamp, e.org_id))
-        curs.execute(
-            "INSERT INTO eval_rating_history (org_id, version, stars_before, stars_after, score, "
-            "cause, scheme_id, scheme_version, cycle_id, actor, reason, evidence, valid_from, "
-            "recorded_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-            (e.org_id, e.originator_version, e.stars_before, e.stars_after, e.score, e.cause,
-             e.scheme_id, e.scheme_version, e.cycle_id, _j(e.actor), e.reason,
-             _j(e.evidence), e.timestamp, e.timestamp))
+    @folds(Rating.Opened)
+    def rating_opened(self, batch, e):
+        batch.ratings.insert(e.originator_id, org_id=e.org_id, org_name=e.org_name,
+                             level=e.level, updated_at=e.timestamp,
+                             version=e.originator_version, open_problems=0)
+
+    @folds(Rating.UnderlyingSet)
+    def underlying_set(self, batch, e):
+        batch.ratings.update(e.originator_id, underlying=e.stars, version=e.originator_version)
+
+    @folds(Rating.Changed)
+    def rating_changed(self, batch, e):
+        changes = dict(stars=e.stars_after, score=e.score, cause=e.cause,
+                       scheme_id=e.scheme_id, scheme_version=e.scheme_version,
+                       updated_at=e.timestamp, version=e.originator_version)
+        if e.cycle_id is not None:
+            changes["cycle_id"] = e.cycle_id
+        if e.cause in ("cycle", "direct_grading"):
+            changes["breakdown"] = _j(e.breakdown)
+        batch.ratings.update(e.originator_id, **changes)
+        org = str(e.org_id)
+        still_open = batch.open_periods.get(org)
+        if still_open is not None:
+            batch.history.update(still_open, valid_to=e.timestamp)
+        else:
+            batch.closes.setdefault(org, e.timestamp)
+        batch.history.insert(
+            (org, e.originator_version), stars_before=e.stars_before,
+            stars_after=e.stars_after, score=e.score, cause=e.cause, scheme_id=e.scheme_id,
+            scheme_version=e.scheme_version, cycle_id=e.cycle_id, actor=_j(e.actor),
+            reason=e.reason, evidence=_j(e.evidence), valid_from=e.timestamp, valid_to=None,
+            recorded_at=e.timestamp)
+        batch.open_periods[org] = (org, e.originator_version)
 
     @handles(Rating.Backfilled)
     def rating_backfilled(self, curs, e):
@@ -270,41 +294,48 @@ class EvaluationReadModel(Projection):
              e.stars, e.score, _j(e.actor), e.reason, _j(e.evidence), effective, after,
              e.timestamp))
 
-    @handles(Rating.RectificationObliged)
-    def rectification_obliged(self, curs, e):
-        curs.execute(
-            "INSERT INTO eval_problems (org_id, problem_id, description, downgrade_to, status, "
-            "rectification_due, recorded_at, updated_at, kind) "
-            "VALUES (%s,%s,%s,%s,'open',%s,%s,%s,'low_stars')",
-            (e.org_id, e.problem_id, e.description, e.stars, e.rectification_due,
-             e.timestamp, e.timestamp))
-        curs.execute("UPDATE eval_ratings SET open_problems = open_problems + 1 "
-                     "WHERE org_id = %s", (e.org_id,))
+    @folds(Rating.RectificationObliged)
+    def rectification_obliged(self, batch, e):
+        batch.problems.insert((e.org_id, e.problem_id), description=e.description,
+                              downgrade_to=e.stars, status="open",
+                              rectification_due=e.rectification_due, recorded_at=e.timestamp,
+                              updated_at=e.timestamp, kind="low_stars")
+        batch.ratings.increment(e.originator_id, "open_problems")
 
-    @handles(Rating.MajorProblemRecorded)
-    def problem_recorded(self, curs, e):
-        curs.execute(
-            "INSERT INTO eval_problems (org_id, problem_id, description, downgrade_to, status, "
-            "rectification_due, recorded_at, updated_at) VALUES (%s,%s,%s,%s,'open',%s,%s,%s)",
-            (e.org_id, e.problem_id, e.description, e.downgrade_to, e.rectification_due,
-             e.timestamp, e.timestamp))
-        curs.execute("UPDATE eval_ratings SET open_problems = open_problems + 1 "
-                     "WHERE org_id = %s", (e.org_id,))
+    @folds(Rating.MajorProblemRecorded)
+    def problem_recorded(self, batch, e):
+        batch.problems.insert((e.org_id, e.problem_id), description=e.description,
+                              downgrade_to=e.downgrade_to, status="open",
+                              rectification_due=e.rectification_due, recorded_at=e.timestamp,
+                              updated_at=e.timestamp, kind="major_problem")
+        batch.ratings.increment(e.originator_id, "open_problems")
 
-    @handles(Rating.RectificationPlanned)
-    def rectification_planned(self, curs, e):
-        curs.execute("UPDATE eval_problems SET status = 'planned', plan = %s, plan_due = %s, "
-                     "updated_at = %s WHERE org_id = %s AND problem_id = %s",
-                     (e.plan, e.due, e.timestamp, e.org_id, e.problem_id))
+    @folds(Rating.RectificationPlanned)
+    def rectification_planned(self, batch, e):
+        batch.problems.update((e.org_id, e.problem_id), status="planned", plan=e.plan,
+                              plan_due=e.due, updated_at=e.timestamp)
 
-    @handles(Rating.RectificationCompleted)
-    def rectification_completed(self, curs, e):
-        curs.execute("UPDATE eval_problems SET status = 'completed', updated_at = %s "
-                     "WHERE org_id = %s AND problem_id = %s", (e.timestamp, e.org_id, e.problem_id))
+    @folds(Rating.RectificationCompleted)
+    def rectification_completed(self, batch, e):
+        batch.problems.update((e.org_id, e.problem_id), status="completed",
+                              updated_at=e.timestamp)
 
-    @handles(Rating.RectificationVerified)
-    def rectification_verified(self, curs, e):
-        curs.execute("UPDATE eval_problems SET status = 'verified', updated_at = %s "
-                     "WHERE org_id = %s AND problem_id = %s", (e.timestamp, e.org_id, e.problem_id))
-        curs.execute("UPDATE eval_ratings SET open_problems = open_problems - 1 "
-                     "WHERE org_id = %s", (e.org_id,))
+    @folds(Rating.RectificationVerified)
+    def rectification_verified(self, batch, e):
+        batch.problems.update((e.org_id, e.problem_id), status="verified",
+                              updated_at=e.timestamp)
+
+
+class RatingBatch(Batch):
+    """A page of rating events folded: ``eval_ratings`` by rating, new history
+    periods by (org, version), problems by (org, problem); ``closes`` ends the
+    open period of an organisation whose rating changed (at the first change),
+    ``open_periods`` the period this batch opened last, per organisation."""
+
+    def __init__(self):
+        super().__init__()
+        self.closes: dict[str, dt.datetime] = {}
+        self.open_periods: dict[str, tuple] = {}
+        self.ratings = self.table("eval_ratings", "rating_id")
+        self.history = self.table("eval_rating_history", "org_id", "version")
+        self.problems = self.table("eval_problems", "org_id", "problem_id")
