@@ -283,6 +283,25 @@ class EventSourcedApplication(Application[UUID]):
             curs.execute(sql, params)
             return list(curs.fetchall()) if curs.description else []
 
+    def queries(self, *statements: tuple[str, Iterable | dict]) -> list[list[dict]]:
+        """Several read statements in one round trip (a psycopg pipeline): a
+        read call that needs a row and the rows around it sends them together
+        instead of waiting for each answer in turn. Each statement's rows, in
+        order."""
+        tx = _commit_transaction.get()
+        if tx is not None:  # already pipelined: sent together, synced by the first fetch
+            cursors = [tx.curs.connection.cursor() for _ in statements]
+            for curs, (sql, params) in zip(cursors, statements):
+                curs.execute(sql, params)
+            return [list(curs.fetchall()) for curs in cursors]
+        conn = self._session_connection()
+        # the call's connection, or (no session, or a transaction open on it) a pooled one
+        with (contextlib.nullcontext(conn) if conn is not None
+              else self.datastore.get_connection()) as conn, _translated_errors():
+            with conn.pipeline():
+                cursors = [conn.execute(sql, params) for sql, params in statements]
+            return [list(curs.fetchall()) for curs in cursors]
+
     def query_one(self, sql: str, params: Iterable | dict = ()) -> dict | None:
         rows = self.query(sql, params)
         return rows[0] if rows else None
