@@ -83,7 +83,17 @@ class DatabaseSettings:
             "POSTGRES_PASSWORD": self.password,
             "POSTGRES_POOL_SIZE": str(self.pool_size),
             "POSTGRES_MAX_OVERFLOW": str(self.max_overflow),
+            # Checked only after idling: shared.store._check_when_idle replaces the
+            # library's check-every-checkout in every service's application.
             "POSTGRES_PRE_PING": "y",
+            # Aggregates stay cached between commands and are fast-forwarded
+            # with the events stored since (one indexed read, usually empty; other
+            # instances' writes included) instead of replayed from their last
+            # snapshot each time; each caller gets a deep copy, so a command that
+            # fails leaves the cached one as stored. Version clashes are still
+            # the store's unique key, so a stale copy can never overwrite.
+            "AGGREGATE_CACHE_MAXSIZE": "2000",
+            "AGGREGATE_CACHE_FASTFORWARD": "y",
             "POSTGRES_CONNECT_TIMEOUT": str(max(1, round(self.pool_timeout))),
             # A transaction left idle (a worker killed mid-command) is ended by
             # the server instead of holding its locks for good.

@@ -17,6 +17,7 @@ result without applying anything.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -167,29 +168,34 @@ def command(func):
     def entry(self, *args, **payload):
         if args:
             raise ValidationError.single("arguments", "pass arguments by name")
-        caller = self.caller()  # unauthenticated calls never reach the command log
-        key = command_key(payload, self.command_context, self.name, method)
-        return self.app.run_command(key, method, caller,
-                                    lambda: func(self, **payload))
+        with _session(self):
+            caller = self.caller()  # unauthenticated calls never reach the command log
+            key = command_key(payload, self.command_context, self.name, method)
+            return self.app.run_command(key, method, caller,
+                                        lambda: func(self, **payload))
 
     return Mutation.decorator(expected_exceptions=EXPECTED_ERRORS)(
         translate_infrastructure_errors(entry, signature_of=_with_command_id(func)))
 
 
+def _session(service):
+    """The call's database session (``EventSourcedApplication.session``): one
+    pooled connection for every statement of the call."""
+    session = getattr(getattr(service, "app", None), "session", None)
+    return session() if session is not None else contextlib.nullcontext()
+
+
 def query(func):
     """A read-only RPC method: typed errors, resilient replies; its queries
-    share one connection and transaction (``EventSourcedApplication.reading``)."""
+    share one connection (``EventSourcedApplication.session``)."""
 
     @functools.wraps(func)
-    def in_one_read(self, *args, **kwargs):
-        reading = getattr(getattr(self, "app", None), "reading", None)
-        if reading is None:
-            return func(self, *args, **kwargs)
-        with reading():
+    def in_one_session(self, *args, **kwargs):
+        with _session(self):
             return func(self, *args, **kwargs)
 
     return ResilientRpc.decorator(expected_exceptions=EXPECTED_ERRORS)(
-        translate_infrastructure_errors(in_one_read, signature_of=func))
+        translate_infrastructure_errors(in_one_session, signature_of=func))
 
 
 rpc = query  # for mixins whose methods are plain RPC

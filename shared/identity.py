@@ -7,6 +7,7 @@ Portals pass it as the context data key ``auth_token``.
 """
 from __future__ import annotations
 
+import functools
 import re
 import time
 from uuid import UUID
@@ -79,8 +80,26 @@ def mint_token(secret: str, sub: str, role: str, org: str | None = None,
 
 
 def verify_token(secret: str, token: str | None) -> Caller:
+    """The caller a token names, or ``Unauthenticated``.
+
+    A token checked once is remembered (with its expiry, checked on every call):
+    a portal sends the same token with every call, and each call's worker and
+    call log ask for it, so the signature check and claim parsing ran two or
+    more times per call. Only tokens that passed every check are remembered."""
     if not token:
         raise Unauthenticated("no token: pass a signed token as context data 'auth_token'")
+    if not isinstance(token, str):
+        raise Unauthenticated("token not valid: a token is text")
+    caller, expires = _verified(secret, token)
+    if expires <= time.time():  # as PyJWT's own check (no leeway)
+        raise Unauthenticated("token expired")
+    return caller
+
+
+@functools.lru_cache(maxsize=4096)
+def _verified(secret: str, token: str) -> tuple[Caller, float]:
+    """(caller, expiry) of a token that passes every check now (the checks of
+    ``verify_token``); raises otherwise (and nothing is remembered)."""
     try:
         claims = jwt.decode(token, secret, algorithms=["HS256"],
                             options={"require": ["sub", "role", "exp"]})
@@ -110,7 +129,7 @@ def verify_token(secret: str, token: str | None) -> Caller:
             org = str(UUID(str(org)))
         except ValueError:
             raise Unauthenticated("token's org must be an organisation id") from None
-    return Caller(sub=sub, role=role, org=org)
+    return Caller(sub=sub, role=role, org=org), float(claims["exp"])
 
 
 # ``Mutation`` (shared.entrypoints) is the entrypoint of every method that

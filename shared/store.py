@@ -11,14 +11,18 @@ import contextlib
 import contextvars
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, TypeVar
 from uuid import UUID
 
 import psycopg
 from psycopg import generators
+from psycopg.pq import TransactionStatus
+from eventsourcing import persistence
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Notification, ProgrammingError
+from psycopg_pool import ConnectionPool
 from eventsourcing.postgres import PostgresApplicationRecorder
 
 from shared.config import DatabaseSettings
@@ -62,8 +66,10 @@ class CommitTransaction:
     aggregates: dict = field(default_factory=dict)
 
 
-_read_session: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar(
-    "lianchuang_read_session", default=None)
+# The connection one RPC call (a query, or a command up to its commit) runs on:
+# (application, psycopg connection); see ``EventSourcedApplication.session``.
+_session: contextvars.ContextVar[tuple[Any, Any] | None] = contextvars.ContextVar(
+    "lianchuang_session", default=None)
 _running_command: contextvars.ContextVar[CommandRun | None] = contextvars.ContextVar(
     "lianchuang_running_command", default=None)
 _commit_transaction: contextvars.ContextVar[CommitTransaction | None] = \
@@ -179,6 +185,7 @@ class EventSourcedApplication(Application[UUID]):
                 super().__init__(env=env, **kwargs)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (f"{self.name}:schema",))
+        self._route_through_session(self.recorder.datastore)
         self.projector = None  # set by shared.projection.Projector
         with self.transaction() as curs:
             curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
@@ -189,6 +196,26 @@ class EventSourcedApplication(Application[UUID]):
         self.after_command_commit: Callable[[str], None] | None = None
 
     # -- infrastructure -------------------------------------------------
+    def _route_through_session(self, datastore) -> None:
+        """The library's recorders (loading aggregates, appending events, the
+        snapshot store) take their connection from ``datastore.get_connection``:
+        within a call's ``session`` they get the call's connection while it is
+        idle, and a pooled one otherwise (as before)."""
+        pooled = datastore.get_connection
+
+        @contextlib.contextmanager
+        def get_connection():
+            conn = self._session_connection()
+            if conn is None:
+                with pooled() as conn:
+                    yield conn
+                return
+            with _translated_errors():
+                yield conn
+
+        datastore.get_connection = get_connection
+        _check_when_idle(datastore.pool)
+
     @property
     def datastore(self):
         return self.recorder.datastore
@@ -205,26 +232,39 @@ class EventSourcedApplication(Application[UUID]):
             yield curs
 
     @contextlib.contextmanager
-    def reading(self):
-        """One pooled connection and one read-only transaction for every
-        ``query`` of a read call (``shared.entrypoints.query``), instead of a
-        checkout, a pre-ping and a BEGIN/ROLLBACK per statement."""
-        if _read_session.get() is not None or _commit_transaction.get() is not None:
+    def session(self):
+        """One pooled connection for a whole RPC call (``shared.entrypoints``):
+        its queries, the command log lookup, the aggregates it loads and the
+        append that saves its events all go through it, in autocommit, instead
+        of a pool checkout (and a BEGIN/ROLLBACK) per statement. Reads gain no
+        consistency from a transaction at READ COMMITTED (each statement has its
+        own snapshot), so none is opened; a transaction opened on the connection
+        (``transaction()``, the library's append) is its own, and while one is
+        open the statements of other code take another pooled connection, as
+        they did before."""
+        if _session.get() is not None or _commit_transaction.get() is not None:
             yield
             return
-        with self.datastore.transaction(commit=False) as curs:
-            token = _read_session.set((self, curs))
+        with self.datastore.get_connection() as conn:
+            token = _session.set((self, conn))
             try:
                 yield
             finally:
-                _read_session.reset(token)
+                _session.reset(token)
+
+    def _session_connection(self):
+        """This call's connection when it is free for a statement of its own
+        (idle: no transaction open on it), else None."""
+        session = _session.get()
+        if session is None or session[0] is not self:
+            return None
+        conn = session[1]
+        if conn.pgconn.transaction_status != TransactionStatus.IDLE or \
+                conn._pipeline is not None:  # a pipeline's BEGIN may not be sent yet
+            return None
+        return conn
 
     def query(self, sql: str, params: Iterable | dict = ()) -> list[dict]:
-        session = _read_session.get()
-        if session is not None and session[0] is self:
-            curs = session[1]
-            curs.execute(sql, params)
-            return list(curs.fetchall()) if curs.description else []
         tx = _commit_transaction.get()
         if tx is not None:
             # The library records in pipeline mode: a result's description is
@@ -234,9 +274,33 @@ class EventSourcedApplication(Application[UUID]):
                 return list(tx.curs.fetchall())
             except psycopg.ProgrammingError:  # a statement without rows
                 return []
+        conn = self._session_connection()
+        if conn is not None:
+            with _translated_errors():
+                curs = conn.execute(sql, params)
+                return list(curs.fetchall()) if curs.description else []
         with self.datastore.transaction(commit=False) as curs:
             curs.execute(sql, params)
             return list(curs.fetchall()) if curs.description else []
+
+    def queries(self, *statements: tuple[str, Iterable | dict]) -> list[list[dict]]:
+        """Several read statements in one round trip (a psycopg pipeline): a
+        read call that needs a row and the rows around it sends them together
+        instead of waiting for each answer in turn. Each statement's rows, in
+        order."""
+        tx = _commit_transaction.get()
+        if tx is not None:  # already pipelined: sent together, synced by the first fetch
+            cursors = [tx.curs.connection.cursor() for _ in statements]
+            for curs, (sql, params) in zip(cursors, statements):
+                curs.execute(sql, params)
+            return [list(curs.fetchall()) for curs in cursors]
+        conn = self._session_connection()
+        # the call's connection, or (no session, or a transaction open on it) a pooled one
+        with (contextlib.nullcontext(conn) if conn is not None
+              else self.datastore.get_connection()) as conn, _translated_errors():
+            with conn.pipeline():
+                cursors = [conn.execute(sql, params) for sql, params in statements]
+            return [list(curs.fetchall()) for curs in cursors]
 
     def query_one(self, sql: str, params: Iterable | dict = ()) -> dict | None:
         rows = self.query(sql, params)
@@ -429,6 +493,54 @@ class EventSourcedApplication(Application[UUID]):
             raise Conflict(
                 "changed concurrently by someone else; reload and try again"
             ) from exc
+
+
+# A pooled connection used within this many seconds is handed out as it is; one
+# idle for longer is checked first (a round trip), so that connections the server
+# dropped meanwhile (a restart, a failover) are replaced, not handed to a caller.
+# The library's pre-ping checked every checkout: one extra round trip per statement.
+IDLE_CHECK_SECONDS = 2.0
+
+
+def _check_when_idle(pool) -> None:
+    """Check a pooled connection on checkout only when it sat idle for more than
+    ``IDLE_CHECK_SECONDS`` (psycopg_pool's ``check`` and ``reset`` callbacks; the
+    pool is built by the library, so they are set on it here)."""
+    def check(conn):
+        if time.monotonic() - getattr(conn, "_lianchuang_returned_at", 0.0) > IDLE_CHECK_SECONDS:
+            ConnectionPool.check_connection(conn)
+
+    def reset(conn):
+        conn._lianchuang_returned_at = time.monotonic()
+
+    pool._check = check
+    pool._reset = reset
+
+
+@contextlib.contextmanager
+def _translated_errors():
+    """psycopg's errors as the library's (as its ``get_connection`` raises them):
+    callers tell a version clash (``IntegrityError``) and an outage apart by them."""
+    try:
+        yield
+    except psycopg.InterfaceError as e:
+        raise persistence.InterfaceError(str(e)) from e
+    except psycopg.OperationalError as e:
+        raise persistence.OperationalError(str(e)) from e
+    except psycopg.DataError as e:
+        raise persistence.DataError(str(e)) from e
+    except psycopg.IntegrityError as e:
+        raise persistence.IntegrityError(str(e)) from e
+    except psycopg.InternalError as e:
+        raise persistence.InternalError(str(e)) from e
+    except psycopg.ProgrammingError as e:
+        raise persistence.ProgrammingError(str(e)) from e
+    except psycopg.NotSupportedError as e:
+        raise persistence.NotSupportedError(str(e)) from e
+    except psycopg.DatabaseError as e:
+        raise persistence.DatabaseError(str(e)) from e
+    except psycopg.Error as e:
+        raise persistence.PersistenceError(str(e)) from e
 
 
 def _dump_result(value: Any) -> str:

@@ -292,20 +292,23 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
         return self.commit(org, result=lambda: self.get_organization(caller, org.id))
 
     # -- queries -------------------------------------------------------------
-    def _path_rows(self, org_id) -> list[dict]:
-        return self.query(
-            """WITH RECURSIVE up AS (
+    PATH_SQL = """WITH RECURSIVE up AS (
                  SELECT id, name, kind, level, parent_id, 0 AS depth FROM org_view WHERE id = %s
                  UNION ALL
                  SELECT o.id, o.name, o.kind, o.level, o.parent_id, up.depth + 1
                  FROM org_view o JOIN up ON o.id = up.parent_id WHERE up.depth < 10)
-               SELECT id, name, kind, level FROM up ORDER BY depth DESC""", (str(org_id),))
+               SELECT id, name, kind, level FROM up ORDER BY depth DESC"""
+
+    def _path_rows(self, org_id) -> list[dict]:
+        return self.query(self.PATH_SQL, (str(org_id),))
 
     def get_path(self, caller: Caller, org_id) -> list[dict]:
         caller.require_role(*READERS)
         org_id = OrgRef.of(org_id=org_id).org_id
-        self._org_row(org_id)
-        return [_org_ref(r) for r in self._path_rows(org_id)]
+        rows = self._path_rows(org_id)  # empty: no such organisation (one query)
+        if not rows:
+            raise NotFound(f"organisation {org_id} not found")
+        return [_org_ref(r) for r in rows]
 
     def get_organization(self, caller: Caller, org_id, as_of: str | None = None) -> dict:
         caller.require_role(*READERS)
@@ -313,15 +316,19 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
         org_id, as_of = query.org_id, query.as_of
         if as_of:
             return self._organization_as_of(org_id, as_of)
-        row = self._org_row(org_id)
-        children = self.query(
-            "SELECT * FROM org_view WHERE parent_id = %s ORDER BY level, name", (str(org_id),))
-        officers = self.query(
-            "SELECT r.role, r.member_id, m.name FROM org_roles r JOIN member_view m "
-            "ON m.id = r.member_id WHERE r.org_id = %s ORDER BY r.role, m.name", (str(org_id),))
+        # one round trip: the organisation, its children, officers and path
+        rows, children, officers, path = self.queries(
+            ("SELECT * FROM org_view WHERE id = %s", (str(org_id),)),
+            ("SELECT * FROM org_view WHERE parent_id = %s ORDER BY level, name", (str(org_id),)),
+            ("SELECT r.role, r.member_id, m.name FROM org_roles r JOIN member_view m "
+             "ON m.id = r.member_id WHERE r.org_id = %s ORDER BY r.role, m.name", (str(org_id),)),
+            (self.PATH_SQL, (str(org_id),)))
+        if not rows:
+            raise NotFound(f"organisation {org_id} not found")
+        row = rows[0]
         result = _org_out(row)
         result["member_count"] = row["head_count"]
-        result["path"] = [_org_ref(r) for r in self._path_rows(org_id)]
+        result["path"] = [_org_ref(r) for r in path]
         result["officers"] = [{"role": o["role"], "role_zh": ORG_ROLES[o["role"]],
                                "member_id": str(o["member_id"]), "name": o["name"]}
                               for o in officers]
@@ -440,23 +447,27 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
             self.record_audit_read(caller, member_id, "get_member",
                                    {"as_of": as_of, "replay": replay})
             return then
-        row = self.query_one(
-            "SELECT m.*, b.name AS branch_name FROM member_view m "
-            "LEFT JOIN org_view b ON b.id = m.branch_id WHERE m.id = %s", (str(member_id),))
-        if row is None:
+        # one round trip: the member, its roles and its moves (returned only
+        # once the caller is found allowed to read the member's branch)
+        rows, roles, moves = self.queries(
+            ("SELECT m.*, b.name AS branch_name FROM member_view m "
+             "LEFT JOIN org_view b ON b.id = m.branch_id WHERE m.id = %s", (str(member_id),)),
+            ("SELECT r.org_id, o.name, r.role FROM org_roles r JOIN org_view o "
+             "ON o.id = r.org_id WHERE r.member_id = %s ORDER BY o.level", (str(member_id),)),
+            ("SELECT * FROM member_moves WHERE member_id = %s ORDER BY version",
+             (str(member_id),)))
+        if not rows:
             raise NotFound(f"member {member_id} not found")
+        row = rows[0]
         if not (caller.role == MEMBER and caller.sub == str(member_id)):
             self._may_read_members(caller, row["branch_id"])
         result = _member_out(row)
         result["roles"] = [{"org_id": str(r["org_id"]), "org_name": r["name"], "role": r["role"],
-                            "role_zh": ORG_ROLES[r["role"]]} for r in self.query(
-            "SELECT r.org_id, o.name, r.role FROM org_roles r JOIN org_view o ON o.id = r.org_id "
-            "WHERE r.member_id = %s ORDER BY o.level", (str(member_id),))]
+                            "role_zh": ORG_ROLES[r["role"]]} for r in roles]
         result["history"] = [{"kind": h["kind"], "from_branch_id": _s(h["from_branch_id"]),
                               "to_branch_id": _s(h["to_branch_id"]),
                               "effective_on": _s(h["effective_on"]),
-                              "recorded_at": h["recorded_at"].isoformat()} for h in self.query(
-            "SELECT * FROM member_moves WHERE member_id = %s ORDER BY version", (str(member_id),))]
+                              "recorded_at": h["recorded_at"].isoformat()} for h in moves]
         return result
 
     def double_leader_coverage(self, caller: Caller, college_id: str | None = None) -> dict:

@@ -45,6 +45,8 @@ def test_signed_tokens_with_hostile_claims_are_refused(claims, message):
     (None, "no token"),
     ("", "no token"),
     ("garbage", "not valid"),
+    (["a", "list"], "not valid"),
+    ({"a": "dict"}, "not valid"),
 ])
 def test_missing_or_garbled_tokens(token, message):
     with pytest.raises(Unauthenticated) as e:
@@ -61,6 +63,22 @@ def test_bad_signature_and_expiry():
     with pytest.raises(Unauthenticated) as e:
         verify_token(SECRET, old)
     assert "expired" in str(e.value)
+
+
+def test_a_remembered_token_still_expires(monkeypatch):
+    """Tokens are checked once and remembered (issue 12); the expiry is checked
+    on every call all the same."""
+    import shared.identity as identity
+
+    now = int(identity.time.time())
+    tok = mint_token(SECRET, sub="x", role="org_admin", ttl=60, now=now)
+    assert verify_token(SECRET, tok) == Caller("x", "org_admin")
+    assert verify_token(SECRET, tok) == Caller("x", "org_admin")  # remembered
+    monkeypatch.setattr(identity.time, "time", lambda: now + 60)
+    with pytest.raises(Unauthenticated, match="expired"):
+        verify_token(SECRET, tok)
+    with pytest.raises(Unauthenticated, match="signature"):  # remembered per secret
+        verify_token("another-secret-0123456789-abcdefghijkl", tok)
 
 
 def test_scoped_roles_need_an_org():
