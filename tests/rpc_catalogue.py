@@ -24,6 +24,7 @@ from services.evaluation import application as ev
 from services.evaluation.audit import application as ea
 from services.evaluation.linkage import application as lk
 from services.evaluation.members import application as mem
+from services.evaluation.programme import acceptance as pa
 from services.evaluation.programme import application as pg
 from services.evaluation.programme import taskbook as tb
 from services.notifications import application as nt
@@ -72,6 +73,7 @@ EVALUATION = {
     # the creation programme (三级联创)
     "nominate_candidacy": pg.Nominate, "move_candidacy": pg.Move,
     "get_candidacy": pg.CandidacyRef, "list_candidacies": pg.CandidacyFilter,
+    "score_acceptance": pa.ScoreAcceptance, "get_acceptance": pa.AcceptanceRef,
     "creation_shortfall": pg.ShortfallQuery, "define_plan": pg.DefinePlan, "list_plans": None,
     "programme_progress": pg.PlanRef, "register_brand": pg.RegisterBrand,
     "recognise_brand": pg.RecogniseBrand, "get_brand": pg.BrandRef,
@@ -134,7 +136,8 @@ MUTATING = {
                    "close_publicity", "lodge_objection", "lodge_appeal", "decide_appeal",
                    "record_major_problem", "plan_rectification", "complete_rectification",
                    "verify_rectification", *PARKING_COMMANDS, *AUDIT_COMMANDS,
-                   "nominate_candidacy", "move_candidacy", "define_plan", "register_brand",
+                   "nominate_candidacy", "move_candidacy", "score_acceptance", "define_plan",
+                   "register_brand",
                    "recognise_brand", "set_milestone", "report_progress",
                    "publish_index_scheme", "close_member_year", "record_creation_failed",
                    "propose_review_grade", "nominate", "review_nomination",

@@ -287,6 +287,14 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
         return self.app.programme.list_candidacies(self.caller(), title, tier, stage, org_id,
                                                    college_id)
 
+    @command
+    def score_acceptance(self, **payload):
+        return self.app.programme.score_acceptance(self.caller(), payload)
+
+    @query
+    def get_acceptance(self, candidacy_id):
+        return self.app.programme.get_acceptance(self.caller(), candidacy_id)
+
     @query
     def creation_shortfall(self, org_id, year):
         return self.app.programme.creation_shortfall(self.caller(), org_id, year)

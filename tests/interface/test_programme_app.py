@@ -31,10 +31,30 @@ def orgs(app, colleges=3, branches_per_college=3):
             tree[college] = []
             for b in range(branches_per_college):
                 branch = uuid.uuid4()
-                curs.execute("INSERT INTO dir_orgs VALUES (%s,%s,'teacher_branch',3,%s,NULL,"
+                # student branches: a college's 双带头人 coverage (teacher branches,
+                # derived from records at 验收) is then entered, not derived as 0
+                curs.execute("INSERT INTO dir_orgs VALUES (%s,%s,'student_branch',3,%s,NULL,"
                              "'active',now())", (branch, f"学院{c}支部{b}", college))
                 tree[college].append(branch)
     return uni, tree
+
+
+def accept(app, candidacy_id, outcome, day):
+    """校级 验收, scored with the level's scheme: full marks pass, zeros fail."""
+    c = app.programme.get_candidacy(ADMIN, candidacy_id)
+    scheme = app.query_one("SELECT definition FROM eval_schemes WHERE level = %s ORDER BY "
+                           "version DESC LIMIT 1", (c["level"],))["definition"]
+    derive = app.programme._acceptance_derive(c["org_id"], int(day[:4]))
+    entered = [i for i in scheme["indicators"]
+               if i["scoring"] != "derived" or derive(i) is None]
+    share = 1 if outcome == "passed" else 0
+    app.programme.score_acceptance(ADMIN, {
+        "candidacy_id": candidacy_id, "on": day, "reason": f"进入{outcome}",
+        "documents": [f"{outcome}.pdf"],
+        "scores": {i["code"]: i["max_score"] * share for i in entered},
+        "evidence": {i["code"]: ["doc"] for i in entered if i["evidence"]},
+        "appraisal": 100 * share if scheme["composite"]["appraisal"] else None})
+    return app.programme.get_candidacy(ADMIN, candidacy_id)
 
 
 def climb(app, org_id, tier, outcome="passed", on=("2021-03-01", "2021-04-01", "2021-05-01",
@@ -44,6 +64,8 @@ def climb(app, org_id, tier, outcome="passed", on=("2021-03-01", "2021-04-01", "
     for stage, day in zip(("applied", "accepted", "acceptance_review", outcome), on[1:]):
         if stage is None:
             break
+        if tier == "school" and stage in ("passed", "failed"):
+            return accept(app, c["id"], stage, day)
         c = app.programme.move_candidacy(ADMIN, {
             "candidacy_id": c["id"], "to_stage": stage, "on": day, "reason": f"进入{stage}",
             "evidence": [f"{stage}.pdf"]})
@@ -90,7 +112,7 @@ def test_candidacies_climb_the_tiers_and_failures_are_the_years_shortfall(app):
     assert app.programme.creation_shortfall(MEMBER, str(branch), 2022)["candidacies"][0] == {
         "candidacy_id": provincial["id"], "title": "model_branch", "title_zh": "党建工作样板支部",
         "tier": "provincial", "failed_on": "2022-11-20", "reason": "进入failed",
-        "evidence": ["failed.pdf"]}
+        "evidence": ["failed.pdf"], "acceptance": None}
     # a second attempt at the tier is allowed after a failure
     again = app.programme.nominate_candidacy(ADMIN, {"org_id": str(branch), "tier": "provincial",
                                                      "on": "2023-01-05", "reason": "再次培育"})

@@ -1,8 +1,8 @@
 """Read models of the creation programme (三级联创), rebuildable from zero.
 
 ``prog_candidacies`` (one row per candidacy, its current stage and title
-period) and ``prog_candidacy_moves`` (every move, dated) feed the progress
-view and 创建未达标; ``prog_plans``, ``prog_brands`` (+ recognitions),
+period), ``prog_candidacy_moves`` (every move, dated) and ``prog_acceptances``
+(验收 scored against the standard) feed the progress view and 创建未达标; ``prog_plans``, ``prog_brands`` (+ recognitions),
 ``prog_tasks``, ``prog_milestones`` and ``prog_task_reports`` the rest.
 """
 from __future__ import annotations
@@ -26,6 +26,13 @@ DDL = (
         reason text, evidence jsonb, recorded_at timestamptz NOT NULL,
         PRIMARY KEY (candidacy_id, version))""",
     "CREATE INDEX IF NOT EXISTS prog_candidacy_moves_org ON prog_candidacy_moves (org_id, on_date)",
+    """CREATE TABLE IF NOT EXISTS prog_acceptances (
+        candidacy_id uuid NOT NULL, version int NOT NULL, org_id uuid NOT NULL,
+        scheme_id text NOT NULL, scheme_version int NOT NULL, score float8 NOT NULL,
+        band_stars int, outcome text NOT NULL, rule jsonb NOT NULL, findings jsonb NOT NULL,
+        breakdown jsonb NOT NULL, entries jsonb NOT NULL, on_date date NOT NULL, actor jsonb,
+        reason text, evidence jsonb, recorded_at timestamptz NOT NULL,
+        PRIMARY KEY (candidacy_id, version))""",
     """CREATE TABLE IF NOT EXISTS prog_plans (
         id uuid PRIMARY KEY, code text NOT NULL UNIQUE, name text NOT NULL,
         starts_on date NOT NULL, ends_on date NOT NULL, targets jsonb NOT NULL,
@@ -57,7 +64,7 @@ def _j(value):
 
 class ProgrammeReadModel(Projection):
     ddl = DDL
-    tables = ("prog_candidacies", "prog_candidacy_moves", "prog_plans", "prog_brands",
+    tables = ("prog_candidacies", "prog_candidacy_moves", "prog_acceptances", "prog_plans", "prog_brands",
               "prog_tasks", "prog_milestones", "prog_task_reports")
 
     # -- candidacies ---------------------------------------------------------------
@@ -91,6 +98,18 @@ class ProgrammeReadModel(Projection):
             "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             (e.originator_id, e.originator_version, e.org_id, e.from_stage, e.to_stage, e.on,
              _j(e.actor), e.reason, _j(e.evidence), e.timestamp))
+
+    @handles(Candidacy.AcceptanceScored)
+    def acceptance_scored(self, curs, e):
+        curs.execute(
+            "INSERT INTO prog_acceptances (candidacy_id, version, org_id, scheme_id, "
+            "scheme_version, score, band_stars, outcome, rule, findings, breakdown, entries, "
+            "on_date, actor, reason, evidence, recorded_at) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (e.originator_id, e.originator_version, e.org_id, e.scheme_id, e.scheme_version,
+             e.score, e.band_stars, e.outcome, Jsonb(e.rule), Jsonb(e.findings),
+             Jsonb(e.breakdown), Jsonb(e.entries), e.on, _j(e.actor), e.reason,
+             _j(e.evidence), e.timestamp))
 
     # -- plans and brands --------------------------------------------------------------
     @handles(Plan.Defined)
