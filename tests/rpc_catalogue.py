@@ -27,6 +27,7 @@ from services.evaluation.members import application as mem
 from services.evaluation.programme import acceptance as pa
 from services.evaluation.programme import application as pg
 from services.evaluation.programme import taskbook as tb
+from services.evaluation.programme.projects import application as pj
 from services.notifications import application as nt
 from services.organizations import application as og
 from services.organizations.records import application as rec
@@ -74,6 +75,8 @@ EVALUATION = {
     "nominate_candidacy": pg.Nominate, "move_candidacy": pg.Move,
     "get_candidacy": pg.CandidacyRef, "list_candidacies": pg.CandidacyFilter,
     "score_acceptance": pa.ScoreAcceptance, "get_acceptance": pa.AcceptanceRef,
+    "apply_innovation_project": pj.ApplyProject, "move_innovation_project": pj.MoveProject,
+    "get_innovation_project": pj.ProjectRef, "list_innovation_projects": pj.ProjectFilter,
     "creation_shortfall": pg.ShortfallQuery, "define_plan": pg.DefinePlan, "list_plans": None,
     "programme_progress": pg.PlanRef, "register_brand": pg.RegisterBrand,
     "recognise_brand": pg.RecogniseBrand, "get_brand": pg.BrandRef,
@@ -137,7 +140,7 @@ MUTATING = {
                    "record_major_problem", "plan_rectification", "complete_rectification",
                    "verify_rectification", *PARKING_COMMANDS, *AUDIT_COMMANDS,
                    "nominate_candidacy", "move_candidacy", "score_acceptance", "define_plan",
-                   "register_brand",
+                   "register_brand", "apply_innovation_project", "move_innovation_project",
                    "recognise_brand", "set_milestone", "report_progress",
                    "publish_index_scheme", "close_member_year", "record_creation_failed",
                    "propose_review_grade", "nominate", "review_nomination",

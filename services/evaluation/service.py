@@ -300,6 +300,23 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
         return self.app.programme.creation_shortfall(self.caller(), org_id, year)
 
     @command
+    def apply_innovation_project(self, **payload):
+        return self.app.programme.apply_innovation_project(self.caller(), payload)
+
+    @command
+    def move_innovation_project(self, **payload):
+        return self.app.programme.move_innovation_project(self.caller(), payload)
+
+    @query
+    def get_innovation_project(self, project_id):
+        return self.app.programme.get_innovation_project(self.caller(), project_id)
+
+    @query
+    def list_innovation_projects(self, round=None, org_id=None, college_id=None, stage=None):
+        return self.app.programme.list_innovation_projects(self.caller(), round, org_id,
+                                                           college_id, stage)
+
+    @command
     def define_plan(self, **payload):
         return self.app.programme.define_plan(self.caller(), payload)
 

@@ -36,6 +36,7 @@ from services.evaluation.programme.domain import (BRAND_KINDS, FINAL_STAGES, FIR
 from services.evaluation.programme.acceptance import AcceptanceOperations
 from services.evaluation.programme.dashboard import DashboardQueries
 from services.evaluation.programme.projections import ProgrammeReadModel
+from services.evaluation.programme.projects.application import InnovationProjects
 from services.evaluation.programme.taskbook import SYSTEM_ACTOR, TaskBookOperations
 
 TASK_BOOK_FILE = Path(__file__).with_name("task_book.yaml")
@@ -145,7 +146,8 @@ class BrandFilter(Query):
     kind: Optional[BrandKind] = None
 
 
-class ProgrammeOperations(AcceptanceOperations, TaskBookOperations, DashboardQueries):
+class ProgrammeOperations(AcceptanceOperations, InnovationProjects, TaskBookOperations,
+                          DashboardQueries):
     """The programme's commands and queries over evaluation's application
     (``app``: its store, directory, clock and projector)."""
 

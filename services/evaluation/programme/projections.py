@@ -11,6 +11,7 @@ from psycopg.types.json import Jsonb
 
 from shared.projection import Projection, handles
 from services.evaluation.programme.domain import Brand, Candidacy, Plan, Task
+from services.evaluation.programme.projects import projections as projects
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS prog_candidacies (
@@ -62,10 +63,13 @@ def _j(value):
     return None if value is None else Jsonb(value)
 
 
-class ProgrammeReadModel(Projection):
-    ddl = DDL
-    tables = ("prog_candidacies", "prog_candidacy_moves", "prog_acceptances", "prog_plans", "prog_brands",
-              "prog_tasks", "prog_milestones", "prog_task_reports")
+class ProgrammeReadModel(projects.ProjectsReadModel, Projection):
+    """The programme's read models, the sub-domains' (innovation projects,
+    schedule rules) mixed in: one projection, one position in the log."""
+    ddl = DDL + projects.DDL
+    tables = ("prog_candidacies", "prog_candidacy_moves", "prog_acceptances", "prog_plans",
+              "prog_brands", "prog_tasks", "prog_milestones", "prog_task_reports",
+              *projects.TABLES)
 
     # -- candidacies ---------------------------------------------------------------
     @handles(Candidacy.Nominated)
