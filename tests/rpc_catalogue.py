@@ -28,6 +28,7 @@ from services.evaluation.programme import acceptance as pa
 from services.evaluation.programme import application as pg
 from services.evaluation.programme import taskbook as tb
 from services.evaluation.programme.projects import application as pj
+from services.evaluation.programme.schedule import application as sc
 from services.notifications import application as nt
 from services.organizations import application as og
 from services.organizations.records import application as rec
@@ -77,6 +78,7 @@ EVALUATION = {
     "score_acceptance": pa.ScoreAcceptance, "get_acceptance": pa.AcceptanceRef,
     "apply_innovation_project": pj.ApplyProject, "move_innovation_project": pj.MoveProject,
     "get_innovation_project": pj.ProjectRef, "list_innovation_projects": pj.ProjectFilter,
+    "record_schedule_item": sc.RecordScheduleItem, "schedule_status": sc.ScheduleQuery,
     "creation_shortfall": pg.ShortfallQuery, "define_plan": pg.DefinePlan, "list_plans": None,
     "programme_progress": pg.PlanRef, "register_brand": pg.RegisterBrand,
     "recognise_brand": pg.RecogniseBrand, "get_brand": pg.BrandRef,
@@ -141,6 +143,7 @@ MUTATING = {
                    "verify_rectification", *PARKING_COMMANDS, *AUDIT_COMMANDS,
                    "nominate_candidacy", "move_candidacy", "score_acceptance", "define_plan",
                    "register_brand", "apply_innovation_project", "move_innovation_project",
+                   "record_schedule_item",
                    "recognise_brand", "set_milestone", "report_progress",
                    "publish_index_scheme", "close_member_year", "record_creation_failed",
                    "propose_review_grade", "nominate", "review_nomination",

@@ -368,6 +368,20 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
     def programme_dashboard(self, college_id=None):
         return self.app.programme.programme_dashboard(self.caller(), college_id)
 
+    @command
+    def record_schedule_item(self, **payload):
+        return self.app.programme.record_schedule_item(self.caller(), payload)
+
+    @query
+    def schedule_status(self, rule=None, on=None):
+        return self.app.programme.schedule_status(self.caller(), rule, on)
+
+    @timer(interval=300)
+    def detect_overdue_schedule(self):
+        """Every five minutes: schedule rules (R6, R8) unmet in a period that ended
+        are recorded overdue, once per rule, period and subject."""
+        self.app.programme.detect_schedule_overdue()
+
     @timer(interval=300)
     def detect_overdue_milestones(self):
         """Every five minutes: task-book milestones past due are recorded overdue, once."""

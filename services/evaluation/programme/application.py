@@ -37,6 +37,7 @@ from services.evaluation.programme.acceptance import AcceptanceOperations
 from services.evaluation.programme.dashboard import DashboardQueries
 from services.evaluation.programme.projections import ProgrammeReadModel
 from services.evaluation.programme.projects.application import InnovationProjects
+from services.evaluation.programme.schedule.application import ScheduleRules
 from services.evaluation.programme.taskbook import SYSTEM_ACTOR, TaskBookOperations
 
 TASK_BOOK_FILE = Path(__file__).with_name("task_book.yaml")
@@ -146,8 +147,8 @@ class BrandFilter(Query):
     kind: Optional[BrandKind] = None
 
 
-class ProgrammeOperations(AcceptanceOperations, InnovationProjects, TaskBookOperations,
-                          DashboardQueries):
+class ProgrammeOperations(AcceptanceOperations, InnovationProjects, ScheduleRules,
+                          TaskBookOperations, DashboardQueries):
     """The programme's commands and queries over evaluation's application
     (``app``: its store, directory, clock and projector)."""
 

@@ -12,6 +12,7 @@ from psycopg.types.json import Jsonb
 from shared.projection import Projection, handles
 from services.evaluation.programme.domain import Brand, Candidacy, Plan, Task
 from services.evaluation.programme.projects import projections as projects
+from services.evaluation.programme.schedule import projections as schedule
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS prog_candidacies (
@@ -63,13 +64,13 @@ def _j(value):
     return None if value is None else Jsonb(value)
 
 
-class ProgrammeReadModel(projects.ProjectsReadModel, Projection):
+class ProgrammeReadModel(projects.ProjectsReadModel, schedule.ScheduleReadModel, Projection):
     """The programme's read models, the sub-domains' (innovation projects,
     schedule rules) mixed in: one projection, one position in the log."""
-    ddl = DDL + projects.DDL
+    ddl = DDL + projects.DDL + schedule.DDL
     tables = ("prog_candidacies", "prog_candidacy_moves", "prog_acceptances", "prog_plans",
               "prog_brands", "prog_tasks", "prog_milestones", "prog_task_reports",
-              *projects.TABLES)
+              *projects.TABLES, *schedule.TABLES)
 
     # -- candidacies ---------------------------------------------------------------
     @handles(Candidacy.Nominated)
