@@ -29,6 +29,7 @@ from services.evaluation.programme import application as pg
 from services.evaluation.programme import taskbook as tb
 from services.evaluation.programme.projects import application as pj
 from services.evaluation.programme.schedule import application as sc
+from services.evaluation.programme import summaries as su
 from services.notifications import application as nt
 from services.organizations import application as og
 from services.organizations.records import application as rec
@@ -79,6 +80,7 @@ EVALUATION = {
     "apply_innovation_project": pj.ApplyProject, "move_innovation_project": pj.MoveProject,
     "get_innovation_project": pj.ProjectRef, "list_innovation_projects": pj.ProjectFilter,
     "record_schedule_item": sc.RecordScheduleItem, "schedule_status": sc.ScheduleQuery,
+    "department_summary": su.DepartmentYear, "college_summary": su.CollegeYear,
     "creation_shortfall": pg.ShortfallQuery, "define_plan": pg.DefinePlan, "list_plans": None,
     "programme_progress": pg.PlanRef, "register_brand": pg.RegisterBrand,
     "recognise_brand": pg.RecogniseBrand, "get_brand": pg.BrandRef,

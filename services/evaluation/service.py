@@ -365,6 +365,14 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
         return self.app.programme.department_view(self.caller(), department)
 
     @query
+    def department_summary(self, department, year):
+        return self.app.programme.department_summary(self.caller(), department, year)
+
+    @query
+    def college_summary(self, college_id, year):
+        return self.app.programme.college_summary(self.caller(), college_id, year)
+
+    @query
     def programme_dashboard(self, college_id=None):
         return self.app.programme.programme_dashboard(self.caller(), college_id)
 

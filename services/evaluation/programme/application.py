@@ -38,6 +38,7 @@ from services.evaluation.programme.dashboard import DashboardQueries
 from services.evaluation.programme.projections import ProgrammeReadModel
 from services.evaluation.programme.projects.application import InnovationProjects
 from services.evaluation.programme.schedule.application import ScheduleRules
+from services.evaluation.programme.summaries import YearlySummaries
 from services.evaluation.programme.taskbook import SYSTEM_ACTOR, TaskBookOperations
 
 TASK_BOOK_FILE = Path(__file__).with_name("task_book.yaml")
@@ -148,7 +149,7 @@ class BrandFilter(Query):
 
 
 class ProgrammeOperations(AcceptanceOperations, InnovationProjects, ScheduleRules,
-                          TaskBookOperations, DashboardQueries):
+                          YearlySummaries, TaskBookOperations, DashboardQueries):
     """The programme's commands and queries over evaluation's application
     (``app``: its store, directory, clock and projector)."""
 

@@ -51,6 +51,10 @@ class ScheduleQuery(Query):
 
 class ScheduleRules:
 
+    @staticmethod
+    def _schedule_rules_all() -> dict:
+        return load_schedule_rules()["rules"]
+
     def _schedule_rule(self, code: str) -> dict:
         rules = load_schedule_rules()["rules"]
         if code not in rules:
