@@ -2,8 +2,10 @@
 
 ``prog_candidacies`` (one row per candidacy, its current stage and title
 period), ``prog_candidacy_moves`` (every move, dated) and ``prog_acceptances``
-(验收 scored against the standard) feed the progress view and 创建未达标; ``prog_plans``, ``prog_brands`` (+ recognitions),
-``prog_tasks``, ``prog_milestones`` and ``prog_task_reports`` the rest.
+(验收 scored against the standard) feed the progress view and 创建未达标;
+``prog_plans``, ``prog_brands`` (+ recognitions), ``prog_tasks``,
+``prog_milestones`` and ``prog_task_reports`` the rest. The innovation
+projects' (``projects/``) and schedule rules' (``schedule/``) tables are mixed in.
 """
 from __future__ import annotations
 
