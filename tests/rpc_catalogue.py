@@ -24,9 +24,13 @@ from services.evaluation.ratings import commands as ev
 from services.evaluation.audit import application as ea
 from services.evaluation.linkage import application as lk
 from services.evaluation.members import application as mem
+from services.evaluation.programme import acceptance as pa
 from services.evaluation.programme import application as pg
 from services.evaluation.programme import taskbook as tb
 from services.evaluation.programme import taskbook_sheets as tbs
+from services.evaluation.programme.projects import application as pj
+from services.evaluation.programme.schedule import application as sc
+from services.evaluation.programme import summaries as su
 from services.notifications import application as nt
 from services.organizations import application as og
 from services.organizations.departments import application as dep
@@ -79,6 +83,11 @@ EVALUATION = {
     # the creation programme (三级联创)
     "nominate_candidacy": pg.Nominate, "move_candidacy": pg.Move,
     "get_candidacy": pg.CandidacyRef, "list_candidacies": pg.CandidacyFilter,
+    "score_acceptance": pa.ScoreAcceptance, "get_acceptance": pa.AcceptanceRef,
+    "apply_innovation_project": pj.ApplyProject, "move_innovation_project": pj.MoveProject,
+    "get_innovation_project": pj.ProjectRef, "list_innovation_projects": pj.ProjectFilter,
+    "record_schedule_item": sc.RecordScheduleItem, "schedule_status": sc.ScheduleQuery,
+    "department_summary": su.DepartmentYear, "college_summary": su.CollegeYear,
     "creation_shortfall": pg.ShortfallQuery, "define_plan": pg.DefinePlan, "list_plans": None,
     "programme_progress": pg.PlanRef, "register_brand": pg.RegisterBrand,
     "recognise_brand": pg.RecogniseBrand, "get_brand": pg.BrandRef,
@@ -143,7 +152,9 @@ MUTATING = {
                    "close_publicity", "lodge_objection", "decide_objection", "lodge_appeal",
                    "decide_appeal", "record_major_problem", "plan_rectification", "complete_rectification",
                    "verify_rectification", *PARKING_COMMANDS, *AUDIT_COMMANDS,
-                   "nominate_candidacy", "move_candidacy", "define_plan", "register_brand",
+                   "nominate_candidacy", "move_candidacy", "score_acceptance", "define_plan",
+                   "register_brand", "apply_innovation_project", "move_innovation_project",
+                   "record_schedule_item",
                    "recognise_brand", "set_milestone", "report_progress",
                    "publish_index_scheme", "close_member_year", "record_creation_failed",
                    "propose_review_grade", "nominate", "review_nomination",

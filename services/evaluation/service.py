@@ -307,9 +307,34 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
         return self.app.programme.list_candidacies(self.caller(), title, tier, stage, org_id,
                                                    college_id)
 
+    @command
+    def score_acceptance(self, **payload):
+        return self.app.programme.score_acceptance(self.caller(), payload)
+
+    @query
+    def get_acceptance(self, candidacy_id):
+        return self.app.programme.get_acceptance(self.caller(), candidacy_id)
+
     @query
     def creation_shortfall(self, org_id, year):
         return self.app.programme.creation_shortfall(self.caller(), org_id, year)
+
+    @command
+    def apply_innovation_project(self, **payload):
+        return self.app.programme.apply_innovation_project(self.caller(), payload)
+
+    @command
+    def move_innovation_project(self, **payload):
+        return self.app.programme.move_innovation_project(self.caller(), payload)
+
+    @query
+    def get_innovation_project(self, project_id):
+        return self.app.programme.get_innovation_project(self.caller(), project_id)
+
+    @query
+    def list_innovation_projects(self, round=None, org_id=None, college_id=None, stage=None):
+        return self.app.programme.list_innovation_projects(self.caller(), round, org_id,
+                                                           college_id, stage)
 
     @command
     def define_plan(self, **payload):
@@ -370,6 +395,28 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
     @query
     def programme_dashboard(self, college_id=None, as_of=None):
         return self.app.programme.programme_dashboard(self.caller(), college_id, as_of=as_of)
+
+    @query
+    def department_summary(self, department, year):
+        return self.app.programme.department_summary(self.caller(), department, year)
+
+    @query
+    def college_summary(self, college_id, year):
+        return self.app.programme.college_summary(self.caller(), college_id, year)
+
+    @command
+    def record_schedule_item(self, **payload):
+        return self.app.programme.record_schedule_item(self.caller(), payload)
+
+    @query
+    def schedule_status(self, rule=None, on=None):
+        return self.app.programme.schedule_status(self.caller(), rule, on)
+
+    @timer(interval=300)
+    def detect_overdue_schedule(self):
+        """Every five minutes: schedule rules (R6, R8) unmet in a period that ended
+        are recorded overdue, once per rule, period and subject."""
+        self.app.programme.detect_schedule_overdue()
 
     @timer(interval=300)
     def detect_overdue_milestones(self):

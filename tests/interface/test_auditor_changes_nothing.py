@@ -32,8 +32,9 @@ MUTATING = {
         "complete_rectification", "verify_rectification", "backfill_directory",
         "rebuild_read_models", "retry_parked", "skip_parked",
         # the creation programme (三级联创)
-        "nominate_candidacy", "move_candidacy", "define_plan", "register_brand",
-        "recognise_brand", "set_milestone", "report_progress",
+        "nominate_candidacy", "move_candidacy", "score_acceptance", "define_plan",
+        "register_brand", "recognise_brand", "set_milestone", "report_progress",
+        "apply_innovation_project", "move_innovation_project", "record_schedule_item",
         # members and linkage (issue 8)
         "publish_index_scheme", "close_member_year",
         "record_creation_failed", "propose_review_grade", "nominate", "review_nomination",

@@ -58,11 +58,18 @@ def test_r1_each_trigger_alone_and_together(world):  # noqa: F811
         "org_id": b, "tier": "school", "on": str(TODAY - dt.timedelta(days=5)),
         "reason": "培育样板支部"})
     cid = candidacy.get("id") or candidacy.get("candidacy_id")
-    for stage in ("applied", "accepted", "acceptance_review", "failed"):
+    for stage in ("applied", "accepted", "acceptance_review"):
         w.ev.programme.move_candidacy(ADMIN, {"candidacy_id": cid, "to_stage": stage,
                                               "on": str(TODAY - dt.timedelta(days=1)),
                                               "reason": "验收意见：三会一课记录不全",
                                               "evidence": ["验收意见书"]})
+    # 校级 验收 is scored with the branch's scheme (七个有力): zeros fail it (未达标)
+    scheme = w.ev.get_scheme(ADMIN, "model_branch")["definition"]
+    w.ev.programme.score_acceptance(ADMIN, {
+        "candidacy_id": cid, "on": str(TODAY - dt.timedelta(days=1)),
+        "reason": "验收意见：三会一课记录不全", "documents": ["验收意见书"], "appraisal": 0,
+        "scores": {i["code"]: 0 for i in scheme["indicators"]
+                   if w.ev.programme._acceptance_derive(b, YEAR)(i) is None}})
     out = link.propose_grade(ADMIN, {"org_id": b, "year": YEAR, "grade": "fairly_good"})
     assert out["grade"] == "fair" and codes(out) == ["creation_failed"]
     assert "验收未达标" in out["conditions"][0]["reason"]

@@ -32,10 +32,30 @@ def orgs(app, colleges=3, branches_per_college=3):
             tree[college] = []
             for b in range(branches_per_college):
                 branch = uuid.uuid4()
-                curs.execute("INSERT INTO dir_orgs VALUES (%s,%s,'teacher_branch',3,%s,NULL,"
+                # student branches: a college's 双带头人 coverage (teacher branches,
+                # derived from records at 验收) is then entered, not derived as 0
+                curs.execute("INSERT INTO dir_orgs VALUES (%s,%s,'student_branch',3,%s,NULL,"
                              "'active',now())", (branch, f"学院{c}支部{b}", college))
                 tree[college].append(branch)
     return uni, tree
+
+
+def accept(app, candidacy_id, outcome, day):
+    """校级 验收, scored with the level's scheme: full marks pass, zeros fail."""
+    c = app.programme.get_candidacy(ADMIN, candidacy_id)
+    scheme = app.query_one("SELECT definition FROM eval_schemes WHERE level = %s ORDER BY "
+                           "version DESC LIMIT 1", (c["level"],))["definition"]
+    derive = app.programme._acceptance_derive(c["org_id"], int(day[:4]))
+    entered = [i for i in scheme["indicators"]
+               if i["scoring"] != "derived" or derive(i) is None]
+    share = 1 if outcome == "passed" else 0
+    app.programme.score_acceptance(ADMIN, {
+        "candidacy_id": candidacy_id, "on": day, "reason": f"进入{outcome}",
+        "documents": [f"{outcome}.pdf"],
+        "scores": {i["code"]: i["max_score"] * share for i in entered},
+        "evidence": {i["code"]: ["doc"] for i in entered if i["evidence"]},
+        "appraisal": 100 * share if scheme["composite"]["appraisal"] else None})
+    return app.programme.get_candidacy(ADMIN, candidacy_id)
 
 
 def climb(app, org_id, tier, outcome="passed", on=("2021-03-01", "2021-04-01", "2021-05-01",
@@ -45,6 +65,8 @@ def climb(app, org_id, tier, outcome="passed", on=("2021-03-01", "2021-04-01", "
     for stage, day in zip(("applied", "accepted", "acceptance_review", outcome), on[1:]):
         if stage is None:
             break
+        if tier == "school" and stage in ("passed", "failed"):
+            return accept(app, c["id"], stage, day)
         c = app.programme.move_candidacy(ADMIN, {
             "candidacy_id": c["id"], "to_stage": stage, "on": day, "reason": f"进入{stage}",
             "evidence": [f"{stage}.pdf"]})
@@ -92,7 +114,7 @@ def test_candidacies_climb_the_tiers_and_failures_are_the_years_shortfall(app):
     assert app.programme.creation_shortfall(MEMBER, str(branch), 2022)["candidacies"][0] == {
         "candidacy_id": provincial["id"], "title": "model_branch", "title_zh": "党建工作样板支部",
         "tier": "provincial", "failed_on": "2022-11-20", "reason": "进入failed",
-        "evidence": ["failed.pdf"]}
+        "evidence": ["failed.pdf"], "acceptance": None}
     # a second attempt at the tier is allowed after a failure
     again = app.programme.nominate_candidacy(ADMIN, {"org_id": str(branch), "tier": "provincial",
                                                      "on": "2023-01-05", "reason": "再次培育"})
@@ -266,3 +288,64 @@ def test_an_overdue_milestone_is_recorded_exactly_once_across_a_restart(clean_da
     finally:
         second.close()
         third.close()
+
+
+def test_yearly_summaries_a_department_and_a_college_can_cite(clean_databases):
+    today = [dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)]
+    app = EvaluationApplication(clean_databases["evaluation"], clock=lambda: today[0])
+    try:
+        uni, tree = orgs(app, colleges=2, branches_per_college=2)
+        college, other = list(tree)
+        secretary = Caller(str(uuid.uuid4()), "college_secretary", str(college))
+        for mid, due in (("m1", "2024-04-30"), ("m2", "2024-06-30"), ("m3", "2024-03-31")):
+            app.programme.set_milestone(ADMIN, {"number": "三.2", "milestone_id": mid,
+                                                "title": f"节点{mid}", "year": 2024,
+                                                "due_on": due})
+        app.programme.report_progress(PUBLICITY, {"number": "三.2", "milestone_id": "m1",
+                                                  "text": "责任书签订完成", "completed": True,
+                                                  "on": "2024-04-20", "evidence": ["清单.xlsx"]})
+        app.programme.report_progress(secretary, {"number": "三.2", "text": "学院已签订责任书",
+                                                  "on": "2024-04-21", "evidence": ["责任书.pdf"]})
+        assert app.programme.detect_overdue() == 1  # m3 (due 03-31), not m2
+        branch = tree[college][0]
+        climb(app, branch, "school", outcome="failed",
+              on=("2024-01-05", "2024-02-01", "2024-03-01", "2024-04-01", "2024-04-25"))
+        app.programme.apply_innovation_project(secretary, {
+            "round": "2024-2025", "org_id": str(branch), "name": "一支部一特色",
+            "on": "2024-03-01"})
+        app.programme.apply_innovation_project(ADMIN, {
+            "round": "2024-2025", "org_id": str(tree[other][0]), "name": "别院项目",
+            "on": "2024-03-01"})
+
+        mine = app.programme.college_summary(secretary, str(college), 2024)
+        assert [t["number"] for t in mine["cooperates"]][:2] == ["三.1", "三.2"]
+        assert (mine["milestones"]["total"], mine["milestones"]["met"],
+                mine["milestones"]["met_on_time"], mine["milestones"]["overdue"],
+                mine["milestones"]["open"]) == (3, 1, 1, 1, 1)
+        assert [r["text"] for r in mine["reports"]["items"]] == ["学院已签订责任书"]
+        (candidacy,) = mine["candidacies"]
+        assert (candidacy["stage"], candidacy["acceptance"]["outcome"]) == ("failed", "failed")
+        assert [m["to_stage"] for m in candidacy["moves_this_year"]] == \
+            ["cultivating", "applied", "accepted", "acceptance_review", "failed"]
+        assert [p["name"] for p in mine["projects"]] == ["一支部一特色"]
+        assert "未达标1项" in mine["citation"] and "党建创新项目1项" in mine["citation"]
+        with pytest.raises(Forbidden):
+            app.programme.college_summary(secretary, str(other), 2024)
+        with pytest.raises(ValidationError) as err:
+            app.programme.college_summary(ADMIN, str(branch), 2024)
+        assert err.value.fields == ["college_id"]
+
+        dept = app.programme.department_summary(PUBLICITY, "publicity", 2024)
+        assert {t["number"] for t in dept["leads"]} == {"三.2", "三.3", "四.5", "四.6"}
+        assert (dept["milestones"]["met"], dept["milestones"]["overdue"]) == (1, 1)
+        assert [r["text"] for r in dept["reports"]["items"]] == ["责任书签订完成"]
+        assert "逾期1个" in dept["citation"] and "报送进展1次" in dept["citation"]
+        assert app.programme.department_summary(AUDITOR, "publicity", 2023)["milestones"][
+            "total"] == 0
+        with pytest.raises(Forbidden):
+            app.programme.department_summary(PUBLICITY, "quality_control", 2024)
+        with pytest.raises(ValidationError) as err:
+            app.programme.department_summary(ADMIN, "all_colleges", 2024)
+        assert err.value.fields == ["department"]
+    finally:
+        app.close()

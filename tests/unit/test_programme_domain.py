@@ -187,3 +187,52 @@ def test_the_26_measures_are_the_seeds_with_their_lead_and_cooperating_departmen
     used = {m["lead"] for m in book["measures"]} | {c for m in book["measures"]
                                                     for c in m["cooperating"]}
     assert used == set(names)
+
+
+# -- 验收 (acceptance) scored against the standard ---------------------------------------
+RULE = {"pass_mark": 80, "dimension_floor": 60}
+SCHEME = {"scheme_id": "model_branch", "version": 1, "level": 3}
+
+
+def result(score, dims=((15, 15), (10, 10)), vetoes=()):
+    return {"score": score, "band_stars": 4, "vetoes": list(vetoes),
+            "dimensions": [{"code": f"d{i}", "name": f"维度{i}", "weight": w, "points": p}
+                           for i, (w, p) in enumerate(dims)]}
+
+
+def test_the_acceptance_rule_needs_the_mark_every_dimension_and_no_veto():
+    from services.evaluation.programme.domain import judge_acceptance
+    assert judge_acceptance(result(80), RULE)[0] == "passed"  # the mark itself passes
+    outcome, findings = judge_acceptance(result(79.99), RULE)
+    assert outcome == "failed" and [f["condition"] for f in findings if not f["met"]] == \
+        ["pass_mark"]
+    outcome, findings = judge_acceptance(result(92, dims=((15, 8.99), (10, 6))), RULE)
+    assert outcome == "failed" and [f["condition"] for f in findings if not f["met"]] == \
+        ["dimension:d0"]  # 8.99 < 60% of 15 = 9; 6 of 10 holds
+    outcome, findings = judge_acceptance(result(95, vetoes=["ideology_incident"]), RULE)
+    assert outcome == "failed" and "ideology_incident" in findings[-1]["detail"]
+
+
+def test_only_a_candidacy_at_acceptance_is_scored_and_the_result_moves_it():
+    for stage in ("cultivating", "applied", "accepted", "passed", "failed"):
+        c = at_stage(stage)
+        with pytest.raises(ValidationError) as err:
+            c.score_acceptance(SCHEME, {}, result(95), RULE, "2024-06-01", ACTOR, "验收",
+                               ["验收报告.pdf"])
+        assert err.value.fields == ["candidacy_id"] and STAGE_ZH[stage] in str(err.value)
+    c = at_stage("acceptance_review")
+    with pytest.raises(ValidationError) as err:  # a level-2 scheme does not score a branch
+        c.score_acceptance({**SCHEME, "level": 2}, {}, result(95), RULE, "2024-06-01", ACTOR,
+                           "验收", ["r.pdf"])
+    assert err.value.fields == ["scheme_id"]
+    with pytest.raises(ValidationError) as err:
+        c.score_acceptance(SCHEME, {}, result(95), RULE, "2024-06-01", ACTOR, "验收", [])
+    assert err.value.fields == ["documents"]
+    with pytest.raises(ValidationError) as err:  # a failure holds no title
+        c.score_acceptance(SCHEME, {}, result(70), RULE, "2024-06-01", ACTOR, "验收", ["r.pdf"],
+                           held_until="2027-12-31")
+    assert err.value.fields == ["held_until"]
+    assert c.score_acceptance(SCHEME, {"scores": {}}, result(70), RULE, "2024-06-01", ACTOR,
+                              "验收", ["r.pdf"]) == "failed"
+    assert c.stage == "failed" and c.moves[-1]["reason"].startswith("验收未达标 (得分 score 70")
+    assert c.acceptances == [{"score": 70, "outcome": "failed", "on": "2024-06-01"}]

@@ -28,12 +28,17 @@ from shared.commands import (Command, Evidence, Key, Mapping, Name, Query, Reaso
 from shared.domain import derived_id
 from shared.errors import Conflict, NotFound, ValidationError
 from shared.identity import ORG_ADMIN, ROLES, Caller
-from services.evaluation.programme.domain import (BRAND_KINDS, FIRST_TIER, STAGE_ZH, STAGES,
+from services.evaluation.programme.domain import (BRAND_KINDS, FINAL_STAGES, FIRST_TIER,
+                                                  STAGE_ZH, STAGES,
                                                   TIER_ZH, TIERS, TITLE_CODES, TITLES, Brand,
                                                   Candidacy, Plan, Task, stage_label,
                                                   tier_rank)
+from services.evaluation.programme.acceptance import AcceptanceOperations
 from services.evaluation.programme.dashboard import DashboardQueries
 from services.evaluation.programme.projections import ProgrammeReadModel
+from services.evaluation.programme.projects.application import InnovationProjects
+from services.evaluation.programme.schedule.application import ScheduleRules
+from services.evaluation.programme.summaries import YearlySummaries
 from services.evaluation.programme.taskbook import SYSTEM_ACTOR, TaskBookOperations
 from services.evaluation.programme.taskbook_sheets import TaskBookSheets
 
@@ -144,7 +149,9 @@ class BrandFilter(Query):
     kind: Optional[BrandKind] = None
 
 
-class ProgrammeOperations(TaskBookOperations, TaskBookSheets, DashboardQueries):
+class ProgrammeOperations(AcceptanceOperations, InnovationProjects, ScheduleRules,
+                          YearlySummaries, TaskBookOperations, TaskBookSheets,
+                          DashboardQueries):
     """The programme's commands and queries over evaluation's application
     (``app``: its store, directory, clock and projector)."""
 
@@ -246,6 +253,13 @@ class ProgrammeOperations(TaskBookOperations, TaskBookSheets, DashboardQueries):
         if cmd.expected_version is not None and candidacy.version != cmd.expected_version:
             raise Conflict(f"the candidacy of {candidacy.org_name} changed (version "
                            f"{candidacy.version}, you read {cmd.expected_version}); reload")
+        if candidacy.stage == "acceptance_review" and cmd.to_stage in FINAL_STAGES \
+                and candidacy.tier == "school":
+            raise ValidationError.single(
+                "to_stage", f"校级 (school) 验收 of {candidacy.org_name} is 组织部's own: it is "
+                "scored against the title's standard with score_acceptance, whose result "
+                "decides 达标 or 未达标 (a 省级 or 全国 outcome is recorded here with the "
+                "deciding body's document)")
         on = (cmd.on or self.app.clock().date()).isoformat()
         candidacy.move(cmd.to_stage, on, caller.as_actor(), cmd.reason, cmd.evidence,
                        held_until=cmd.held_until.isoformat() if cmd.held_until else None)
@@ -297,13 +311,18 @@ class ProgrammeOperations(TaskBookOperations, TaskBookSheets, DashboardQueries):
 
     def creation_shortfall(self, caller: Caller, org_id, year) -> dict:
         """创建未达标 for an organisation in a year (R1 reads it): true when one of
-        its candidacies was judged 未达标 at an acceptance dated in that year."""
+        its candidacies was judged 未达标 at an acceptance dated in that year (a
+        scored 验收 that failed the rule of acceptance.yaml, or a 省级/全国
+        body's decision recorded with its document)."""
         caller.require_role(*ROLES)
         q = ShortfallQuery.of(org_id=org_id, year=year)
         org_id, year = q.org_id, q.year
         rows = self.app.query(
-            "SELECT c.id, c.title, c.tier, c.level, m.on_date, m.reason, m.evidence "
+            "SELECT c.id, c.title, c.tier, c.level, m.on_date, m.reason, m.evidence, "
+            "a.score, a.scheme_id, a.scheme_version, a.findings "
             "FROM prog_candidacy_moves m JOIN prog_candidacies c ON c.id = m.candidacy_id "
+            "LEFT JOIN prog_acceptances a ON a.candidacy_id = m.candidacy_id "
+            "AND a.outcome = 'failed' AND a.version = m.version - 1 "
             "WHERE m.org_id::text = %s AND m.to_stage = 'failed' "
             "AND extract(year FROM m.on_date) = %s ORDER BY m.on_date",
             (str(org_id), year))
@@ -311,7 +330,14 @@ class ProgrammeOperations(TaskBookOperations, TaskBookSheets, DashboardQueries):
                 "candidacies": [{"candidacy_id": str(r["id"]), "title": r["title"],
                                  "title_zh": TITLES[r["level"]][1], "tier": r["tier"],
                                  "failed_on": r["on_date"].isoformat(), "reason": r["reason"],
-                                 "evidence": r["evidence"] or []} for r in rows]}
+                                 "evidence": r["evidence"] or [],
+                                 # the scored acceptance behind it (None: recorded from
+                                 # a deciding body's document, 省级/全国)
+                                 "acceptance": None if r["score"] is None else {
+                                     "score": r["score"], "scheme_id": r["scheme_id"],
+                                     "scheme_version": r["scheme_version"],
+                                     "unmet": [f["detail"] for f in r["findings"]
+                                               if not f["met"]]}} for r in rows]}
 
     # -- plans and brands ------------------------------------------------------------
     def define_plan(self, caller: Caller, payload: dict) -> dict:

@@ -101,6 +101,7 @@ class Candidacy(Aggregate):
         self.held_from: str | None = None
         self.held_until: str | None = None
         self.moves: list[dict] = []
+        self.acceptances: list[dict] = []
 
     @classmethod
     def nominate(cls, org: dict, tier: str, attempt: int, on, college_id, ladder: dict | None,
@@ -161,6 +162,95 @@ class Candidacy(Aggregate):
         if to_stage == "passed":
             self.held_from = on
             self.held_until = held_until
+
+    def require_at_acceptance(self) -> None:
+        """Refused, naming the stage, unless the candidacy is at 验收."""
+        if self.stage != "acceptance_review":
+            require(False, "candidacy_id",
+                    f"the candidacy of {self.org_name} is at {stage_label(self.stage)}: only a "
+                    f"candidacy at {stage_label('acceptance_review')} is scored for acceptance")
+
+    def score_acceptance(self, scheme: dict, entries: dict, result: dict, rule: dict, on,
+                         actor: dict, reason, documents: list, held_until=None) -> str:
+        """验收: record the acceptance scored against the title's standard (the
+        level's scheme) and move to 达标 or 未达标 as ``judge_acceptance`` decides,
+        in one save. Only a candidacy at 验收 (acceptance_review) is scored."""
+        self.require_at_acceptance()
+        require(int(scheme["level"]) == self.level, "scheme_id",
+                f"a level-{scheme['level']} scheme does not score a level-{self.level} title")
+        require(bool(documents), "documents", "the acceptance's documents (验收材料)")
+        rule = check_acceptance_rule(rule)
+        reason = clean_text(reason, "reason")
+        outcome, findings = judge_acceptance(result, rule)
+        on = parse_date(on, "on")
+        require(on >= self.stage_on, "on", f"before the last move ({self.stage_on})")
+        if outcome == "failed" and held_until is not None:
+            require(False, "held_until", "the acceptance failed (未达标): no title is held; "
+                    + "; ".join(f["detail"] for f in findings if not f["met"]))
+        self._acceptance_scored(
+            org_id=self.org_id, tier=self.tier, title=self.title,
+            scheme_id=scheme["scheme_id"], scheme_version=int(scheme["version"]),
+            entries=entries, score=result["score"], band_stars=result.get("band_stars"),
+            breakdown=result, rule=rule, findings=findings, outcome=outcome, on=on,
+            actor=actor, reason=reason, evidence={"documents": list(documents),
+                                                  "indicators": entries.get("evidence", {})})
+        verdict = "; ".join(f["detail"] for f in findings if not f["met"]) or \
+            f"score {result['score']} ≥ {rule['pass_mark']}, every dimension ≥ " \
+            f"{rule['dimension_floor']}%, no veto"
+        self.move(outcome, on, actor,
+                  f"验收{STAGE_ZH[outcome]} ({verdict}); {reason}", list(documents),
+                  held_until=held_until)
+        return outcome
+
+    @event("AcceptanceScored")
+    def _acceptance_scored(self, org_id: str, tier: str, title: str, scheme_id: str,
+                           scheme_version: int, entries: dict, score: float,
+                           band_stars: int | None, breakdown: dict, rule: dict,
+                           findings: list, outcome: str, on: str, actor: dict, reason: str,
+                           evidence: dict):
+        self.acceptances.append({"score": score, "outcome": outcome, "on": on})
+
+
+# -- 验收 (acceptance) against the title's standard ------------------------------------
+def judge_acceptance(result: dict, rule: dict) -> tuple[str, list[dict]]:
+    """达标 (passed) or 未达标 (failed) from an acceptance scored under the level's
+    scheme, by the acceptance rule (``programme/acceptance.yaml``, recorded in
+    the event): the composite reaches ``pass_mark``; every dimension of the
+    standard reaches ``dimension_floor`` % of its weight (六个过硬, 五个到位,
+    七个有力 name every dimension: one that is not 过硬 / 到位 / 有力 fails the
+    standard); no 一票否决 (veto) item. Returns the outcome and one finding per
+    condition (``{condition, met, detail}``), so the decision explains itself."""
+    findings = [{"condition": "pass_mark", "met": result["score"] >= rule["pass_mark"],
+                 "detail": f"得分 score {result['score']} "
+                           f"{'≥' if result['score'] >= rule['pass_mark'] else '<'} "
+                           f"{rule['pass_mark']}"}]
+    floor = rule["dimension_floor"]
+    for dim in result["dimensions"]:
+        needed = round(dim["weight"] * floor / 100, 2)
+        findings.append({"condition": f"dimension:{dim['code']}", "met": dim["points"] >= needed,
+                         "detail": f"{dim['name']} {dim['points']} of {dim['weight']} "
+                                   f"({'≥' if dim['points'] >= needed else '<'} {floor}% = "
+                                   f"{needed})"})
+    vetoes = list(result.get("vetoes") or [])
+    findings.append({"condition": "no_veto", "met": not vetoes,
+                     "detail": "一票否决 veto: " + ", ".join(vetoes) if vetoes
+                     else "no 一票否决 veto item"})
+    outcome = "passed" if all(f["met"] for f in findings) else "failed"
+    return outcome, findings
+
+
+def check_acceptance_rule(rule) -> dict:
+    """An acceptance rule as events record it: ``{pass_mark, dimension_floor}``."""
+    errors = []
+    if not isinstance(rule, dict):
+        raise ValidationError.single("rule", "a mapping {pass_mark, dimension_floor}")
+    for key in ("pass_mark", "dimension_floor"):
+        value = rule.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value <= 100:
+            errors.append({"field": f"rule.{key}", "message": "a number above 0, at most 100"})
+    if errors:
+        raise ValidationError(errors)
+    return {"pass_mark": rule["pass_mark"], "dimension_floor": rule["dimension_floor"]}
 
 
 # -- plans ---------------------------------------------------------------------

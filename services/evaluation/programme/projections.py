@@ -1,9 +1,11 @@
 """Read models of the creation programme (三级联创), rebuildable from zero.
 
 ``prog_candidacies`` (one row per candidacy, its current stage and title
-period) and ``prog_candidacy_moves`` (every move, dated) feed the progress
-view and 创建未达标; ``prog_plans``, ``prog_brands`` (+ recognitions),
-``prog_tasks``, ``prog_milestones`` and ``prog_task_reports`` the rest.
+period), ``prog_candidacy_moves`` (every move, dated) and ``prog_acceptances``
+(验收 scored against the standard) feed the progress view and 创建未达标;
+``prog_plans``, ``prog_brands`` (+ recognitions), ``prog_tasks``,
+``prog_milestones`` and ``prog_task_reports`` the rest. The innovation
+projects' (``projects/``) and schedule rules' (``schedule/``) tables are mixed in.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from psycopg.types.json import Jsonb
 
 from shared.projection import Projection, handles
 from services.evaluation.programme.domain import Brand, Candidacy, Plan, Task
+from services.evaluation.programme.projects import projections as projects
+from services.evaluation.programme.schedule import projections as schedule
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS prog_candidacies (
@@ -26,6 +30,13 @@ DDL = (
         reason text, evidence jsonb, recorded_at timestamptz NOT NULL,
         PRIMARY KEY (candidacy_id, version))""",
     "CREATE INDEX IF NOT EXISTS prog_candidacy_moves_org ON prog_candidacy_moves (org_id, on_date)",
+    """CREATE TABLE IF NOT EXISTS prog_acceptances (
+        candidacy_id uuid NOT NULL, version int NOT NULL, org_id uuid NOT NULL,
+        scheme_id text NOT NULL, scheme_version int NOT NULL, score float8 NOT NULL,
+        band_stars int, outcome text NOT NULL, rule jsonb NOT NULL, findings jsonb NOT NULL,
+        breakdown jsonb NOT NULL, entries jsonb NOT NULL, on_date date NOT NULL, actor jsonb,
+        reason text, evidence jsonb, recorded_at timestamptz NOT NULL,
+        PRIMARY KEY (candidacy_id, version))""",
     """CREATE TABLE IF NOT EXISTS prog_plans (
         id uuid PRIMARY KEY, code text NOT NULL UNIQUE, name text NOT NULL,
         starts_on date NOT NULL, ends_on date NOT NULL, targets jsonb NOT NULL,
@@ -55,10 +66,13 @@ def _j(value):
     return None if value is None else Jsonb(value)
 
 
-class ProgrammeReadModel(Projection):
-    ddl = DDL
-    tables = ("prog_candidacies", "prog_candidacy_moves", "prog_plans", "prog_brands",
-              "prog_tasks", "prog_milestones", "prog_task_reports")
+class ProgrammeReadModel(projects.ProjectsReadModel, schedule.ScheduleReadModel, Projection):
+    """The programme's read models, the sub-domains' (innovation projects,
+    schedule rules) mixed in: one projection, one position in the log."""
+    ddl = DDL + projects.DDL + schedule.DDL
+    tables = ("prog_candidacies", "prog_candidacy_moves", "prog_acceptances", "prog_plans",
+              "prog_brands", "prog_tasks", "prog_milestones", "prog_task_reports",
+              *projects.TABLES, *schedule.TABLES)
 
     # -- candidacies ---------------------------------------------------------------
     @handles(Candidacy.Nominated)
@@ -91,6 +105,18 @@ class ProgrammeReadModel(Projection):
             "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
             (e.originator_id, e.originator_version, e.org_id, e.from_stage, e.to_stage, e.on,
              _j(e.actor), e.reason, _j(e.evidence), e.timestamp))
+
+    @handles(Candidacy.AcceptanceScored)
+    def acceptance_scored(self, curs, e):
+        curs.execute(
+            "INSERT INTO prog_acceptances (candidacy_id, version, org_id, scheme_id, "
+            "scheme_version, score, band_stars, outcome, rule, findings, breakdown, entries, "
+            "on_date, actor, reason, evidence, recorded_at) "
+            "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+            (e.originator_id, e.originator_version, e.org_id, e.scheme_id, e.scheme_version,
+             e.score, e.band_stars, e.outcome, Jsonb(e.rule), Jsonb(e.findings),
+             Jsonb(e.breakdown), Jsonb(e.entries), e.on, _j(e.actor), e.reason,
+             _j(e.evidence), e.timestamp))
 
     # -- plans and brands --------------------------------------------------------------
     @handles(Plan.Defined)
