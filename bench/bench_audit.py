@@ -223,12 +223,16 @@ def fill_evaluation(app, tree: dict, members: list, total: int, year: int) -> di
     saved += copy_events(app, stored(indices))
     ratings = [Rating.open_for(b, f"第{i + 1}党支部", 3, SYSTEM_ACTOR)
                for i, b in enumerate(branches)]
-    for _ in range(10):
+    for round_ in range(10):
         for r in ratings:
             r.apply_result(rng.randint(1, 5), round(rng.uniform(50, 100), 2), "cycle", None,
                            "model_branch", 1, {"bench": True}, dt.date.today(), 90,
                            SYSTEM_ACTOR)
         saved += copy_events(app, stored(ratings))
+        if round_ == 0:
+            # Lookups ask for moments from here on: every index is published and
+            # every branch rated by then (earlier moments would be NotFound).
+            first = dt.datetime.now(dt.timezone.utc)
     # Audit reads up to ``total``: one template state, encrypted afresh for each event.
     actor = {"sub": "bench-auditor", "role": "auditor"}
     template = AuditRead(subject_id=str(branches[0]), query="get_rating",
