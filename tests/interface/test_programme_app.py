@@ -294,6 +294,7 @@ def test_yearly_summaries_a_department_and_a_college_can_cite(clean_databases):
     today = [dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)]
     app = EvaluationApplication(clean_databases["evaluation"], clock=lambda: today[0])
     try:
+        learn_departments(app)  # organizations' 15, as their events deliver them
         uni, tree = orgs(app, colleges=2, branches_per_college=2)
         college, other = list(tree)
         secretary = Caller(str(uuid.uuid4()), "college_secretary", str(college))

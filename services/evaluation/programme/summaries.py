@@ -5,7 +5,7 @@ year met / overdue / open, its progress reports, the schedule rules it answers
 for, and (a college) its own and its branches' candidacies, innovation projects
 and brands. Read models only.
 
-A mixin of ``ProgrammeOperations`` (``self.app``, ``self.departments``,
+A mixin of ``ProgrammeOperations`` (``self.app``, ``self._departments()``,
 ``self._task_rows``, ``self._dept_name``).
 """
 from __future__ import annotations
@@ -99,9 +99,10 @@ class YearlySummaries:
                 raise Forbidden("department staff read their own department's summary")
         else:
             caller.require_role(ORG_ADMIN, AUDITOR, DEPARTMENT_STAFF)
-        if q.department not in self.departments or q.department == ALL_COLLEGES:
+        known = self._departments()  # organizations' records, as evaluation has learnt them
+        if q.department not in known or q.department == ALL_COLLEGES:
             raise ValidationError.single("department", "one of " + ", ".join(
-                c for c in self.departments if c != ALL_COLLEGES))
+                c for c in known if c != ALL_COLLEGES))
         tasks = self._task_rows(expand=False)
         leads = [t for t in tasks if t["lead_department"]["code"] == q.department]
         cooperates = [t for t in tasks if q.department in t["cooperating_codes"]]
