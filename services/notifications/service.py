@@ -12,7 +12,7 @@ from nameko.rpc import RpcProxy
 from nameko.timer import Timer
 
 from shared.api import ApiDescription
-from shared.consumer import SourceLog, consumes
+from shared.streams import SourceLog, consumes
 from shared.audit import AuditService
 from shared.entrypoints import CommandContext, command, query
 from shared.history import AuditReadsService

@@ -1,0 +1,229 @@
+"""Batch writing of read models (the folds of ``shared.projection``): a page's
+effects gathered per row by ``@folds`` handlers (``Batch``, ``TableFold``) and
+written in a few statements: COPY, COPY into a temporary table plus one
+``UPDATE … FROM``, or ``executemany`` for a handful of rows. Split from
+``shared.projection``, which reads the log, decodes and parks."""
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+
+def write_pending(curs, pending: dict) -> None:
+    """Write every projection's pending batch (in the order they began)."""
+    for projection, batch in list(pending.items()):
+        projection.write_batch(curs, batch)
+    pending.clear()
+
+
+# -- batches: rows folded per key, written set-based --------------------------------
+class Batch:
+    """The pending writes of one projection for a page of events: a
+    ``TableFold`` per table, written in the order they were first used."""
+
+    def __init__(self):
+        self.tables: dict[str, TableFold] = {}
+
+    def table(self, name: str, *key: str) -> "TableFold":
+        fold = self.tables.get(name)
+        if fold is None:
+            fold = self.tables[name] = TableFold(name, key)
+        return fold
+
+    def write(self, curs) -> None:
+        for fold in self.tables.values():
+            fold.write(curs)
+
+
+class _Row:
+    __slots__ = ("insert", "sets", "adds")
+
+    def __init__(self):
+        self.insert: dict | None = None  # a new row (later changes merged into it)
+        self.sets: dict = {}  # column = value, on a row that existed before the batch
+        self.adds: dict = {}  # column = column + value, likewise
+
+
+# Past this many rows of one shape a write is staged with COPY and applied
+# with one statement (outside pipeline mode, where COPY cannot run).
+BULK_ROWS = 16
+
+
+class TableFold:
+    """Inserts and updates of one table keyed by ``key`` columns, folded per
+    row: an update after an insert of the same row changes what is inserted;
+    two updates of one row are one. Rows are written per shape (the columns
+    they set): many with COPY (inserts) or COPY into a temporary table and one
+    ``UPDATE ... FROM`` it (updates); a few (a command's catch-up, in pipeline
+    mode) with ``executemany``. Values are adapted by psycopg as usual (wrap
+    JSON in ``Jsonb``).
+
+    Order of writing: updates of rows that existed before, then inserts (an
+    event stream that updates a row before inserting it, where the update
+    finds nothing, is applied the same way)."""
+
+    def __init__(self, table: str, key: tuple[str, ...]):
+        if not key:
+            raise ValueError(f"TableFold {table}: name the key columns")
+        self.table = table
+        self.key = key
+        self.rows: dict[tuple, _Row] = {}
+
+    def _key(self, key) -> tuple:
+        """Keys compare as text (a UUID and its string are one row)."""
+        if type(key) is tuple:
+            key = tuple(k if type(k) is str else str(k) for k in key)
+        else:
+            key = (key if type(key) is str else str(key),)
+        if len(key) != len(self.key):
+            raise ValueError(f"{self.table}: key {key} does not match {self.key}")
+        return key
+
+    def _row(self, key) -> _Row:
+        key = self._key(key)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = _Row()
+        return row
+
+    def insert(self, key, **values) -> None:
+        """A new row (its key columns are taken from ``key``)."""
+        row = self._row(key)
+        if row.insert is not None:
+            raise ValueError(f"{self.table}: row {key} inserted twice")
+        keys = key if type(key) is tuple else (key,)
+        values.update(zip(self.key, keys))
+        row.insert = values
+
+    def update(self, key, **values) -> None:
+        """``SET column = value`` on the row (does nothing where there is none)."""
+        row = self._row(key)
+        if row.insert is not None:
+            row.insert.update(values)
+            return
+        row.sets.update(values)
+        if row.adds:
+            for column in values:
+                row.adds.pop(column, None)
+
+    def increment(self, key, column: str, by=1) -> None:
+        """``SET column = column + by`` (NULL stays NULL)."""
+        row = self._row(key)
+        target = row.insert if row.insert is not None else row.sets
+        if column in target:
+            if target[column] is not None:
+                target[column] += by
+        elif row.insert is not None:
+            raise ValueError(f"{self.table}: increment of {column}, which the pending insert "
+                             "does not set (insert it with its initial value)")
+        else:
+            row.adds[column] = row.adds.get(column, 0) + by
+
+    def get(self, key, column: str, default=None):
+        """What this batch will write into ``column`` of the row (``default``
+        when it writes nothing there)."""
+        row = self.rows.get(self._key(key))
+        if row is None:
+            return default
+        values = row.insert if row.insert is not None else row.sets
+        return values.get(column, default)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def write(self, curs) -> None:
+        if not self.rows:
+            return
+        updates: dict[tuple, list] = {}
+        inserts: dict[tuple, list] = {}
+        for key, row in self.rows.items():
+            if row.sets or row.adds:
+                updates.setdefault((tuple(row.sets), tuple(row.adds)), []).append(
+                    (*key, *row.sets.values(), *row.adds.values()))
+            if row.insert is not None:
+                inserts.setdefault(tuple(row.insert), []).append(tuple(row.insert.values()))
+        for (sets, adds), rows in updates.items():
+            self._update(curs, sets, adds, rows)
+        for columns, rows in inserts.items():
+            self._insert(curs, columns, rows)
+        self.rows.clear()
+
+    def _update(self, curs, sets: tuple, adds: tuple, rows: list[tuple]) -> None:
+        target = sql.Identifier(self.table)
+        if bulk(curs, rows):
+            types = column_types(curs, self.table)
+            staged = stage(curs, [(c, types[c]) for c in (*self.key, *sets, *adds)], rows)
+            assignments = [sql.SQL("{} = v.{}").format(sql.Identifier(c), sql.Identifier(c))
+                           for c in sets]
+            assignments += [sql.SQL("{} = t.{} + v.{}").format(
+                sql.Identifier(c), sql.Identifier(c), sql.Identifier(c)) for c in adds]
+            match = sql.SQL(" AND ").join(sql.SQL("t.{} = v.{}").format(
+                sql.Identifier(c), sql.Identifier(c)) for c in self.key)
+            curs.execute(sql.SQL("UPDATE {} AS t SET {} FROM {} AS v WHERE {}").format(
+                target, sql.SQL(", ").join(assignments), staged, match))
+            return
+        # Parameters in the staged order: key, sets, adds; the key goes last in SQL.
+        assignments = [sql.SQL("{} = %(s{})s").format(sql.Identifier(c), sql.SQL(str(i)))
+                       for i, c in enumerate(sets)]
+        assignments += [sql.SQL("{} = {} + %(a{})s").format(
+            sql.Identifier(c), sql.Identifier(c), sql.SQL(str(i))) for i, c in enumerate(adds)]
+        match = sql.SQL(" AND ").join(sql.SQL("{} = %(k{})s").format(
+            sql.Identifier(c), sql.SQL(str(i))) for i, c in enumerate(self.key))
+        names = ([f"k{i}" for i in range(len(self.key))] + [f"s{i}" for i in range(len(sets))]
+                 + [f"a{i}" for i in range(len(adds))])
+        curs.executemany(sql.SQL("UPDATE {} SET {} WHERE {}").format(
+            target, sql.SQL(", ").join(assignments), match),
+            [dict(zip(names, row)) for row in rows])
+
+    def _insert(self, curs, columns: tuple, rows: list[tuple]) -> None:
+        names = sql.SQL(", ").join(map(sql.Identifier, columns))
+        if bulk(curs, rows):
+            with curs.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    sql.Identifier(self.table), names)) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        curs.executemany(sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            sql.Identifier(self.table), names,
+            sql.SQL(", ").join(sql.Placeholder() * len(columns))), rows)
+
+
+def bulk(curs, rows) -> bool:
+    """Whether ``rows`` are many enough to stage with COPY, and COPY can run."""
+    return len(rows) > BULK_ROWS and curs.connection.pgconn.pipeline_status == 0
+
+
+def stage(curs, columns: list[tuple[str, str]], rows) -> sql.Identifier:
+    """``rows`` copied into a temporary table of ``columns`` (name, SQL type),
+    emptied first and dropped at commit; its name, for one set-based statement."""
+    shape = ",".join(f"{name} {type_}" for name, type_ in columns)
+    name = sql.Identifier("fold_" + hashlib.md5(shape.encode()).hexdigest()[:16])
+    curs.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DROP").format(
+        name, sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t))
+                                 for n, t in columns)))
+    curs.execute(sql.SQL("TRUNCATE {}").format(name))
+    with curs.copy(sql.SQL("COPY {} FROM STDIN").format(name)) as copy:
+        for row in rows:
+            copy.write_row(row)
+    return name
+
+
+_COLUMN_TYPES: dict[str, dict[str, str]] = {}
+
+
+def column_types(curs, table: str) -> dict[str, str]:
+    """``{column: SQL type}`` of ``table`` (read once per process)."""
+    types = _COLUMN_TYPES.get(table)
+    if types is None:
+        curs.execute("SELECT attname, format_type(atttypid, atttypmod) AS type "
+                     "FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                     "AND NOT attisdropped", (table,))
+        types = _COLUMN_TYPES[table] = {r["attname"]: r["type"] for r in curs.fetchall()}
+    return types
+
+
+# -- the projector ------------------------------------------------------------------
