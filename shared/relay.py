@@ -31,7 +31,7 @@ from nameko.constants import PERSISTENT
 from nameko.standalone.events import get_event_exchange
 
 from shared import metrics
-from shared.envelope import build_envelope, is_internal
+from shared.envelope import StoredEnvelopes
 from shared.secrets import event_signing_key
 from shared.signing import SIGNATURE_FIELD, signed_json
 
@@ -235,6 +235,7 @@ class Relay:
         self.publisher = ConfirmedPublisher(config["AMQP_URI"], self.exchange)
         self.relay_name = f"{service_name}.events"
         self.signing_key = event_signing_key(service_name, config)
+        self._envelopes = StoredEnvelopes(app.mapper, service_name)
         self._conninfo = app.settings.conninfo()
         self._conn: psycopg.Connection | None = None
         self.is_leader = False
@@ -308,17 +309,19 @@ class Relay:
             start=self._next + 1, limit=self.batch_size)
         if notifications:
             batch, messages = [], []
+            envelope_of = self._envelopes
             for notification in notifications:
-                event = self.app.mapper.to_domain_event(notification)
-                if not batch:
-                    self._update_lag(notification.id - 1, event.timestamp)
-                if is_internal(event):
+                if envelope_of.is_internal(notification):
                     continue  # the service's own bookkeeping (docs/events.md)
-                envelope = build_envelope(event, notification.id, self.service_name)
+                envelope = envelope_of(notification)
+                if not batch:
+                    self._update_lag(notification.id - 1, envelope["occurred_at"])
                 body, signature = signed_json(envelope, self.signing_key)
                 envelope[SIGNATURE_FIELD] = signature
                 batch.append(envelope)
                 messages.append((body, envelope["type"], {"event_id": envelope["event_id"]}))
+            if not batch:  # internal bookkeeping only
+                self._update_lag(notifications[-1].id, None)
             # Written now; confirmed (and its position saved) below or next step.
             tag = self.publisher.send(messages) if messages else self.publisher.sent
             self._unsaved.append((tag, notifications[-1].id, batch))
@@ -357,6 +360,8 @@ class Relay:
     def _update_lag(self, position: int, oldest_timestamp) -> None:
         newest = self.app.recorder.max_notification_id() or 0
         metrics.RELAY_LAG_EVENTS.labels(self.service_name).set(max(newest - position, 0))
+        if isinstance(oldest_timestamp, str):  # an envelope's occurred_at
+            oldest_timestamp = dt.datetime.fromisoformat(oldest_timestamp)
         if oldest_timestamp is not None:
             age = (dt.datetime.now(dt.timezone.utc) - oldest_timestamp).total_seconds()
             metrics.RELAY_LAG_SECONDS.labels(self.service_name).set(max(age, 0.0))

@@ -16,6 +16,8 @@ import json
 import logging
 from typing import Any
 
+import orjson
+
 from shared import metrics
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,22 @@ SCHEME = "hmac-sha256:"
 
 
 def canonical(envelope: dict) -> bytes:
-    """The bytes that are signed: the envelope without its signature."""
+    """The bytes that are signed: the envelope without its signature, as
+    orjson writes it with sorted keys (compact, UTF-8; written in C: the
+    Python encoder was a quarter of the relay's time). What orjson refuses
+    (integers past 64 bits, lone surrogates) is written by ``json`` instead."""
+    unsigned = {k: v for k, v in envelope.items() if k != SIGNATURE_FIELD}
+    try:
+        return orjson.dumps(unsigned, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return python_canonical(unsigned)
+
+
+def python_canonical(envelope: dict) -> bytes:
+    """The canonical form as Python's ``json`` writes it (what relays wrote
+    before orjson): byte for byte the same except for floats under 1e-4 in
+    magnitude (``1e-05`` against orjson's ``0.00001``). Consumers accept
+    either, so events signed by an older relay still verify."""
     unsigned = {k: v for k, v in envelope.items() if k != SIGNATURE_FIELD}
     return json.dumps(unsigned, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False).encode("utf-8")
@@ -67,9 +84,12 @@ def signature_problem(envelope: Any, key: bytes, source: str) -> str | None:
         return "malformed"
     try:
         expected = signature_of(envelope, key)
+        if hmac.compare_digest(given, expected):
+            return None
+        legacy = SCHEME + hmac.new(key, python_canonical(envelope), hashlib.sha256).hexdigest()
     except (TypeError, ValueError):
         return "malformed"
-    return None if hmac.compare_digest(given, expected) else "mismatch"
+    return None if hmac.compare_digest(given, legacy) else "mismatch"
 
 
 def reject(service: str, source: str, reason: str, envelope: Any, via: str) -> None:

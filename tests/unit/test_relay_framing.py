@@ -74,6 +74,27 @@ def test_signed_json_is_what_a_consumer_verifies():
     assert signature_problem(json.loads(other), KEY, "organizations") == "mismatch"
 
 
+def test_signatures_in_the_older_json_form_still_verify():
+    """Relays signed the canonical form written by Python's json before orjson;
+    the two differ only for floats under 1e-4, and both verify."""
+    import hashlib
+    import hmac
+
+    from shared.signing import SCHEME, canonical, python_canonical
+    envelope = {"event_id": "x:1", "source": "organizations", "type": "t",
+                "data": {"share": 0.00001, "name": "张三", "big": 2 ** 70}}
+    tiny = {"event_id": "x:2", "source": "organizations", "data": {"share": 0.00001}}
+    assert canonical(tiny) != python_canonical(tiny)  # the one difference
+    for form in (canonical, python_canonical):
+        signed = {**tiny, "signature": SCHEME + hmac.new(KEY, form(tiny), hashlib.sha256).hexdigest()}
+        assert signature_problem(json.loads(json.dumps(signed)), KEY, "organizations") is None
+    forged = {**tiny, "signature": SCHEME + "0" * 64}
+    assert signature_problem(forged, KEY, "organizations") == "mismatch"
+    # past 64 bits orjson refuses, the json form is signed and verifies
+    body, _ = signed_json(envelope, KEY)
+    assert signature_problem(json.loads(body), KEY, "organizations") is None
+
+
 def test_internal_aggregates_are_marked_and_public_ones_are_not():
     claim = SiblingName(parent_key="root", name="学校党委", org_id=uuid.uuid4())
     read = AuditRead(subject_id="m1", query="get_history", filters={}, actor={"sub": "a"})
