@@ -11,6 +11,7 @@ import socket
 import time
 
 import eventlet
+import orjson
 from kombu import Connection, Consumer, Queue
 from nameko.extensions import DependencyProvider, Entrypoint
 from nameko.standalone.events import get_event_exchange
@@ -150,7 +151,7 @@ class StreamHandler(Entrypoint):
         genuine, kept = [], []
         for message in messages:
             try:
-                body = message.decode()
+                body = _decoded(message)
             except Exception:
                 body, problem = None, "malformed"
             else:
@@ -269,3 +270,15 @@ class SourceLogReader:
 
     def verified(self, envelopes: list, via: str = "read_events") -> list[dict]:
         return self._log.verified(envelopes, via)
+
+
+def _decoded(message):
+    """A delivery's JSON body, parsed by orjson in C (kombu's ``decode`` uses
+    Python's json: a fifth of a consumer's time); what orjson refuses (NaN,
+    integers past 64 bits) or another content type is left to kombu."""
+    if message.content_type == "application/json":
+        try:
+            return orjson.loads(message.body)
+        except orjson.JSONDecodeError:
+            pass
+    return message.decode()
