@@ -247,8 +247,16 @@ def serve_notifications(config: dict) -> None:
     container.start()
     stopped = eventlet.event.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.send(True))
+    profile = None
+    if os.environ.get("BENCH_FLOW_PROFILE"):  # a cProfile of the consumer, to that file
+        import cProfile
+        profile = cProfile.Profile()
+        profile.enable()
     while not stopped.ready():
         eventlet.sleep(0.2)
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(os.environ["BENCH_FLOW_PROFILE"])
     container.stop()
 
 

@@ -19,6 +19,7 @@ import datetime as dt
 import functools
 import json
 import logging
+import socket
 import struct
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from typing import Callable
 
 import eventlet
 import psycopg
+from amqp.exceptions import UnexpectedFrame
 from kombu import Connection
 from nameko.constants import PERSISTENT
 from nameko.standalone.events import get_event_exchange
@@ -110,11 +112,57 @@ def _content(channel_id: int, body: bytes, properties: bytes, frame_max: int) ->
 
 
 def read_ahead(transport) -> None:
-    """py-amqp reads a frame in three exact-size ``recv`` calls; confirms come
-    in a stream of small frames, so read whatever is there (up to 64 KiB) and
-    let the transport keep the rest in its buffer for the next frames."""
-    sock = transport.sock
-    transport._quick_recv = lambda n: sock.recv(max(n, 65536))
+    """Frames read from a buffer filled 64 KiB at a time. py-amqp reads each
+    frame in three exact-size ``recv`` calls through a buffer it copies at every
+    read (a consumer's deliveries are three frames each, the relay's confirms a
+    stream of small ones); here a frame is sliced out of the buffer by offset,
+    and the buffer is compacted only when more is read."""
+    transport.read_frame = _FrameReader(transport)
+
+
+class _FrameReader:
+    """``transport.read_frame`` over a read-ahead buffer. A timeout (the
+    caller's drain timeout) keeps what was read for the next call; a broken
+    connection marks the transport disconnected, as py-amqp does."""
+
+    __slots__ = ("transport", "sock", "buf", "pos")
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.sock = transport.sock
+        # Whatever py-amqp had read ahead already (the handshake's tail).
+        self.buf, self.pos = bytes(transport._read_buffer), 0
+        transport._read_buffer = b""
+
+    def __call__(self, unpack=None):
+        buf, pos = self.buf, self.pos
+        while True:
+            have = len(buf) - pos
+            if have >= 7:
+                frame_type, channel, size = struct.unpack_from(">BHI", buf, pos)
+                end = pos + 7 + size
+                if len(buf) > end:
+                    if buf[end] != 0xCE:
+                        self.transport.connected = False
+                        raise UnexpectedFrame(f"Received frame_end {buf[end]:#04x} "
+                                              "while expecting 0xce")
+                    self.pos = end + 1
+                    return frame_type, channel, buf[pos + 7:end]
+                need = end + 1 - pos
+            else:
+                need = 7
+            try:
+                chunk = self.sock.recv(max(need - have, 65536))
+            except socket.timeout:
+                raise
+            except OSError:
+                self.transport.connected = False
+                raise
+            if not chunk:
+                self.transport.connected = False
+                raise OSError("Server unexpectedly closed connection")
+            buf = self.buf = buf[pos:] + chunk
+            pos = self.pos = 0
 
 
 class ConfirmedPublisher:

@@ -106,3 +106,44 @@ def test_internal_aggregates_are_marked_and_public_ones_are_not():
     created = org.collect_events()[0]
     assert not is_internal(created)
     assert build_envelope(created, 1, "organizations")["type"] == "organization_created"
+
+
+def test_frames_are_read_from_the_read_ahead_buffer_across_odd_chunks_and_timeouts():
+    """``read_ahead``'s reader returns py-amqp's (type, channel, payload) for
+    frames split anywhere, keeps a partial frame over a timeout, and refuses a
+    bad frame end."""
+    import socket as socket_module
+    import struct
+
+    import pytest
+    from amqp.exceptions import UnexpectedFrame
+
+    from shared.relay import read_ahead
+
+    frames = [(1, 1, b"m" * 10), (2, 1, b"h" * 3), (3, 1, "李四".encode() * 5000), (8, 0, b"")]
+    wire = b"".join(struct.pack(">BHI", t, c, len(p)) + p + b"\xce" for t, c, p in frames)
+    chunks = [wire[:5], None, wire[5:9], wire[9:30000], wire[30000:]]  # None: a timeout
+
+    class Sock:
+        def recv(self, n):
+            chunk = chunks.pop(0)
+            if chunk is None:
+                raise socket_module.timeout()
+            return chunk
+
+    class Transport:
+        sock, _read_buffer, connected = Sock(), b"", True
+
+    transport = Transport()
+    read_ahead(transport)
+    got = []
+    while len(got) < len(frames):
+        try:
+            got.append(transport.read_frame())
+        except socket_module.timeout:
+            continue
+    assert got == frames
+    chunks.append(struct.pack(">BHI", 1, 1, 1) + b"x" + b"\x00")
+    with pytest.raises(UnexpectedFrame):
+        transport.read_frame()
+    assert transport.connected is False
