@@ -131,6 +131,36 @@ STARS = {"t0": (None, None), "t1": (4, 3), "t2": (2, 3), "t3": (2, 5), "t4": (4,
 ROSTERS = {"t0": (["张三", "李四", "王五"], ["赵六"]), "t1": (["张三", "李四", "王五"], ["赵六"]),
            "t2": (["张三", "王五"], ["李四", "赵六"]), "t3": (["张三", "王五"], ["李四", "赵六"]),
            "t4": (["张三", "王五"], ["李四", "赵六"])}
+# The breakdown each rating showed (composite score, stars, 民主测评 appraisal, and
+# the dimensions' points: 甲 a1 10/10 + a2 20/20 → 60 of 60, 乙 b1 5/5 → 40 of 40):
+# a downgrade and a restoration keep the result's breakdown, a direct grading has
+# its own (★5 over the band's ★3).
+RESULT_B1 = {"cause": "cycle", "score": 85.0, "stars": 4, "band_stars": 4, "appraisal": 50.0,
+             "dimensions": [("A", 60.0), ("B", 40.0)]}
+RESULT_B2 = {**RESULT_B1, "score": 70.0, "stars": 3, "band_stars": 3, "appraisal": 0.0}
+GRADED_B2 = {**RESULT_B2, "cause": "direct_grading", "stars": 5}
+BREAKDOWNS = {"t0": (None, None), "t1": (RESULT_B1, RESULT_B2),
+              "t2": ({**RESULT_B1, "cause": "major_problem"}, RESULT_B2),
+              "t3": ({**RESULT_B1, "cause": "major_problem"}, GRADED_B2),
+              "t4": ({**RESULT_B1, "cause": "rectification_verified"}, GRADED_B2)}
+# The problems in force: 二支部's ★3 owes a rectification (低星整改) from t1 on (a
+# direct grading does not lift it); 一支部's 重大问题 from t2 until verified before t4.
+LOW = ("low_stars", "open", 3)
+MAJOR = ("major_problem", "open", 2)
+PROBLEMS = {"t0": ([], []), "t1": ([], [LOW]), "t2": ([MAJOR], [LOW]),
+            "t3": ([MAJOR], [LOW]), "t4": ([], [LOW])}
+
+
+def _shown(rating: dict) -> dict | None:
+    """What the hand-written expectations compare of a rating's breakdown."""
+    b = rating["breakdown"]
+    if b is None:
+        return None
+    return {"cause": rating["cause"], "score": b["score"], "stars": b["stars"],
+            "band_stars": b["band_stars"], "appraisal": b["appraisal"],
+            "dimensions": [(d["code"], d["points"]) for d in b["dimensions"]]}
+
+
 INDICES = {"t0": None, "t1": {"张三": 69.0, "李四": 66.0, "王五": 52.0, "赵六": 60.0},
            "t2": {"张三": 69.0, "李四": 66.0, "王五": 52.0, "赵六": 60.0},
            "t3": {"张三": 0.0, "李四": 66.0, "王五": 52.0, "赵六": 60.0},
@@ -148,6 +178,16 @@ def test_read_models_and_replay_agree_at_every_moment(scenario):
                                    "rating")
             assert read["stars"] == stars, (label, branch)
             assert (replayed.get("replayed") or {}).get("stars") == stars
+            # the breakdown and problems then: by hand, and rebuilt from the store
+            expected = BREAKDOWNS[label][(s.b1, s.b2).index(branch)]
+            assert _shown(read) == expected, (label, branch)
+            assert [(p["kind"], p["status"], p["downgrade_to"]) for p in read["problems"]] \
+                == PROBLEMS[label][(s.b1, s.b2).index(branch)], (label, branch)
+            if stars is not None:
+                again = replayed["replayed"]
+                assert again["breakdown"] == read["breakdown"] and \
+                    again["problems"] == read["problems"] and again["matches"], (label, branch)
+                assert {k: v for k, v in replayed.items() if k != "replayed"} == read
             assert (state.stars if state is not None else None) == stars, (label, branch)
         # the star distribution then, against the stars replayed above
         dist = ev.star_distribution(AUDITOR, as_of=moment)["branches"]["school"]
@@ -180,6 +220,15 @@ def test_read_models_and_replay_agree_at_every_moment(scenario):
             assert (read["answered_by"], replayed["answered_by"]) == ("read_model", "replay")
             assert {**read, "answered_by": "replay"} == replayed, (label, name)
             assert read["score"] == INDICES[label][name], (label, name)
+    # the live rating shows what the last as-of answer shows
+    for branch in (s.b1, s.b2):
+        live, then = ev.get_rating(AUDITOR, branch), ev.get_rating(AUDITOR, branch,
+                                                                    as_of=s.t["t4"])
+        assert live["breakdown"] == then["breakdown"] and live["stars"] == then["stars"]
+    # the as-of columns are rebuilt from zero alike (breakdowns, problem stages)
+    rebuilt = ev.rebuild_read_models(ADMIN, {"dry_run": True})
+    assert rebuilt["identical"], {t: r for t, r in rebuilt["tables"].items()
+                                  if r["only_live"] or r["only_rebuilt"]}
     zeroed = ev.members.get_member_index(AUDITOR, {"member_id": s.m["张三"], "year": YEAR,
                                                    "as_of": s.t["t3"]})
     assert zeroed["zeroed"] and zeroed["revisions"] == 1

@@ -86,7 +86,19 @@ DDL = (
     # The publicity timer passes over results whose objections are undecided.
     "ALTER TABLE eval_assessments ADD COLUMN IF NOT EXISTS open_objections int NOT NULL "
     "DEFAULT 0",
+    # A rating as of a moment carries the breakdown (各项得分) the live rating showed
+    # then: a cycle's result or direct grading its own, a downgrade or restoration
+    # the one before it, a backfilled past result none. A problem's stages carry
+    # their moments, so the problems in force then are read too. Read models made
+    # before these columns existed fill them on a rebuild (rebuild_read_models).
+    "ALTER TABLE eval_rating_history ADD COLUMN IF NOT EXISTS breakdown jsonb",
+    "ALTER TABLE eval_problems ADD COLUMN IF NOT EXISTS planned_at timestamptz",
+    "ALTER TABLE eval_problems ADD COLUMN IF NOT EXISTS completed_at timestamptz",
+    "ALTER TABLE eval_problems ADD COLUMN IF NOT EXISTS verified_at timestamptz",
 )
+
+
+_INHERIT = object()  # a history row's breakdown: the one in force before it
 
 
 def _j(value):
@@ -223,6 +235,17 @@ class EvaluationReadModel(Projection):
                 curs.executemany("UPDATE eval_rating_history SET valid_to = %s "
                                  "WHERE org_id = %s AND valid_to IS NULL",
                                  [(valid_to, org) for org, valid_to in closes])
+        if batch.inherits:
+            # Downgrades and restorations keep the breakdown of the result before
+            # them: where that result is older than the batch, eval_ratings holds it
+            # (not yet written over: the batch writes below).
+            curs.execute("SELECT rating_id::text AS rating_id, breakdown FROM eval_ratings "
+                         "WHERE rating_id = ANY(%s)",
+                         (list({r for r in batch.inherits.values()}),))
+            before = {r["rating_id"]: r["breakdown"] for r in curs.fetchall()}
+            for key, rating_id in batch.inherits.items():
+                batch.history.update(key, breakdown=_j(before.get(rating_id)))
+            batch.inherits.clear()
         batch.write(curs)
 
     @folds(Rating.Opened)
@@ -242,8 +265,11 @@ class EvaluationReadModel(Projection):
                        updated_at=e.timestamp, version=e.originator_version)
         if e.cycle_id is not None:
             changes["cycle_id"] = e.cycle_id
+        rating_id = str(e.originator_id)
         if e.cause in ("cycle", "direct_grading"):
-            changes["breakdown"] = _j(e.breakdown)
+            changes["breakdown"] = breakdown = _j(e.breakdown)
+        else:  # the breakdown in force before: this batch's, or the stored one
+            breakdown = batch.ratings.get(rating_id, "breakdown", _INHERIT)
         batch.ratings.update(e.originator_id, **changes)
         org = str(e.org_id)
         still_open = batch.open_periods.get(org)
@@ -256,7 +282,9 @@ class EvaluationReadModel(Projection):
             stars_after=e.stars_after, score=e.score, cause=e.cause, scheme_id=e.scheme_id,
             scheme_version=e.scheme_version, cycle_id=e.cycle_id, actor=_j(e.actor),
             reason=e.reason, evidence=_j(e.evidence), valid_from=e.timestamp, valid_to=None,
-            recorded_at=e.timestamp)
+            recorded_at=e.timestamp, breakdown=None if breakdown is _INHERIT else breakdown)
+        if breakdown is _INHERIT:
+            batch.inherits[(org, str(e.originator_version))] = rating_id
         batch.open_periods[org] = (org, e.originator_version)
 
     @handles(Rating.Backfilled)
@@ -313,17 +341,17 @@ class EvaluationReadModel(Projection):
     @folds(Rating.RectificationPlanned)
     def rectification_planned(self, batch, e):
         batch.problems.update((e.org_id, e.problem_id), status="planned", plan=e.plan,
-                              plan_due=e.due, updated_at=e.timestamp)
+                              plan_due=e.due, updated_at=e.timestamp, planned_at=e.timestamp)
 
     @folds(Rating.RectificationCompleted)
     def rectification_completed(self, batch, e):
         batch.problems.update((e.org_id, e.problem_id), status="completed",
-                              updated_at=e.timestamp)
+                              updated_at=e.timestamp, completed_at=e.timestamp)
 
     @folds(Rating.RectificationVerified)
     def rectification_verified(self, batch, e):
         batch.problems.update((e.org_id, e.problem_id), status="verified",
-                              updated_at=e.timestamp)
+                              updated_at=e.timestamp, verified_at=e.timestamp)
 
 
 class RatingBatch(Batch):
@@ -336,6 +364,9 @@ class RatingBatch(Batch):
         super().__init__()
         self.closes: dict[str, dt.datetime] = {}
         self.open_periods: dict[str, tuple] = {}
+        # history rows (org, version) whose breakdown is the one eval_ratings holds
+        # before the batch, by rating id
+        self.inherits: dict[tuple, str] = {}
         self.ratings = self.table("eval_ratings", "rating_id")
         self.history = self.table("eval_rating_history", "org_id", "version")
         self.problems = self.table("eval_problems", "org_id", "problem_id")

@@ -113,9 +113,8 @@ class StarRatings:
                                   if p["rectification_due"] else None, "plan": p["plan"]}
                                  for p in problems]}
         moment = parse_moment(as_of, "as_of")
-        h = self.query_one(
-            "SELECT * FROM eval_rating_history WHERE org_id = %s AND valid_from <= %s "
-            "ORDER BY valid_from DESC, version DESC LIMIT 1", (str(org_uuid), moment))
+        # One indexed lookup: the period in force, with the problems then in force.
+        h = self.query_one(AS_OF_SQL, {"org": str(org_uuid), "at": moment})
         out = {"org_id": str(org_uuid), "as_of": moment.isoformat(),
                "rated": h is not None and h["stars_after"] is not None,
                "stars": h["stars_after"] if h else None, "score": h["score"] if h else None,
@@ -123,18 +122,42 @@ class StarRatings:
                "scheme_id": h["scheme_id"] if h else None,
                "scheme_version": h["scheme_version"] if h else None,
                "cycle_id": str(h["cycle_id"]) if h and h["cycle_id"] else None,
+               "breakdown": h["breakdown"] if h else None,
+               "problems": h["problems"] if h else [],
                "since": h["valid_from"].isoformat() if h else None,  # in effect from
                "recorded_at": _iso(h["recorded_at"] or h["valid_from"]) if h else None,
                "version": h["version"] if h else None}
         if replay:
             caller.require_role(ORG_ADMIN, AUDITOR)
             if h is not None:
-                state = self.repository.get(Rating.id_for(org_uuid), version=h["version"])
-                stars = state.stars if h["cause"] != "backfill" else \
-                    state.backfills[h["valid_from"].date().isoformat()]["stars"]
-                out["replayed"] = {"stars": stars, "score": state.score,
-                                   "version": state.version, "matches": stars == h["stars_after"]}
+                out["replayed"] = self._rating_replayed(org_uuid, h, moment, out)
         return out
+
+    def _rating_replayed(self, org_uuid, h: dict, moment: dt.datetime, read: dict) -> dict:
+        """The as-of rating rebuilt from the rating's own events in the store: the
+        stars of the version the read model names, the breakdown of the last cycle
+        result or direct grading up to that version (a backfilled past result has
+        none), the problems in force at the moment; whether each matches."""
+        rating_id = Rating.id_for(org_uuid)
+        state = self.repository.get(rating_id, version=h["version"])
+        stars = state.stars if h["cause"] != "backfill" else \
+            state.backfills[h["valid_from"].date().isoformat()]["stars"]
+        breakdown, aggregate = None, None
+        for e in self.events.get(rating_id):
+            if e.originator_version <= h["version"] and isinstance(e, Rating.Changed) and \
+                    e.cause in ("cycle", "direct_grading"):
+                breakdown = e.breakdown
+            if e.timestamp <= moment:
+                aggregate = e.mutate(aggregate)
+            elif e.originator_version > h["version"]:
+                break
+        if h["cause"] == "backfill":
+            breakdown = None
+        problems = replayed_problems(aggregate)
+        return {"stars": stars, "score": state.score, "version": state.version,
+                "breakdown": breakdown, "problems": problems,
+                "matches": stars == h["stars_after"] and breakdown == read["breakdown"]
+                and problems == read["problems"]}
 
     def rating_history(self, caller: Caller, org_id) -> list[dict]:
         caller.require_role(*ROLES)
@@ -227,6 +250,37 @@ class StarRatings:
             {"name": "lianchuang_assessments", "help": "Assessments by workflow stage",
              "labels": ["stage"], "samples": [((r["stage"],), r["n"]) for r in stages]},
         ]
+
+
+# The rating period in force at %(at)s, with the problems (重大问题, and the
+# rectification owed at ★3 and below) recorded by then and not verified by then,
+# each at the stage it had reached then.
+AS_OF_SQL = """
+SELECT h.*, (
+    SELECT coalesce(json_agg(json_build_object(
+        'problem_id', p.problem_id, 'kind', p.kind, 'description', p.description,
+        'downgrade_to', p.downgrade_to,
+        'status', CASE WHEN p.completed_at <= %(at)s THEN 'completed'
+                       WHEN p.planned_at <= %(at)s THEN 'planned' ELSE 'open' END,
+        'rectification_due', p.rectification_due,
+        'plan', CASE WHEN p.planned_at <= %(at)s THEN p.plan END)
+        ORDER BY p.recorded_at, p.problem_id), '[]')
+    FROM eval_problems p WHERE p.org_id = h.org_id AND p.recorded_at <= %(at)s
+      AND (p.verified_at IS NULL OR p.verified_at > %(at)s)) AS problems
+FROM eval_rating_history h WHERE h.org_id = %(org)s AND h.valid_from <= %(at)s
+ORDER BY h.valid_from DESC, h.version DESC LIMIT 1"""
+
+
+def replayed_problems(rating) -> list[dict]:
+    """The problems in force in a replayed rating (``Rating``, or None), as the
+    as-of read answers them."""
+    if rating is None:
+        return []
+    return [{"problem_id": pid, "kind": p.get("kind", "major_problem"),
+             "description": p["description"], "downgrade_to": p["downgrade_to"],
+             "status": p["status"], "rectification_due": p["rectification_due"],
+             "plan": p["plan"]}
+            for pid, p in rating.problems.items() if p["status"] != "verified"]
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
