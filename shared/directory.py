@@ -30,6 +30,20 @@ DIRECTORY_DDL = (
         id bigserial PRIMARY KEY, event_id text NOT NULL, member_id uuid NOT NULL,
         from_branch_id uuid, to_branch_id uuid, effective_on date,
         applied_at timestamptz NOT NULL DEFAULT now())""",
+    # Validity (as of a moment): when an organisation was created and closed
+    # (dissolved or merged); NULL created_at: from before these were kept.
+    "ALTER TABLE dir_orgs ADD COLUMN IF NOT EXISTS created_at timestamptz",
+    "ALTER TABLE dir_orgs ADD COLUMN IF NOT EXISTS closed_at timestamptz",
+    # Who held a role when: one row per holding (until_at NULL: held now; from_at
+    # NULL: held since before these were kept, filled from dir_roles once).
+    """CREATE TABLE IF NOT EXISTS dir_role_periods (
+        org_id uuid NOT NULL, member_id uuid NOT NULL, role text NOT NULL,
+        from_at timestamptz, until_at timestamptz)""",
+    "CREATE INDEX IF NOT EXISTS dir_role_periods_role ON dir_role_periods (role, org_id)",
+    """INSERT INTO dir_role_periods (org_id, member_id, role)
+        SELECT r.org_id, r.member_id, r.role FROM dir_roles r WHERE NOT EXISTS (
+            SELECT 1 FROM dir_role_periods p WHERE p.org_id = r.org_id
+            AND p.member_id = r.member_id AND p.role = r.role AND p.until_at IS NULL)""",
     # Functional departments, keyed by the code other records hold; a rename
     # changes the name only, a retired one stays with its period.
     """CREATE TABLE IF NOT EXISTS dir_departments (
@@ -86,9 +100,9 @@ class OrgDirectory:
     # -- organisations ---------------------------------------------------------
     def _org_created(self, curs, oid, d, at, env):
         curs.execute(
-            "INSERT INTO dir_orgs (id, name, kind, level, parent_id, basis, status, updated_at) "
-            "VALUES (%s,%s,%s,%s,%s,%s,'active',%s) ON CONFLICT (id) DO NOTHING",
-            (oid, d["name"], d["kind"], d["level"], d["parent_id"], d["basis"], at))
+            "INSERT INTO dir_orgs (id, name, kind, level, parent_id, basis, status, updated_at, "
+            "created_at) VALUES (%s,%s,%s,%s,%s,%s,'active',%s,%s) ON CONFLICT (id) DO NOTHING",
+            (oid, d["name"], d["kind"], d["level"], d["parent_id"], d["basis"], at, at))
 
     def _org_renamed(self, curs, oid, d, at, env):
         curs.execute("UPDATE dir_orgs SET name = %s, updated_at = %s WHERE id = %s",
@@ -100,17 +114,25 @@ class OrgDirectory:
 
     def _org_closed(self, curs, oid, d, at, env):
         status = "merged" if env["type"] == "organization_merged" else "dissolved"
-        curs.execute("UPDATE dir_orgs SET status = %s, updated_at = %s WHERE id = %s",
-                     (status, at, oid))
+        curs.execute("UPDATE dir_orgs SET status = %s, updated_at = %s, closed_at = %s "
+                     "WHERE id = %s", (status, at, at, oid))
         curs.execute("DELETE FROM dir_roles WHERE org_id = %s", (oid,))
+        curs.execute("UPDATE dir_role_periods SET until_at = %s WHERE org_id = %s "
+                     "AND until_at IS NULL", (at, oid))
 
     def _role_assigned(self, curs, oid, d, at, env):
         curs.execute("INSERT INTO dir_roles (org_id, member_id, role) VALUES (%s,%s,%s) "
-                     "ON CONFLICT DO NOTHING", (oid, d["member_id"], d["role"]))
+                     "ON CONFLICT DO NOTHING RETURNING role", (oid, d["member_id"], d["role"]))
+        if curs.fetchone() is not None:  # a new holding (a redelivery changes nothing)
+            curs.execute("INSERT INTO dir_role_periods (org_id, member_id, role, from_at) "
+                         "VALUES (%s,%s,%s,%s)", (oid, d["member_id"], d["role"], at))
 
     def _role_revoked(self, curs, oid, d, at, env):
         curs.execute("DELETE FROM dir_roles WHERE org_id = %s AND member_id = %s AND role = %s",
                      (oid, d["member_id"], d["role"]))
+        curs.execute("UPDATE dir_role_periods SET until_at = %s WHERE org_id = %s "
+                     "AND member_id = %s AND role = %s AND until_at IS NULL",
+                     (at, oid, d["member_id"], d["role"]))
 
     # -- members -------------------------------------------------------------
     def _member_registered(self, curs, mid, d, at, env):

@@ -345,8 +345,8 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
         return self.app.programme.list_plans(self.caller())
 
     @query
-    def programme_progress(self, plan_code=None):
-        return self.app.programme.programme_progress(self.caller(), plan_code)
+    def programme_progress(self, plan_code=None, as_of=None):
+        return self.app.programme.programme_progress(self.caller(), plan_code, as_of=as_of)
 
     @command
     def register_brand(self, **payload):
@@ -365,12 +365,16 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
         return self.app.programme.list_brands(self.caller(), org_id, kind)
 
     @query
-    def list_tasks(self):
-        return self.app.programme.list_tasks(self.caller())
+    def list_tasks(self, as_of=None):
+        return self.app.programme.list_tasks(self.caller(), as_of)
 
     @query
     def get_task(self, number):
         return self.app.programme.get_task(self.caller(), number)
+
+    @command
+    def reassign_task_departments(self, **payload):
+        return self.app.programme.reassign_departments(self.caller(), payload)
 
     @command
     def set_milestone(self, **payload):
@@ -381,8 +385,8 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
         return self.app.programme.report_progress(self.caller(), payload)
 
     @query
-    def department_view(self, department=None):
-        return self.app.programme.department_view(self.caller(), department)
+    def department_view(self, department=None, as_of=None):
+        return self.app.programme.department_view(self.caller(), department, as_of)
 
     @query
     def task_book_progress(self, year=None):

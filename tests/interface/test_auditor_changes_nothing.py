@@ -34,6 +34,7 @@ MUTATING = {
         # the creation programme (三级联创)
         "nominate_candidacy", "move_candidacy", "score_acceptance", "define_plan",
         "register_brand", "recognise_brand", "set_milestone", "report_progress",
+        "reassign_task_departments",
         "apply_innovation_project", "move_innovation_project", "record_schedule_item",
         # members and linkage (issue 8)
         "publish_index_scheme", "close_member_year",

@@ -154,3 +154,72 @@ def test_the_task_book_names_departments_as_their_events_say_and_gives_a_retired
     assert str(err.value).startswith("department:")
     with pytest.raises(Forbidden):
         app.programme.department_view(PUBLICITY, "general_office")
+
+
+def test_org_admin_reassigns_a_measures_departments_through_rpc_and_the_views_follow(
+        start_service, rpc_as):
+    from tests.conftest import wait_for
+    from tests.helpers import event_store
+
+    start_service("organizations")
+    evaluation_container = start_service("evaluation")
+    organizations = rpc_as("org_admin", sub="zuzhibu").organizations
+    organizations.install_default_departments()
+    organizations.retire_department(code="trade_union", reason="并入")
+    ops = rpc_as("ops").evaluation
+    wait_for(lambda: ops.consumer_status()["org_directory"]["departments"] == 15, 20,
+             message="evaluation's directory has the 15 departments")
+    wait_for(lambda: rpc_as("auditor").evaluation.department_view("trade_union")["status"]
+             == "retired", 20, message="evaluation learnt that 工会 was retired")
+    evaluation = rpc_as("org_admin", sub="zuzhibu").evaluation
+    before = evaluation.get_task("二.4")
+    assert before["lead_department"]["code"] == "general_office"
+    assert [c["code"] for c in before["cooperating"]] == ["organization", "quality_control"]
+
+    # 组织部 only, with a reason; unknown and retired departments named by field
+    with pytest.raises(Forbidden):
+        rpc_as("department_staff", sub="dzb-1", org="general_office").evaluation \
+            .reassign_task_departments(number="二.4", lead_department="publicity", reason="x")
+    with pytest.raises(ValidationError) as err:
+        evaluation.reassign_task_departments(number="二.4", lead_department="publicity")
+    assert err.value.fields == ["reason"]
+    with pytest.raises(ValidationError) as err:
+        evaluation.reassign_task_departments(
+            number="二.4", lead_department="no_such", cooperating=["organization", "trade_union"],
+            reason="调整分工")
+    assert err.value.fields == ["lead_department", "cooperating[1]"]
+    assert "retired" in str(err.value) and "no_such" in str(err.value)
+    with pytest.raises(ValidationError) as err:  # 各二级学院 cooperate, they do not lead
+        evaluation.reassign_task_departments(number="二.4", lead_department="all_colleges",
+                                             reason="调整分工")
+    assert err.value.fields == ["lead_department"]
+    with pytest.raises(NotFound):
+        evaluation.reassign_task_departments(number="九.9", lead_department="publicity",
+                                             reason="调整分工")
+
+    after = evaluation.reassign_task_departments(
+        number="二.4", lead_department="publicity",
+        cooperating=["general_office", "all_colleges"], reason="党委会决定调整牵头部门")
+    assert after["lead_department"] == {"code": "publicity", "name": "宣传部"}
+    assert [c["code"] for c in after["cooperating"]] == ["general_office"]  # no college yet
+    assert after["cooperating_codes"] == ["general_office", "all_colleges"]
+    # the department views follow: 宣传部 leads it, 党政办 cooperates, 质控办 is out
+    auditor = rpc_as("auditor").evaluation
+    assert "二.4" in [t["number"] for t in auditor.department_view("publicity")["leads"]]
+    office = auditor.department_view("general_office")
+    assert "二.4" not in [t["number"] for t in office["leads"]]
+    assert "二.4" in [t["number"] for t in office["cooperates"]]
+    assert "二.4" not in [t["number"] for t in auditor.department_view("quality_control")
+                          ["cooperates"]]
+    # recorded as an event with its actor and reason, the previous assignment beside it
+    envelopes = [e for e in event_store(evaluation_container).app.read_envelopes(0, 5000)
+                 if e["type"] == "task_departments_reassigned"]
+    assert len(envelopes) == 1
+    data = envelopes[0]["data"]
+    assert {k: data[k] for k in ("lead_department", "cooperating", "previous_lead",
+                                 "previous_cooperating")} == {
+        "lead_department": "publicity", "cooperating": ["general_office", "all_colleges"],
+        "previous_lead": "general_office",
+        "previous_cooperating": ["organization", "quality_control"]}
+    assert envelopes[0]["actor"] == {"sub": "zuzhibu", "role": "org_admin"}
+    assert envelopes[0]["reason"] == "党委会决定调整牵头部门"

@@ -43,6 +43,29 @@ def test_a_leader_without_a_lecture_last_semester_is_flagged_once(leaders, rpc_a
     staff = rpc_as("department_staff", sub="dzb-1", org="general_office").evaluation
     last = previous_period("semester", dt.date.today(), CALENDAR)
     day = (last["starts_on"] + dt.timedelta(days=30)).isoformat()
+    # the committee's leaders took office before last semester (role events carry
+    # only their recording time: evaluation's copy of their holdings is dated back)
+    with event_store(leaders["evaluation"]).app.transaction() as curs:
+        curs.execute("UPDATE dir_role_periods SET from_at = %s",
+                     (dt.datetime.combine(last["starts_on"] - dt.timedelta(days=1), dt.time.min,
+                                          dt.timezone.utc),))
+    # 张委员 joins the committee today: no leader last semester, so not checked for it;
+    # 李校长 leaves it today: a leader last semester, so still checked for it
+    orgs = rpc_as("org_admin").organizations
+    member = orgs.get_member(leaders["li"])
+    zhang = orgs.register_member(name="张委员", branch_id=member["branch_id"],
+                                 category="teacher", status="full", joined_on="2001-07-01")["id"]
+    orgs.assign_role(org_id=leaders["committee"], member_id=zhang, role="committee_member")
+    orgs.revoke_role(org_id=leaders["committee"], member_id=leaders["li"],
+                     role="deputy_secretary", reason="换届")
+    wait_for(lambda: rpc_as("ops").evaluation.consumer_status()["org_directory"]["roles"] == 3
+             and any(s["name"] == "张委员" for s in rpc_as("auditor").evaluation.schedule_status(
+                 rule="leader_lecture")["rules"][0]["subjects"]), 15,
+             message="evaluation's directory has the new committee")
+    with pytest.raises(ValidationError) as err:  # 张委员 was no leader last semester
+        staff.record_schedule_item(rule="leader_lecture", subject_id=zhang, on=day,
+                                   title="党课", evidence=["讲稿.pdf"])
+    assert err.value.fields == ["subject_id"]
 
     with pytest.raises(Forbidden):  # 宣传部 does not answer for 二.4
         rpc_as("department_staff", sub="xcb-1", org="publicity").evaluation \
@@ -71,6 +94,7 @@ def test_a_leader_without_a_lecture_last_semester_is_flagged_once(leaders, rpc_a
     assert by_name["王书记"]["records"][0]["evidence"] == ["讲稿.pdf", "签到表.pdf"]
     assert (by_name["李校长"]["status"], by_name["李校长"]["overdue_recorded_at"]) == \
         ("overdue", None)
+    assert "张委员" not in by_name  # last semester's leaders, not today's
     # 互查互评: the college's secretary records the college's own, no other's
     secretary = rpc_as("college_secretary", sub=leaders["zhao"], org=leaders["college"])
     inspection = secretary.evaluation.record_schedule_item(

@@ -204,11 +204,14 @@ def test_objections_from_any_member_decided_by_org_admin_and_the_trend(school):
         app.star_trend(Caller(ids["sec甲"], "college_secretary", ids["甲"]), college_id=ids["乙"])
 
     # -- as of a moment: only what was recorded by then ------------------------------
+    today_plan = app.programme.programme_progress(ADMIN)["plan"]
     then = app.star_trend(ADMIN, as_of=after_first)
     assert [c["name"] for c in then["cycles"]] == ["2025年度考评"]
     assert [figures(f) for f in then["school"]["branches"]] == [(5, 2, 0.4, 3)]
     board = app.programme.programme_dashboard(ADMIN, as_of=after_first)
-    assert board["star_trend"] == then and board["not_as_of"] == ["targets", "task_book"]
+    assert board["star_trend"] == then and "not_as_of" not in board
+    # targets and the task book as recorded by then: the shipped plan and 26 measures
+    assert board["targets"]["plan"] == today_plan and board["task_book"]["measures"] == 26
     assert first["id"] in {c["cycle_id"] for c in board["star_trend"]["cycles"]}
     # today's school-wide dashboard: the same figures, without the lists (star_trend
     # gives them)

@@ -236,3 +236,26 @@ def test_only_a_candidacy_at_acceptance_is_scored_and_the_result_moves_it():
                               "验收", ["r.pdf"]) == "failed"
     assert c.stage == "failed" and c.moves[-1]["reason"].startswith("验收未达标 (得分 score 70")
     assert c.acceptances == [{"score": 70, "outcome": "failed", "on": "2024-06-01"}]
+
+
+def test_a_measure_is_reassigned_with_a_reason_and_later_flags_name_the_new_lead():
+    task = Task.register("二.4", "二", "专题汇报", "general_office", ["organization"], ACTOR)
+    with pytest.raises(ValidationError) as err:  # the lead cannot also cooperate
+        task.reassign("publicity", ["publicity", "organization"], ACTOR, "调整分工")
+    assert err.value.fields == ["cooperating"]
+    with pytest.raises(ValidationError) as err:  # nothing would change
+        task.reassign("general_office", ["organization"], ACTOR, "调整分工")
+    assert err.value.fields == ["lead_department"]
+    with pytest.raises(ValidationError) as err:
+        task.reassign("publicity", ["organization"], ACTOR, " ")
+    assert err.value.fields == ["reason"]
+    task.reassign("publicity", ["organization", "general_office", "organization"], ACTOR,
+                  "党委会决定调整牵头部门")
+    assert (task.lead_department, task.cooperating) == \
+        ("publicity", ["organization", "general_office"])
+    event = task.collect_events()[-1]
+    assert (event.previous_lead, event.previous_cooperating, event.reason, event.actor) == \
+        ("general_office", ["organization"], "党委会决定调整牵头部门", ACTOR)
+    task.set_milestone("m", "汇报", 2024, "2024-06-30", ACTOR, None)
+    task.flag_overdue("m", "2024-07-01", ACTOR)
+    assert task.collect_events()[-1].lead_department == "publicity"

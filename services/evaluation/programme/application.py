@@ -23,7 +23,8 @@ from uuid import UUID
 import yaml
 from pydantic import Field
 
-from shared.commands import (Command, Evidence, Key, Mapping, Name, Query, Reason, RequiredEvidence,
+from shared.commands import (Command, Evidence, Key, Mapping, Moment, Name, Query, Reason,
+                             RequiredEvidence,
                              RequiredReason, Version)
 from shared.domain import derived_id
 from shared.errors import Conflict, NotFound, ValidationError
@@ -35,11 +36,12 @@ from services.evaluation.programme.domain import (BRAND_KINDS, FINAL_STAGES, FIR
                                                   tier_rank)
 from services.evaluation.programme.acceptance import AcceptanceOperations
 from services.evaluation.programme.dashboard import DashboardQueries
+from services.evaluation.ratings.trend import as_of_moment
 from services.evaluation.programme.projections import ProgrammeReadModel
 from services.evaluation.programme.projects.application import InnovationProjects
 from services.evaluation.programme.schedule.application import ScheduleRules
 from services.evaluation.programme.summaries import YearlySummaries
-from services.evaluation.programme.taskbook import SYSTEM_ACTOR, TaskBookOperations
+from services.evaluation.programme.taskbook import AsOf, SYSTEM_ACTOR, TaskBookOperations
 from services.evaluation.programme.taskbook_sheets import TaskBookSheets
 
 TASK_BOOK_FILE = Path(__file__).with_name("task_book.yaml")
@@ -138,6 +140,10 @@ class ShortfallQuery(Query):
 
 class PlanRef(Query):
     plan_code: Optional[Key] = None
+
+
+class ProgressQuery(PlanRef):
+    as_of: Optional[Moment] = None
 
 
 class BrandRef(Query):
@@ -368,22 +374,43 @@ class ProgrammeOperations(AcceptanceOperations, InnovationProjects, ScheduleRule
                 "ends_on": r["ends_on"].isoformat(), "targets": r["targets"],
                 "brand_target": r["brand_target"]}
 
-    def programme_progress(self, caller: Caller, plan_code: str | None = None) -> dict:
+    def programme_progress(self, caller: Caller, plan_code: str | None = None,
+                           as_of: str | None = None, moment: dt.datetime | None = None) -> dict:
         """Achieved against target per title and tier, with the candidacies behind
         each number and their stage; brands at or above the brand target's level.
         A title counts as achieved when its candidacy passed (达标) at exactly that
-        tier within the plan period."""
+        tier within the plan period.
+
+        As of a date or moment (``as_of``): the plan's targets as recorded by
+        then (``prog_plan_versions``), each candidacy at its latest move dated on
+        or before the day (as the dashboard's candidacies), brands registered by
+        then with their recognitions dated on or before the day."""
         caller.require_role(*ROLES)
-        plan = self._plan(PlanRef.of(plan_code=plan_code).plan_code)
+        q = ProgressQuery.of(plan_code=plan_code, as_of=as_of)
+        plan_code = q.plan_code
+        if moment is None and q.as_of is not None:
+            moment = as_of_moment(q.as_of)
+        plan = self._plan(plan_code, moment)
         starts, ends = plan["starts_on"].isoformat(), plan["ends_on"].isoformat()
+        source, params = "prog_candidacies", [starts, ends]
+        if moment is not None:
+            # each candidacy at its latest move on or before the day; held from
+            # the day it passed
+            source = ("(SELECT c.id, c.org_id, c.org_name, c.title, c.tier, c.attempt, "
+                      "m.to_stage AS stage, m.on_date AS stage_on, CASE WHEN m.to_stage = "
+                      "'passed' THEN m.on_date END AS held_from FROM prog_candidacies c "
+                      "JOIN LATERAL (SELECT to_stage, on_date FROM prog_candidacy_moves "
+                      "WHERE candidacy_id = c.id AND on_date <= %s ORDER BY on_date DESC, "
+                      "version DESC LIMIT 1) m ON true) AS c")
+            params.insert(0, moment.date())
         # the candidacies behind each number, grouped and built as JSON by PostgreSQL
         by_target = {(r["title"], r["tier"]): r["behind"] for r in self.app.query(
             "SELECT title, tier, json_agg(json_build_object('id', id, 'org_id', org_id, "
             "'org_name', org_name, 'stage', stage, 'stage_on', stage_on, "
             "'counted', stage = 'passed') ORDER BY org_name, attempt) AS behind "
-            "FROM prog_candidacies WHERE stage NOT IN ('failed', 'passed') "
+            f"FROM {source} WHERE stage NOT IN ('failed', 'passed') "
             "OR (stage = 'passed' AND held_from BETWEEN %s AND %s) GROUP BY title, tier",
-            (starts, ends))}
+            params)}
         targets = []
         for t in plan["targets"]:
             behind = by_target.get((t["title"], t["tier"]), [])
@@ -396,31 +423,57 @@ class ProgrammeOperations(AcceptanceOperations, InnovationProjects, ScheduleRule
                 "tier_zh": TIER_ZH[t["tier"]], "target_min": t["min"], "target_max": t["max"],
                 "achieved": achieved, "met": achieved >= t["min"],
                 "pursuing": len(behind) - achieved, "candidacies": behind})
-        result = {"plan": self._plan_row(plan), "targets": targets, "brands": None}
+        result = {"plan": self._plan_row(plan), "targets": targets, "brands": None,
+                  "as_of": moment.isoformat() if moment is not None else None}
         if plan["brand_target"]:
             bt = plan["brand_target"]
             floor = tier_rank(bt["min_tier"])
+            day = moment.date().isoformat() if moment is not None else None
             brands = []
-            for b in self.app.query("SELECT * FROM prog_brands ORDER BY name"):
-                firsts = [r["on"] for r in b["recognitions"] if tier_rank(r["level"]) >= floor]
+            rows = self.app.query("SELECT * FROM prog_brands ORDER BY name") if moment is None \
+                else self.app.query("SELECT * FROM prog_brands WHERE registered_at <= %s "
+                                    "ORDER BY name", (moment,))
+            for b in rows:
+                firsts = [r["on"] for r in b["recognitions"] if tier_rank(r["level"]) >= floor
+                          and (day is None or r["on"] <= day)]
                 first = min(firsts) if firsts else None
                 if first is not None and starts <= first <= ends:
+                    held = [r for r in b["recognitions"] if day is None or r["on"] <= day]
+                    level = max((r["level"] for r in held), key=tier_rank)
                     brands.append({"id": str(b["id"]), "name": b["name"], "kind": b["kind"],
-                                   "org_name": b["org_name"], "level": b["level"],
+                                   "org_name": b["org_name"], "level": level,
                                    "recognised_on": first})
             result["brands"] = {"min_tier": bt["min_tier"], "target_min": bt["min"],
                                 "achieved": len(brands), "met": len(brands) >= bt["min"],
                                 "brands": brands}
         return result
 
-    def _plan(self, plan_code: str | None) -> dict:
-        if plan_code is None:
-            row = self.app.query_one("SELECT * FROM prog_plans WHERE starts_on <= %s "
-                                     "ORDER BY starts_on DESC LIMIT 1", (self._today(),))
+    def _moment(self, as_of: str) -> dt.datetime:
+        """``as_of`` as a moment: a timestamp, or a date meaning the end of that day (UTC)."""
+        return as_of_moment(AsOf.of(as_of=as_of).as_of)
+
+    def _plan(self, plan_code: str | None, moment: dt.datetime | None = None) -> dict:
+        """The plan by code or the current one (the latest begun), with its targets
+        as recorded by ``moment`` when given (NotFound if not recorded by then)."""
+        if moment is None:
+            if plan_code is None:
+                row = self.app.query_one("SELECT * FROM prog_plans WHERE starts_on <= %s "
+                                         "ORDER BY starts_on DESC LIMIT 1", (self._today(),))
+            else:
+                row = self.app.query_one("SELECT * FROM prog_plans WHERE code = %s",
+                                         (plan_code,))
         else:
-            row = self.app.query_one("SELECT * FROM prog_plans WHERE code = %s", (plan_code,))
+            row = self.app.query_one(
+                "SELECT p.id, p.code, p.name, p.starts_on, p.ends_on, v.targets, v.brand_target "
+                "FROM prog_plans p JOIN LATERAL (SELECT targets, brand_target FROM "
+                "prog_plan_versions WHERE plan_id = p.id AND valid_from <= %s ORDER BY version "
+                "DESC LIMIT 1) v ON true WHERE " + ("p.code = %s" if plan_code is not None
+                                                     else "p.starts_on <= %s")
+                + " ORDER BY p.starts_on DESC LIMIT 1",
+                (moment, plan_code if plan_code is not None else moment.date()))
         if row is None:
-            raise NotFound(f"plan {plan_code or '(current)'} not found")
+            raise NotFound(f"plan {plan_code or '(current)'} not found"
+                           + (f" as of {moment.isoformat()}" if moment is not None else ""))
         return row
 
     def register_brand(self, caller: Caller, payload: dict) -> dict:

@@ -6,9 +6,11 @@ and overdue milestones; the star distribution's trend over cycles (五.2, 三.4;
 As of a date (``as_of``, the end of that day UTC, or a timestamp): from read
 models with validity periods, not by replay — candidacies from their dated
 moves (``prog_candidacy_moves``: each candidacy's latest move on or before the
-day), the star trend from ``eval_rating_history``. Targets and the task book
-keep no history in their read models, so an as-of answer leaves them out
-(``null``, named in ``not_as_of``).
+day), the star trend from ``eval_rating_history``, targets from the plan's
+versions (``prog_plan_versions``) and the task book from its measures' and
+milestones' versions, completions and overdue flags as recorded by the moment
+(``prog_task_versions``, ``prog_milestone_versions``, ``prog_task_reports``,
+``prog_milestone_flags``); 各二级学院 stands for the colleges existing then.
 
 A mixin of ``ProgrammeOperations`` (it uses ``programme_progress`` and the
 task-book rows); read models only, a handful of queries grouped and built as
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shared.errors import Forbidden
+from shared.errors import Forbidden, NotFound
 from shared.identity import AUDITOR, COLLEGE_SECRETARY, ORG_ADMIN, Caller
 from services.evaluation.audit.application import DistributionQuery
 from services.evaluation.ratings.trend import as_of_moment
@@ -63,11 +65,10 @@ class DashboardQueries:
         answer = {"college_id": scope[0],
                   "as_of": moment.isoformat() if moment else key[1],
                   "candidacies": self._candidacies_by_title(college_id, moment, listed),
-                  "targets": self._targets(caller) if school else None,
-                  "task_book": self._task_book_summary() if school else None,
+                  "targets": self._targets(caller, moment) if college_id is None else None,
+                  "task_book": self._task_book_summary(moment) if college_id is None
+                  else None,
                   "star_trend": self.app.trend_of(college_id, moment, listed)}
-        if moment is not None:
-            answer["not_as_of"] = ["targets", "task_book"]
         if len(cache) > 64:  # as-of answers are many; keep the cache small
             cache.clear()
         cache[scope] = (key, answer)
@@ -121,19 +122,24 @@ class DashboardQueries:
             out.append({"title": title, "title_zh": title_zh, "level": level, "tiers": tiers})
         return out
 
-    def _targets(self, caller: Caller) -> dict:
+    def _targets(self, caller: Caller, moment: dt.datetime | None = None) -> dict | None:
         """``programme_progress`` of the current plan, each number with the ids of
         the candidacies behind it (their organisations are in ``candidacies``;
         ``programme_progress`` gives them in full)."""
-        progress = self.programme_progress(caller)
+        try:
+            progress = self.programme_progress(caller, moment=moment)
+        except NotFound:
+            if moment is None:
+                raise
+            return None  # no plan was recorded yet at that moment
         for t in progress["targets"]:
             behind = t.pop("candidacies")
             t["counted_ids"] = [c["id"] for c in behind if c["counted"]]
             t["pursuing_ids"] = [c["id"] for c in behind if not c["counted"]]
         return progress
 
-    def _task_book_summary(self) -> dict:
-        tasks = self._task_rows(expand=False)
+    def _task_book_summary(self, moment: dt.datetime | None = None) -> dict:
+        tasks = self._task_rows(expand=False, moment=moment)
         by_status = {s: [] for s in TASK_STATUSES}
         overdue = []
         for t in tasks:

@@ -412,6 +412,27 @@ class Task(Aggregate):
                    lead_department=lead_department, cooperating=list(cooperating),
                    actor=actor, reason=reason)
 
+    def reassign(self, lead_department: str, cooperating: list, actor: dict, reason) -> None:
+        """Give the measure another lead (牵头部门) and/or cooperating departments
+        (配合部门); the codes are checked against organizations' records by the
+        application (unknown or retired: refused naming the field)."""
+        cooperating = list(dict.fromkeys(cooperating))
+        require(lead_department not in cooperating, "cooperating",
+                "the lead department is not also a cooperating one")
+        require((lead_department, cooperating) != (self.lead_department, self.cooperating),
+                "lead_department", "the measure already has these departments; nothing to change")
+        self._departments_reassigned(
+            lead_department=lead_department, cooperating=cooperating,
+            previous_lead=self.lead_department, previous_cooperating=list(self.cooperating),
+            actor=actor, reason=clean_text(reason, "reason"))
+
+    @event("DepartmentsReassigned")
+    def _departments_reassigned(self, lead_department: str, cooperating: list,
+                                previous_lead: str, previous_cooperating: list, actor: dict,
+                                reason: str):
+        self.lead_department = lead_department
+        self.cooperating = list(cooperating)
+
     def milestone(self, milestone_id: str) -> dict:
         require(milestone_id in self.milestones, "milestone_id",
                 f"measure {self.number} has no milestone {milestone_id!r}")

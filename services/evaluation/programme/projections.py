@@ -4,7 +4,10 @@
 period), ``prog_candidacy_moves`` (every move, dated) and ``prog_acceptances``
 (验收 scored against the standard) feed the progress view and 创建未达标;
 ``prog_plans``, ``prog_brands`` (+ recognitions), ``prog_tasks``,
-``prog_milestones`` and ``prog_task_reports`` the rest. The innovation
+``prog_milestones`` and ``prog_task_reports`` the rest; ``prog_plan_versions``,
+``prog_task_versions``, ``prog_milestone_versions`` and ``prog_milestone_flags``
+keep each version from the moment it was recorded, so targets and the task book
+are answered as of a moment (with the reports' ``recorded_at``). The innovation
 projects' (``projects/``) and schedule rules' (``schedule/``) tables are mixed in.
 """
 from __future__ import annotations
@@ -55,6 +58,23 @@ DDL = (
         PRIMARY KEY (task_id, milestone_id))""",
     "CREATE INDEX IF NOT EXISTS prog_milestones_due ON prog_milestones (due_on) "
     "WHERE status <> 'completed' AND overdue_at IS NULL",
+    # Validity history (as of a moment): each version of a plan's targets, of a
+    # measure's departments, of a milestone (title, due date), and each overdue
+    # flag, from the moment it was recorded; completions are the reports' rows.
+    """CREATE TABLE IF NOT EXISTS prog_plan_versions (
+        plan_id uuid NOT NULL, version int NOT NULL, targets jsonb NOT NULL,
+        brand_target jsonb, valid_from timestamptz NOT NULL, PRIMARY KEY (plan_id, version))""",
+    """CREATE TABLE IF NOT EXISTS prog_task_versions (
+        task_id uuid NOT NULL, version int NOT NULL, lead_department text NOT NULL,
+        cooperating jsonb NOT NULL, actor jsonb, reason text, valid_from timestamptz NOT NULL,
+        PRIMARY KEY (task_id, version))""",
+    """CREATE TABLE IF NOT EXISTS prog_milestone_versions (
+        task_id uuid NOT NULL, version int NOT NULL, milestone_id text NOT NULL,
+        title text NOT NULL, year int NOT NULL, due_on date NOT NULL,
+        valid_from timestamptz NOT NULL, PRIMARY KEY (task_id, version))""",
+    """CREATE TABLE IF NOT EXISTS prog_milestone_flags (
+        task_id uuid NOT NULL, version int NOT NULL, milestone_id text NOT NULL,
+        due_on date NOT NULL, flagged_at timestamptz NOT NULL, PRIMARY KEY (task_id, version))""",
     """CREATE TABLE IF NOT EXISTS prog_task_reports (
         task_id uuid NOT NULL, version int NOT NULL, milestone_id text, department text NOT NULL,
         text text NOT NULL, completed bool NOT NULL, on_date date NOT NULL, actor jsonb,
@@ -72,6 +92,8 @@ class ProgrammeReadModel(projects.ProjectsReadModel, schedule.ScheduleReadModel,
     ddl = DDL + projects.DDL + schedule.DDL
     tables = ("prog_candidacies", "prog_candidacy_moves", "prog_acceptances", "prog_plans",
               "prog_brands", "prog_tasks", "prog_milestones", "prog_task_reports",
+              "prog_plan_versions", "prog_task_versions", "prog_milestone_versions",
+              "prog_milestone_flags",
               *projects.TABLES, *schedule.TABLES)
 
     # -- candidacies ---------------------------------------------------------------
@@ -126,12 +148,21 @@ class ProgrammeReadModel(projects.ProjectsReadModel, schedule.ScheduleReadModel,
             "updated_at) VALUES (%s,%s,%s,%s,%s,%s,%s,%s)",
             (e.originator_id, e.code, e.name, e.starts_on, e.ends_on, Jsonb(e.targets),
              _j(e.brand_target), e.timestamp))
+        self._plan_version(curs, e)
 
     @handles(Plan.Retargeted)
     def plan_retargeted(self, curs, e):
         curs.execute("UPDATE prog_plans SET targets = %s, brand_target = %s, updated_at = %s "
                      "WHERE id = %s", (Jsonb(e.targets), _j(e.brand_target), e.timestamp,
                                        e.originator_id))
+        self._plan_version(curs, e)
+
+    @staticmethod
+    def _plan_version(curs, e):
+        curs.execute("INSERT INTO prog_plan_versions (plan_id, version, targets, brand_target, "
+                     "valid_from) VALUES (%s,%s,%s,%s,%s)",
+                     (e.originator_id, e.originator_version, Jsonb(e.targets),
+                      _j(e.brand_target), e.timestamp))
 
     @handles(Brand.Registered)
     def brand_registered(self, curs, e):
@@ -162,6 +193,20 @@ class ProgrammeReadModel(projects.ProjectsReadModel, schedule.ScheduleReadModel,
             "VALUES (%s,%s,%s,%s,%s,%s)",
             (e.originator_id, e.number, e.section, e.title, e.lead_department,
              Jsonb(e.cooperating)))
+        self._task_version(curs, e)
+
+    @handles(Task.DepartmentsReassigned)
+    def task_departments_reassigned(self, curs, e):
+        curs.execute("UPDATE prog_tasks SET lead_department = %s, cooperating = %s WHERE id = %s",
+                     (e.lead_department, Jsonb(e.cooperating), e.originator_id))
+        self._task_version(curs, e)
+
+    @staticmethod
+    def _task_version(curs, e):
+        curs.execute("INSERT INTO prog_task_versions (task_id, version, lead_department, "
+                     "cooperating, actor, reason, valid_from) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                     (e.originator_id, e.originator_version, e.lead_department,
+                      Jsonb(e.cooperating), _j(e.actor), e.reason, e.timestamp))
 
     @handles(Task.MilestoneSet)
     def milestone_set(self, curs, e):
@@ -173,6 +218,10 @@ class ProgrammeReadModel(projects.ProjectsReadModel, schedule.ScheduleReadModel,
             "THEN prog_milestones.overdue_at END, due_on = EXCLUDED.due_on, "
             "updated_at = EXCLUDED.updated_at",
             (e.originator_id, e.milestone_id, e.title, e.year, e.due_on, e.timestamp))
+        curs.execute("INSERT INTO prog_milestone_versions (task_id, version, milestone_id, title, "
+                     "year, due_on, valid_from) VALUES (%s,%s,%s,%s,%s,%s,%s)",
+                     (e.originator_id, e.originator_version, e.milestone_id, e.title, e.year,
+                      e.due_on, e.timestamp))
 
     @handles(Task.ProgressReported)
     def progress_reported(self, curs, e):
@@ -192,3 +241,7 @@ class ProgrammeReadModel(projects.ProjectsReadModel, schedule.ScheduleReadModel,
         curs.execute("UPDATE prog_milestones SET overdue_at = %s, updated_at = %s "
                      "WHERE task_id = %s AND milestone_id = %s",
                      (e.timestamp, e.timestamp, e.originator_id, e.milestone_id))
+        curs.execute("INSERT INTO prog_milestone_flags (task_id, version, milestone_id, due_on, "
+                     "flagged_at) VALUES (%s,%s,%s,%s,%s)",
+                     (e.originator_id, e.originator_version, e.milestone_id, e.due_on,
+                      e.timestamp))

@@ -19,11 +19,12 @@ from typing import Annotated, Optional
 
 from pydantic import Field
 
-from shared.commands import (Command, Key, Query, Reason, RequiredEvidence, RequiredText,
+from shared.commands import (Command, Key, Moment, Query, Reason, RequiredEvidence, RequiredText,
                              text_type)
 from shared.errors import Conflict, Forbidden, NotFound, ValidationError
 from shared.identity import AUDITOR, COLLEGE_SECRETARY, DEPARTMENT_STAFF, ORG_ADMIN, ROLES, Caller
 from services.evaluation.programme.domain import Task
+from services.evaluation.ratings.trend import as_of_moment
 
 SYSTEM_ACTOR = {"sub": "system", "role": "system"}
 ALL_COLLEGES = "all_colleges"
@@ -50,12 +51,24 @@ class ReportProgress(Command):
     evidence: RequiredEvidence
 
 
+class ReassignDepartments(Command):
+    number: Key
+    lead_department: Optional[Key] = None
+    cooperating: Optional[Annotated[list[Key], Field(max_length=40)]] = None
+    reason: Reason
+
+
 class TaskRef(Query):
     number: Key
 
 
+class AsOf(Query):
+    as_of: Optional[Moment] = None
+
+
 class DepartmentRef(Query):
     department: Optional[Key] = None
+    as_of: Optional[Moment] = None
 
 
 class TaskBookOperations:
@@ -67,9 +80,20 @@ class TaskBookOperations:
                            "(二.1 … 六.3)")
         return self.app.load(task_id, Task, "measure")
 
-    def _colleges(self) -> list[dict]:
-        return [{"id": str(r["id"]), "name": r["name"]} for r in self.app.query(
-            "SELECT id, name FROM dir_orgs WHERE level = 2 AND status = 'active' ORDER BY name")]
+    def _colleges(self, moment: dt.datetime | None = None) -> list[dict]:
+        """The colleges (二级学院) 各二级学院 stands for: those active now, or those
+        existing at ``moment`` (created by then, not dissolved or merged before it;
+        the directory's ``created_at``/``closed_at``, unknown ones counted as
+        always there)."""
+        if moment is None:
+            rows = self.app.query("SELECT id, name FROM dir_orgs WHERE level = 2 "
+                                  "AND status = 'active' ORDER BY name")
+        else:
+            rows = self.app.query(
+                "SELECT id, name FROM dir_orgs WHERE level = 2 "
+                "AND (created_at IS NULL OR created_at <= %s) "
+                "AND (status = 'active' OR closed_at > %s) ORDER BY name", (moment, moment))
+        return [{"id": str(r["id"]), "name": r["name"]} for r in rows]
 
     def _departments(self) -> dict[str, dict]:
         """Every department evaluation knows (organizations' records), by code."""
@@ -101,6 +125,48 @@ class TaskBookOperations:
                 field, f"measure {task.number}'s lead department {lead['name']} "
                 f"({task.lead_department}) was retired (已撤销) on "
                 f"{lead['retired_at'].date().isoformat()} and is given no new work")
+
+    def reassign_departments(self, caller: Caller, payload: dict) -> dict:
+        """Give a measure another lead department (牵头部门) and/or cooperating
+        departments (配合部门), with a reason (组织部 only). Every code must be a
+        department organizations knows and has not retired (各二级学院 as
+        ``all_colleges`` among the cooperating ones)."""
+        caller.require_role(ORG_ADMIN)
+        cmd = ReassignDepartments.parse(payload)
+        if cmd.lead_department is None and cmd.cooperating is None:
+            raise ValidationError.single("lead_department",
+                                         "give lead_department and/or cooperating")
+        task = self._task(cmd.number)
+        known = self._departments()
+        errors = []
+
+        def check(code: str, field: str, college_ok: bool) -> None:
+            if code == ALL_COLLEGES:
+                if not college_ok:
+                    errors.append({"field": field, "message": f"{ALL_COLLEGES_NAME} (every "
+                                   "college) cooperates; a measure is led by one department"})
+                return
+            row = known.get(code)
+            if row is None:
+                errors.append({"field": field, "message": f"no department {code!r} "
+                               "(职能部门不存在); organizations' list_departments names them"})
+            elif row["status"] != "active":
+                errors.append({"field": field, "message": (
+                    f"{row['name']} ({code}) was retired (已撤销) on "
+                    f"{row['retired_at'].date().isoformat()} and is given no new work")})
+
+        lead = cmd.lead_department or task.lead_department
+        cooperating = list(cmd.cooperating) if cmd.cooperating is not None \
+            else list(task.cooperating)
+        if cmd.lead_department is not None:
+            check(lead, "lead_department", False)
+        if cmd.cooperating is not None:
+            for i, code in enumerate(cooperating):
+                check(code, f"cooperating[{i}]", True)
+        if errors:
+            raise ValidationError(errors)
+        task.reassign(lead, cooperating, caller.as_actor(), cmd.reason)
+        return self.app.commit(task, result=lambda: self.get_task(caller, cmd.number))
 
     def set_milestone(self, caller: Caller, payload: dict) -> dict:
         """Set (or move) a milestone (时间节点) of a measure with its due date."""
@@ -160,17 +226,48 @@ class TaskBookOperations:
             return "overdue"
         return "in_progress"
 
-    def _task_rows(self, where: str = "true", params=(), expand: bool = True) -> list[dict]:
-        """The measures with their milestones; ``expand``: 各二级学院 as every college."""
-        today = self._today()
-        colleges = self._colleges() if expand else []
+    # Milestones as recorded by a moment: each one's latest version by then, its
+    # completion (a completing report recorded by then) and its overdue flag (for
+    # that due date, recorded by then).
+    _MILESTONES_AS_OF = (
+        "SELECT v.task_id, v.milestone_id, v.title, v.year, v.due_on, "
+        "CASE WHEN c.on_date IS NULL THEN 'open' ELSE 'completed' END AS status, "
+        "c.on_date AS completed_on, f.flagged_at AS overdue_at "
+        "FROM (SELECT DISTINCT ON (task_id, milestone_id) * FROM prog_milestone_versions "
+        "WHERE valid_from <= %(m)s ORDER BY task_id, milestone_id, version DESC) v "
+        "LEFT JOIN LATERAL (SELECT on_date FROM prog_task_reports r WHERE r.task_id = v.task_id "
+        "AND r.milestone_id = v.milestone_id AND r.completed AND r.recorded_at <= %(m)s "
+        "ORDER BY r.version LIMIT 1) c ON true "
+        "LEFT JOIN LATERAL (SELECT flagged_at FROM prog_milestone_flags g "
+        "WHERE g.task_id = v.task_id AND g.milestone_id = v.milestone_id "
+        "AND g.due_on = v.due_on AND g.flagged_at <= %(m)s ORDER BY g.version DESC LIMIT 1) f "
+        "ON true ORDER BY v.due_on, v.milestone_id")
+    # Measures with their departments as recorded by a moment.
+    _TASKS_AS_OF = (
+        "SELECT t.id, t.number, t.section, t.title, v.lead_department, v.cooperating "
+        "FROM prog_tasks t JOIN LATERAL (SELECT lead_department, cooperating "
+        "FROM prog_task_versions WHERE task_id = t.id AND valid_from <= %(m)s "
+        "ORDER BY version DESC LIMIT 1) v ON true")
+
+    def _task_rows(self, number: str | None = None, expand: bool = True,
+                   moment: dt.datetime | None = None) -> list[dict]:
+        """The measures with their milestones; ``expand``: 各二级学院 as every college
+        (at ``moment`` when given). As of ``moment``: the departments, milestones,
+        completions and overdue flags recorded by then, overdue counted on its day."""
+        today = self._today() if moment is None else moment.date().isoformat()
+        colleges = self._colleges(moment) if expand else []
         known = self._departments()
         milestones: dict = {}
-        for m in self.app.query("SELECT * FROM prog_milestones ORDER BY due_on, milestone_id"):
+        rows = self.app.query("SELECT * FROM prog_milestones ORDER BY due_on, milestone_id") \
+            if moment is None else self.app.query(self._MILESTONES_AS_OF, {"m": moment})
+        for m in rows:
             milestones.setdefault(m["task_id"], []).append(self._milestone_row(m, today))
+        where = "WHERE number = %(number)s " if number is not None else ""
+        source = "prog_tasks" if moment is None else f"({self._TASKS_AS_OF}) t"
+        tasks = self.app.query(f"SELECT * FROM {source} {where}ORDER BY number",
+                               {"m": moment, "number": number})
         out = []
-        for t in self.app.query(f"SELECT * FROM prog_tasks WHERE {where} ORDER BY number",
-                                params):
+        for t in tasks:
             ms = milestones.get(t["id"], [])
             out.append({"number": t["number"], "section": t["section"], "title": t["title"],
                         "lead_department": {"code": t["lead_department"],
@@ -185,14 +282,17 @@ class TaskBookOperations:
                                 int(r["number"].split(".")[1])))
         return out
 
-    def list_tasks(self, caller: Caller) -> list[dict]:
+    def list_tasks(self, caller: Caller, as_of: str | None = None) -> list[dict]:
+        """Every measure with its departments and milestones, now or as of a date
+        or moment (``as_of``)."""
         caller.require_role(*ROLES)
-        return self._task_rows()
+        as_of = AsOf.of(as_of=as_of).as_of
+        return self._task_rows(moment=as_of_moment(as_of) if as_of is not None else None)
 
     def get_task(self, caller: Caller, number: str) -> dict:
         caller.require_role(*ROLES)
         number = TaskRef.of(number=number).number
-        rows = self._task_rows("number = %s", (number,))
+        rows = self._task_rows(str(number))
         if not rows:
             raise NotFound(f"number: the task book has no measure {number!r}")
         task = rows[0]
@@ -207,11 +307,16 @@ class TaskBookOperations:
                 "WHERE t.number = %s ORDER BY r.version", (str(number),))]
         return task
 
-    def department_view(self, caller: Caller, department: str | None = None) -> dict:
+    def department_view(self, caller: Caller, department: str | None = None,
+                        as_of: str | None = None) -> dict:
         """A department's (职能部门) view: what it leads, what it cooperates on,
-        what is overdue. Department staff see their own; 组织部 and auditors any. A
-        retired department's view stays readable, with its period."""
-        department = DepartmentRef.of(department=department).department
+        what is overdue — now, or as of a date or moment (``as_of``: the measures'
+        departments and milestones as recorded then). Department staff see their
+        own; 组织部 and auditors any. A retired department's view stays readable,
+        with its period."""
+        q = DepartmentRef.of(department=department, as_of=as_of)
+        moment = as_of_moment(q.as_of) if q.as_of is not None else None
+        department = q.department
         if caller.role == DEPARTMENT_STAFF:
             department = department or caller.org
             if department != caller.org:
@@ -224,7 +329,7 @@ class TaskBookOperations:
         if record is None:
             raise NotFound(f"department: no department {department!r} (职能部门不存在); "
                            "organizations' list_departments names them")
-        tasks = self._task_rows()
+        tasks = self._task_rows(moment=moment)
         leads = [t for t in tasks if t["lead_department"]["code"] == department]
         cooperates = [t for t in tasks if department in t["cooperating_codes"]]
         overdue = [{"number": t["number"], "title": t["title"], **m}
@@ -232,6 +337,7 @@ class TaskBookOperations:
         return {"department": department, "name": record["name"], "status": record["status"],
                 "added_at": record["added_at"].isoformat(),
                 "retired_at": record["retired_at"].isoformat() if record["retired_at"] else None,
+                "as_of": moment.isoformat() if moment is not None else None,
                 "leads": leads, "cooperates": cooperates, "overdue": overdue}
 
     def detect_overdue(self, limit: int = 200) -> int:

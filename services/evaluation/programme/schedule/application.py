@@ -61,10 +61,25 @@ class ScheduleRules:
             raise ValidationError.single("rule", "one of " + ", ".join(rules))
         return rules[code]
 
-    def _schedule_subjects(self, rule: dict) -> list[dict]:
-        """Who the rule applies to now: ``[{kind, id, name}]``."""
+    def _schedule_subjects(self, rule: dict, period: dict | None = None) -> list[dict]:
+        """Who the rule applies to: now, or during ``period`` (``{starts_on,
+        ends_on}``) when given: ``[{kind, id, name}]``. A period's leaders are
+        the members who held one of the roles in the university committee at
+        any time within it (the directory's ``dir_role_periods``, from
+        organizations' role events), whether or not they hold it now."""
         kind = rule["subjects"]["kind"]
-        if kind == "leaders":
+        if kind == "leaders" and period is not None:
+            starts = dt.datetime.combine(period["starts_on"], dt.time.min, dt.timezone.utc)
+            ends = dt.datetime.combine(period["ends_on"] + dt.timedelta(days=1), dt.time.min,
+                                       dt.timezone.utc)
+            rows = self.app.query(
+                "SELECT DISTINCT m.id, m.name FROM dir_role_periods r "
+                "JOIN dir_members m ON m.id = r.member_id JOIN dir_orgs o ON o.id = r.org_id "
+                "WHERE o.level = 1 AND r.role = ANY(%s) "
+                "AND (r.from_at IS NULL OR r.from_at < %s) "
+                "AND (r.until_at IS NULL OR r.until_at >= %s) ORDER BY m.name, m.id",
+                (list(rule["subjects"]["roles"]), ends, starts))
+        elif kind == "leaders":
             rows = self.app.query(
                 "SELECT DISTINCT m.id, m.name FROM dir_roles r "
                 "JOIN dir_members m ON m.id = r.member_id JOIN dir_orgs o ON o.id = r.org_id "
@@ -99,7 +114,9 @@ class ScheduleRules:
         if cmd.on > today:
             raise ValidationError.single("on", f"a record of what happened: not after today "
                                          f"({today})")
-        subjects = {s["id"]: s for s in self._schedule_subjects(rule)}
+        period = period_of(rule["period"], cmd.on, load_schedule_rules()["calendar"])
+        # the subjects of the item's period (a leader then, though no longer)
+        subjects = {s["id"]: s for s in self._schedule_subjects(rule, period)}
         subject_id = str(cmd.subject_id) if cmd.subject_id else None
         if subject_id is None:
             if rule["subjects"]["kind"] == "university" and len(subjects) == 1:
@@ -118,7 +135,6 @@ class ScheduleRules:
                    "colleges": "an active college"}[rule["subjects"]["kind"]] + ")")
         subject = subjects[subject_id]
         self._may_record(caller, rule, subject)
-        period = period_of(rule["period"], cmd.on, load_schedule_rules()["calendar"])
         schedule_id = Schedule.id_for(cmd.rule, period["key"])
         schedule = self.app.load(schedule_id, Schedule, "schedule") \
             if self.app.exists(schedule_id) else \
@@ -158,7 +174,7 @@ class ScheduleRules:
                 "AND period = %s", (code, period["key"]))}
             ended = period["ends_on"] < today
             subjects = []
-            known = self._schedule_subjects(r)
+            known = self._schedule_subjects(r, period)  # who were subjects in it
             known_ids = {s["id"] for s in known}
             # subjects with records who no longer hold the role still show what they did
             for row in self.app.query(
@@ -198,7 +214,8 @@ class ScheduleRules:
         flagged = 0
         for code, rule in data["rules"].items():
             period = previous_period(rule["period"], today, data["calendar"])
-            subjects = self._schedule_subjects(rule)
+            # the subjects of the period checked (its leaders then, not today's)
+            subjects = self._schedule_subjects(rule, period)
             # the read models spare loading a period in which nothing is left to flag
             counts = {r["subject_id"]: r["n"] for r in self.app.query(
                 "SELECT subject_id, count(*) AS n FROM prog_schedule_items WHERE rule = %s "
