@@ -38,6 +38,13 @@ def test_an_overdue_lecture_reaches_the_department_the_leader_and_zzb_once(start
 
     last = previous_period("semester", dt.date.today(), load_schedule_rules()["calendar"])
     day = (last["starts_on"] + dt.timedelta(days=20)).isoformat()
+    # the leaders took office before last semester (the timer checks the leaders of
+    # the period; role events carry only their recording time, so evaluation's copy
+    # of the holdings is dated back)
+    with event_store(evaluation).app.transaction() as curs:
+        curs.execute("UPDATE dir_role_periods SET from_at = %s",
+                     (dt.datetime.combine(last["starts_on"] - dt.timedelta(days=1), dt.time.min,
+                                          dt.timezone.utc),))
     staff = rpc_as("department_staff", sub="wang.dzb", org="general_office")
     staff.evaluation.record_schedule_item(rule="leader_lecture", subject_id=leaders["孙书记"],
                                           on=day, title="专题党课", evidence=["讲稿.pdf"])
