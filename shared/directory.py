@@ -50,7 +50,31 @@ DIRECTORY_DDL = (
         id uuid PRIMARY KEY, code text NOT NULL UNIQUE, name text NOT NULL,
         status text NOT NULL, added_at timestamptz NOT NULL, retired_at timestamptz,
         updated_at timestamptz NOT NULL)""",
+    # Each organisation's periods (存续期间): from its creation or a move to its
+    # dissolution, merger or next move, under the parent it had then, so that
+    # the organisations of a past moment are known (as-of answers, 审计).
+    """CREATE TABLE IF NOT EXISTS dir_org_periods (
+        org_id uuid NOT NULL, level int NOT NULL, parent_id uuid,
+        valid_from timestamptz NOT NULL, valid_to timestamptz,
+        PRIMARY KEY (org_id, valid_from))""",
+    "CREATE INDEX IF NOT EXISTS dir_org_periods_parent ON dir_org_periods "
+    "(parent_id, level, valid_from)",
+    "CREATE INDEX IF NOT EXISTS dir_org_periods_level ON dir_org_periods (level, valid_from)",
+    # Organisations this copy knew before it kept periods: one period from their
+    # creation (or the beginning, '-infinity', where this copy does not know it)
+    # to their closing, under today's parent (earlier moves are not in this copy).
+    """INSERT INTO dir_org_periods (org_id, level, parent_id, valid_from, valid_to)
+       SELECT o.id, o.level, o.parent_id, coalesce(o.created_at, '-infinity'),
+              CASE WHEN o.status = 'active' THEN NULL ELSE coalesce(o.closed_at, o.updated_at) END
+       FROM dir_orgs o WHERE NOT EXISTS (SELECT 1 FROM dir_org_periods p WHERE p.org_id = o.id)""",
 )
+
+# The organisations in being at %(at)s (``dir_org_periods``), of one level, with
+# the parent each had then; names are today's.
+ORGS_AS_OF = """
+SELECT p.org_id AS id, o.name, p.level, p.parent_id FROM dir_org_periods p
+JOIN dir_orgs o ON o.id = p.org_id
+WHERE p.level = %(level)s AND p.valid_from <= %(at)s AND (p.valid_to IS NULL OR p.valid_to > %(at)s)"""
 
 
 class OrgDirectory:
@@ -103,6 +127,9 @@ class OrgDirectory:
             "INSERT INTO dir_orgs (id, name, kind, level, parent_id, basis, status, updated_at, "
             "created_at) VALUES (%s,%s,%s,%s,%s,%s,'active',%s,%s) ON CONFLICT (id) DO NOTHING",
             (oid, d["name"], d["kind"], d["level"], d["parent_id"], d["basis"], at, at))
+        curs.execute(
+            "INSERT INTO dir_org_periods (org_id, level, parent_id, valid_from) "
+            "VALUES (%s,%s,%s,%s) ON CONFLICT DO NOTHING", (oid, d["level"], d["parent_id"], at))
 
     def _org_renamed(self, curs, oid, d, at, env):
         curs.execute("UPDATE dir_orgs SET name = %s, updated_at = %s WHERE id = %s",
@@ -111,11 +138,23 @@ class OrgDirectory:
     def _org_moved(self, curs, oid, d, at, env):
         curs.execute("UPDATE dir_orgs SET parent_id = %s, updated_at = %s WHERE id = %s",
                      (d["parent_id"], at, oid))
+        self._end_period(curs, oid, at)
+        curs.execute(
+            "INSERT INTO dir_org_periods (org_id, level, parent_id, valid_from) "
+            "SELECT id, level, parent_id, %s FROM dir_orgs WHERE id = %s "
+            "ON CONFLICT (org_id, valid_from) DO UPDATE SET parent_id = excluded.parent_id, "
+            "valid_to = NULL", (at, oid))
+
+    @staticmethod
+    def _end_period(curs, oid, at):
+        curs.execute("UPDATE dir_org_periods SET valid_to = %s "
+                     "WHERE org_id = %s AND valid_to IS NULL", (at, oid))
 
     def _org_closed(self, curs, oid, d, at, env):
         status = "merged" if env["type"] == "organization_merged" else "dissolved"
         curs.execute("UPDATE dir_orgs SET status = %s, updated_at = %s, closed_at = %s "
                      "WHERE id = %s", (status, at, at, oid))
+        self._end_period(curs, oid, at)
         curs.execute("DELETE FROM dir_roles WHERE org_id = %s", (oid,))
         curs.execute("UPDATE dir_role_periods SET until_at = %s WHERE org_id = %s "
                      "AND until_at IS NULL", (at, oid))

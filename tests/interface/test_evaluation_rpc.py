@@ -179,6 +179,59 @@ def test_downgrade_restoration_direct_grading_and_distribution(tree, rpc_as):  #
     assert e.value.fields == ["as_of"]
 
 
+def test_star_distribution_as_of_counts_the_organisations_of_that_moment(
+        tree, rpc_as):  # noqa: F811
+    """As of a moment, the distribution is over the organisations in being then,
+    each under the college it had then: one dissolved since still counts, one
+    created since does not, a branch moved since counts under its old college."""
+    orgs, admin = rpc_as("org_admin").organizations, rpc_as("org_admin").evaluation
+    auditor = rpc_as("auditor").evaluation
+    college = tree["college"]
+    b3 = orgs.create_organization(name="教工三支部", kind="teacher_branch",
+                                  parent_id=college)["id"]
+
+    def downgrade(org_id):  # a 重大问题 on an unrated branch rates it (the scheme's ★ cap)
+        return admin.record_major_problem(org_id=org_id, problem_id="p1", description="问题",
+                                          reason="纪委通报", evidence=["通报"])["stars"]
+
+    def branches(dist):
+        return {c["college_id"]: sorted(o["org_id"] for s in c["by_stars"].values() for o in s)
+                + ["unrated"] * (c["organizations"] - c["rated"])
+                for c in dist["branches"]["colleges"]}
+
+    wait_for(lambda: admin.star_distribution()["branches"]["school"]["organizations"] == 3, 15,
+             message="evaluation's directory has 教工三支部")
+    capped = [downgrade(b) for b in (tree["b1"], b3)]
+    moment = dt.datetime.now(dt.timezone.utc).isoformat()
+    committee = orgs.get_organization(college)["parent_id"]
+    college2 = orgs.create_organization(name="文学院党委", kind="college_committee",
+                                        parent_id=committee)["id"]
+    orgs.dissolve_organization(org_id=b3, reason="撤并")
+    b4 = orgs.create_organization(name="教工四支部", kind="teacher_branch",
+                                  parent_id=college)["id"]
+    orgs.move_organization(org_id=tree["b2"], parent_id=college2, reason="院系调整")
+    wait_for(lambda: branches(admin.star_distribution()) == {
+        college: sorted([tree["b1"]]) + ["unrated"], college2: ["unrated"]}, 15,
+        message="evaluation's directory has the dissolution, the new branch and the move")
+    downgrade(b4)
+    now = auditor.star_distribution()
+    assert branches(now) == {college: sorted([tree["b1"], b4]), college2: ["unrated"]}
+    assert now["colleges"]["organizations"] == 2
+    then = auditor.star_distribution(as_of=moment)
+    # then: 一, 二 (unrated, not yet moved) and 三支部 (since dissolved) in 机电学院; no 四支部
+    assert branches(then) == {college: sorted([tree["b1"], b3]) + ["unrated"]}
+    assert then["branches"]["school"]["organizations"] == 3
+    assert sorted(o["org_id"] for o in then["branches"]["school"]["three_or_below"][
+        "organizations"]) == sorted([tree["b1"], b3]) and max(capped) <= 3
+    assert then["colleges"]["organizations"] == 1  # 文学院 came later
+    assert auditor.star_distribution(college_id=college, as_of=moment)["branches"]["school"][
+        "organizations"] == 3
+    assert auditor.star_distribution(college_id=college2, as_of=moment)["branches"]["school"][
+        "organizations"] == 0
+    assert auditor.star_distribution(college_id=college2)["branches"]["school"][
+        "organizations"] == 1
+
+
 def test_college_cycle_college_secretary_self_assesses_org_admin_reviews(tree, rpc_as):  # noqa: F811
     admin = rpc_as("org_admin").evaluation
     college_sec = rpc_as("college_secretary", sub=tree["college_sec"], org=tree["college"]).evaluation

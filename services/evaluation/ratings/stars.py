@@ -7,6 +7,7 @@ import datetime as dt
 from uuid import uuid4
 
 from shared.commands import OrgRef
+from shared.directory import ORGS_AS_OF
 from shared.domain import parse_moment
 from shared.errors import Forbidden, NotFound, ValidationError
 from shared.identity import AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, ORG_ADMIN, ROLES, Caller
@@ -176,30 +177,38 @@ class StarRatings:
                           as_of: str | None = None) -> dict:
         """Per college and school-wide: share at ★4+ and the organisations at ★3
         and below (the seed's goal is to eliminate them), each number with the
-        organisations behind it; with ``as_of``, the stars each had then
-        (``eval_rating_history``) over today's organisations."""
+        organisations behind it; with ``as_of``, over the organisations in being
+        then (``dir_org_periods``: one dissolved since still counts, one created
+        since does not, a branch moved since counts under the college it had
+        then), each with the stars it had then (``eval_rating_history``)."""
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY)
         q = DistributionQuery.of(college_id=college_id, as_of=as_of)
         college_id, as_of = q.college_id, q.as_of
-        ratings, rating_params = "eval_ratings", []
-        if as_of:
-            ratings = ("(SELECT org_id, stars_after AS stars, score FROM eval_rating_history "
-                       "WHERE valid_from <= %s AND (valid_to IS NULL OR valid_to > %s))")
-            moment = parse_moment(as_of, "as_of")
-            rating_params = [moment, moment]
         if caller.role == COLLEGE_SECRETARY:
             if college_id is not None and str(college_id) != caller.org:
                 raise Forbidden("a college secretary reads its own college's distribution")
             college_id = caller.org
-        sql = ("SELECT o.id, o.name, o.level, o.parent_id, p.name AS college_name, "
-               "r.stars, r.score FROM dir_orgs o LEFT JOIN dir_orgs p ON p.id = o.parent_id "
-               f"LEFT JOIN {ratings} r ON r.org_id = o.id "
-               "WHERE o.status = 'active' AND o.level = 3")
-        params = list(rating_params)
-        if college_id is not None:
-            sql += " AND o.parent_id = %s"
-            params.append(str(college_id))
-        branches = self.query(sql + " ORDER BY p.name, o.name", params)
+        params: dict = {"college": str(college_id) if college_id is not None else None}
+        if as_of:
+            params["at"] = moment = parse_moment(as_of, "as_of")
+            orgs, ratings = f"({ORGS_AS_OF})", RATING_AS_OF
+        else:
+            orgs = ("(SELECT id, name, level, parent_id FROM dir_orgs "
+                    "WHERE status = 'active' AND level = %(level)s)")
+            ratings = "LEFT JOIN eval_ratings r ON r.org_id = o.id"
+        branches_sql = (
+            "SELECT o.id, o.name, o.level, o.parent_id, p.name AS college_name, r.stars, "
+            f"r.score FROM {orgs} o "
+            f"LEFT JOIN dir_orgs p ON p.id = o.parent_id {ratings}"
+            + (" WHERE o.parent_id = %(college)s" if college_id is not None else "")
+            + " ORDER BY p.name, o.name")
+        statements = [(branches_sql, {**params, "level": 3})]
+        if college_id is None:
+            statements.append((f"SELECT o.id, o.name, o.level, r.stars, r.score FROM "
+                               f"{orgs} o {ratings} ORDER BY o.name",
+                               {**params, "level": 2}))
+        answers = self.queries(*statements)  # one round trip
+        branches = answers[0]
         colleges: dict[str, list] = {}
         names: dict[str, str] = {}
         for b in branches:
@@ -210,12 +219,9 @@ class StarRatings:
                                "colleges": [{"college_id": k, "college_name": names[k],
                                              **_distribution(v)} for k, v in colleges.items()]}}
         if college_id is None:
-            result["colleges"] = _distribution(self.query(
-                "SELECT o.id, o.name, o.level, r.stars, r.score FROM dir_orgs o "
-                f"LEFT JOIN {ratings} r ON r.org_id = o.id "
-                "WHERE o.status = 'active' AND o.level = 2 ORDER BY o.name", rating_params))
+            result["colleges"] = _distribution(answers[1])
         if as_of:
-            result["as_of"] = parse_moment(as_of, "as_of").isoformat()
+            result["as_of"] = moment.isoformat()
         return result
 
     def business_gauges(self) -> list[dict]:
@@ -269,6 +275,14 @@ SELECT h.*, (
       AND (p.verified_at IS NULL OR p.verified_at > %(at)s)) AS problems
 FROM eval_rating_history h WHERE h.org_id = %(org)s AND h.valid_from <= %(at)s
 ORDER BY h.valid_from DESC, h.version DESC LIMIT 1"""
+
+
+# Each organisation's stars at %(at)s: the period in force (as get_rating reads it,
+# one index probe per organisation).
+RATING_AS_OF = """
+LEFT JOIN LATERAL (SELECT h.stars_after AS stars, h.score FROM eval_rating_history h
+                   WHERE h.org_id = o.id AND h.valid_from <= %(at)s
+                   ORDER BY h.valid_from DESC, h.version DESC LIMIT 1) r ON true"""
 
 
 def replayed_problems(rating) -> list[dict]:
