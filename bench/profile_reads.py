@@ -31,5 +31,5 @@ pr = cProfile.Profile(); pr.enable()
 for _ in range(200):
     f()
 pr.disable()
-pstats.Stats(pr).sort_stats("tottime").print_stats(12)
+pstats.Stats(pr).sort_stats(sys.argv[2] if len(sys.argv) > 2 else "tottime").print_stats(sys.argv[3] if len(sys.argv) > 3 else "", 40)
 app.close()

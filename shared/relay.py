@@ -23,10 +23,11 @@ import socket
 import struct
 import time
 from collections import Counter
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import eventlet
 import psycopg
+from psycopg.rows import tuple_row
 from amqp.exceptions import UnexpectedFrame
 from kombu import Connection
 from nameko.constants import PERSISTENT
@@ -46,6 +47,16 @@ CREATE TABLE IF NOT EXISTS relay_positions (
     updated_at timestamptz NOT NULL DEFAULT now(),
     instance text
 )"""
+
+
+class _Stored(NamedTuple):
+    """A notification as the mapper and ``StoredEnvelopes`` read it."""
+
+    id: int
+    originator_id: Any
+    originator_version: int
+    topic: str
+    state: bytes
 
 
 class PublishNotConfirmed(Exception):
@@ -353,8 +364,7 @@ class Relay:
             self._next = self._conn.execute(
                 "SELECT position FROM relay_positions WHERE relay = %s",
                 (self.relay_name,)).fetchone()[0]
-        notifications = self.app.recorder.select_notifications(
-            start=self._next + 1, limit=self.batch_size)
+        notifications = self._read_notifications(self._next, self.batch_size)
         if notifications:
             batch, messages = [], []
             envelope_of = self._envelopes
@@ -383,6 +393,19 @@ class Relay:
             self._save_when_confirmed(*self._unsaved[0])
             self._unsaved.pop(0)
         return len(notifications)
+
+    def _read_notifications(self, after: int, limit: int) -> list["_Stored"]:
+        """The next page of the log, read on the lock-holding connection as
+        tuples in binary (the library's ``select_notifications`` builds a dict
+        and an object per row through a pooled connection)."""
+        recorder = self.app.recorder
+        with self._conn.cursor(row_factory=tuple_row, binary=True) as page:
+            page.execute(
+                f'SELECT notification_id, originator_id, originator_version, topic, state '
+                f'FROM "{recorder.datastore.schema}"."{recorder.events_table_name}" '
+                f'WHERE notification_id > %s ORDER BY notification_id LIMIT %s',
+                (after, limit))
+            return [_Stored._make(row) for row in page.fetchall()]
 
     def _save_when_confirmed(self, tag: int, position: int, batch: list[dict]) -> None:
         # Returns once the broker confirmed every message up to ``tag``.

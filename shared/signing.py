@@ -31,7 +31,8 @@ def canonical(envelope: dict) -> bytes:
     orjson writes it with sorted keys (compact, UTF-8; written in C: the
     Python encoder was a quarter of the relay's time). What orjson refuses
     (integers past 64 bits, lone surrogates) is written by ``json`` instead."""
-    unsigned = {k: v for k, v in envelope.items() if k != SIGNATURE_FIELD}
+    unsigned = envelope if SIGNATURE_FIELD not in envelope else \
+        {k: v for k, v in envelope.items() if k != SIGNATURE_FIELD}
     try:
         return orjson.dumps(unsigned, option=orjson.OPT_SORT_KEYS)
     except TypeError:
