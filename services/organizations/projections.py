@@ -3,10 +3,22 @@
 ``org_view``/``member_view``/``org_roles`` hold the present; ``org_history``
 holds every state of every organisation with its validity period, so the tree
 can be read as of any date.
+
+Member registrations and simple changes, and the roster touches on an
+organisation, are folded (``shared.projection.folds``): a page of a
+30,000-member import becomes a COPY of the members and their first moves, one
+update of the touched organisations and one of the head counts up each line.
+Events that read what is there before (transfers, leaving, the tree's own
+changes) keep their per-event handlers; a page's folds are written before any
+of them runs.
 """
 from __future__ import annotations
 
-from shared.projection import Projection, handles
+from collections import Counter
+
+from psycopg import sql
+
+from shared.projection import Batch, Projection, bulk, folds, handles, stage
 from services.organizations.domain import Member, Organization
 
 DDL = (
@@ -67,9 +79,55 @@ def _add_to_head_counts(curs, org_id, n: int) -> None:
         curs.execute(_ADD_TO_HEAD_COUNTS, {"org": org_id, "n": n})
 
 
+_ADD_STAGED_TO_HEAD_COUNTS = """
+    WITH RECURSIVE up AS (
+      SELECT o.id, o.parent_id, d.n FROM org_view o JOIN {staged} d ON o.id = d.org_id
+      UNION ALL
+      SELECT o.id, o.parent_id, up.n FROM org_view o JOIN up ON o.id = up.parent_id),
+    summed AS (SELECT id, sum(n) AS n FROM up GROUP BY id)
+    UPDATE org_view SET head_count = org_view.head_count + summed.n FROM summed
+    WHERE org_view.id = summed.id AND summed.n <> 0"""
+
+
+def add_many_to_head_counts(curs, deltas: dict) -> None:
+    """``add_to_head_counts`` for many organisations at once (``{org: n}``): one
+    statement walking every line up, each organisation updated once."""
+    rows = [(org, n) for org, n in deltas.items() if n]
+    if not rows:
+        return
+    if not bulk(curs, rows):
+        for org, n in rows:
+            _add_to_head_counts(curs, org, n)
+        return
+    staged = stage(curs, [("org_id", "uuid"), ("n", "int")], rows)
+    curs.execute(sql.SQL(_ADD_STAGED_TO_HEAD_COUNTS).format(staged=staged))
+
+
+class OrganizationsBatch(Batch):
+    """A page of organisation and member events folded: ``member_view`` by
+    member, ``member_moves`` by (member, version), ``org_view``'s version by
+    organisation, and the head counts to add per branch (up its line when
+    written)."""
+
+    def __init__(self):
+        super().__init__()
+        self.members = self.table("member_view", "id")
+        self.moves = self.table("member_moves", "member_id", "version")
+        self.orgs = self.table("org_view", "id")
+        self.head_counts: Counter = Counter()
+
+
 class OrganizationsReadModel(Projection):
     ddl = DDL
     tables = ("org_view", "org_history", "member_view", "member_moves", "org_roles")
+
+    def new_batch(self) -> OrganizationsBatch:
+        return OrganizationsBatch()
+
+    def write_batch(self, curs, batch: OrganizationsBatch) -> None:
+        batch.write(curs)
+        add_many_to_head_counts(curs, batch.head_counts)
+        batch.head_counts.clear()
 
     # -- organisations ---------------------------------------------------
     def _snapshot_history(self, curs, org_id, version, ts):
@@ -123,9 +181,9 @@ class OrganizationsReadModel(Projection):
         curs.execute("UPDATE org_view SET version = %s, updated_at = %s WHERE id = %s",
                      (e.originator_version, e.timestamp, e.originator_id))
 
-    @handles(Organization.MemberAdmitted, Organization.MemberReleased)
-    def roster_changed(self, curs, e):
-        self._touch_org(curs, e)
+    @folds(Organization.MemberAdmitted, Organization.MemberReleased)
+    def roster_changed(self, batch, e):
+        batch.orgs.update(e.originator_id, version=e.originator_version, updated_at=e.timestamp)
 
     @handles(Organization.RoleAssigned)
     def role_assigned(self, curs, e):
@@ -152,31 +210,18 @@ class OrganizationsReadModel(Projection):
         curs.execute(f"UPDATE member_view SET {sets}, updated_at = %s WHERE id = %s",
                      params + (e.timestamp, e.originator_id))
 
-    @handles(Member.Registered)
-    def member_registered(self, curs, e):
-        # One statement (one round trip) for the member's row, its first move and
-        # the head counts up its line: a 30,000-member import is 30,000 of these.
-        curs.execute(
-            """WITH RECURSIVE up AS (
-                 SELECT id, parent_id FROM org_view WHERE id = %(branch)s
-                 UNION ALL
-                 SELECT o.id, o.parent_id FROM org_view o JOIN up ON o.id = up.parent_id),
-               member AS (
-                 INSERT INTO member_view (id, name, branch_id, category, status, joined_on,
-                   full_on, double_leader, staff_no, active, registered_at, updated_at)
-                 VALUES (%(id)s, %(name)s, %(branch)s, %(category)s, %(status)s, %(joined)s,
-                   %(full)s, %(double_leader)s, %(staff_no)s, true, %(at)s, %(at)s)),
-               moved AS (
-                 INSERT INTO member_moves (member_id, version, from_branch_id, to_branch_id,
-                   effective_on, recorded_at, kind)
-                 VALUES (%(id)s, %(version)s, NULL, %(branch)s, %(joined)s, %(at)s,
-                   'registered'))
-               UPDATE org_view SET head_count = head_count + 1
-               WHERE id IN (SELECT id FROM up)""",
-            {"id": e.originator_id, "name": e.name, "branch": e.branch_id,
-             "category": e.category, "status": e.status, "joined": e.joined_on,
-             "full": e.full_on, "double_leader": e.double_leader, "staff_no": e.staff_no,
-             "at": e.timestamp, "version": e.originator_version})
+    @folds(Member.Registered)
+    def member_registered(self, batch, e):
+        batch.members.insert(
+            e.originator_id, name=e.name, branch_id=e.branch_id, category=e.category,
+            status=e.status, joined_on=e.joined_on, full_on=e.full_on,
+            double_leader=e.double_leader, staff_no=e.staff_no, active=True,
+            registered_at=e.timestamp, updated_at=e.timestamp)
+        batch.moves.insert((e.originator_id, e.originator_version), from_branch_id=None,
+                           to_branch_id=e.branch_id, effective_on=e.joined_on,
+                           recorded_at=e.timestamp, kind="registered")
+        if e.branch_id is not None:
+            batch.head_counts[str(e.branch_id)] += 1
 
     @handles(Member.Transferred)
     def member_transferred(self, curs, e):
@@ -189,17 +234,19 @@ class OrganizationsReadModel(Projection):
         self._update_member(curs, e, "branch_id = %s", (e.to_branch_id,))
         self._move(curs, e, "transferred", e.from_branch_id, e.to_branch_id, e.effective_on)
 
-    @handles(Member.ConvertedToFull)
-    def member_converted(self, curs, e):
-        self._update_member(curs, e, "status = 'full', full_on = %s", (e.effective_on,))
+    @folds(Member.ConvertedToFull)
+    def member_converted(self, batch, e):
+        batch.members.update(e.originator_id, status="full", full_on=e.effective_on,
+                             updated_at=e.timestamp)
 
-    @handles(Member.CategoryChanged)
-    def member_category(self, curs, e):
-        self._update_member(curs, e, "category = %s", (e.category,))
+    @folds(Member.CategoryChanged)
+    def member_category(self, batch, e):
+        batch.members.update(e.originator_id, category=e.category, updated_at=e.timestamp)
 
-    @handles(Member.DoubleLeaderSet)
-    def member_double_leader(self, curs, e):
-        self._update_member(curs, e, "double_leader = %s", (e.double_leader,))
+    @folds(Member.DoubleLeaderSet)
+    def member_double_leader(self, batch, e):
+        batch.members.update(e.originator_id, double_leader=e.double_leader,
+                             updated_at=e.timestamp)
 
     @handles(Member.Left)
     def member_left(self, curs, e):

@@ -10,7 +10,7 @@ import pytest
 from services.evaluation.application import EvaluationApplication
 from services.evaluation.ratings.cycles import SYSTEM_ACTOR
 from services.evaluation.ratings.domain import Rating
-from shared import projection
+from shared import folds
 from shared.identity import OPS, Caller
 from shared.rebuild import rebuild_compared
 from shared.secrets import event_cipher_key
@@ -22,7 +22,7 @@ TODAY = dt.date(2026, 11, 26)
 @pytest.fixture(params=["few rows: executemany", "many rows: COPY"])
 def app(request, clean_databases, monkeypatch):
     if request.param.startswith("many"):  # every write staged with COPY, as in a rebuild
-        monkeypatch.setattr(projection, "BULK_ROWS", 0)
+        monkeypatch.setattr(folds, "BULK_ROWS", 0)  # where bulk() reads it
     key = event_cipher_key("evaluation", {"EVALUATION_CIPHER_KEY": "k" * 40})
     app = EvaluationApplication(clean_databases["evaluation"].with_cipher(key))
     yield app

@@ -115,3 +115,88 @@ def test_a_backfill_takes_its_date_and_never_overrides_what_the_system_set():
     assert rating.stars == 3  # what the system set stays current
     events = [type(e).__name__ for e in rating.collect_events()]
     assert events.count("Backfilled") == 4 and "FellToThreeOrBelow" in events
+
+
+def test_rows_read_from_the_sheet_xml_are_what_openpyxl_reads():
+    """read_sheet reads a sheet's XML itself (shared.spreadsheets._Workbook):
+    every kind of cell gives what openpyxl's own reader gives."""
+    from openpyxl.cell.rich_text import CellRichText, TextBlock
+    from openpyxl.cell.text import InlineFont
+
+    from shared.spreadsheets import _Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "名册"
+    wb.create_sheet("其他")["A1"] = "x"
+    ws.append(["姓名", "日期", "数", "真", "式", "空"])
+    ws.append(["张三 & <李四>", dt.date(2024, 1, 5), 3, True, "=1+2", None])
+    ws.append([CellRichText("富", TextBlock(InlineFont(b=True), "文本")),
+               dt.datetime(2024, 1, 5, 8, 30), 2.5, False, None, "  "])
+    ws["D6"] = "跳过的行 a row after missing ones"
+    ws["AB6"] = 1e20
+    ws["C7"] = dt.time(8, 30)
+    out = io.BytesIO()
+    wb.save(out)
+    data = out.getvalue()
+    expected = {}
+    for number, row in enumerate(load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+                                 ["名册"].iter_rows(values_only=True), start=1):
+        row = list(row)
+        while row and row[-1] is None:
+            row.pop()
+        if row:
+            expected[number] = row
+    book_ = _Workbook(data)
+    try:
+        title, part = book_.sheet("名册")
+        got = dict(book_.rows(part))
+    finally:
+        book_.close()
+    assert title == "名册" and got == expected
+    assert got[2][0] == "张三 & <李四>" and got[3][0] == "富文本" and got[6][27] == 1e20
+
+
+def test_shared_strings_and_cached_formula_values_as_excel_writes_them():
+    """Excel writes text as shared strings (rich runs, phonetic guides, _x005F_
+    escapes), formulas with their cached values: read as openpyxl reads them."""
+    from shared.spreadsheets import _Workbook
+
+    main = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    sheet = (f'<worksheet xmlns="{main}"><dimension ref="A1:E3"/><sheetData>'
+             '<row r="1" spans="1:5"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c>'
+             '<c r="C1" t="s"><v>2</v></c></row>'
+             '<row r="3"><c r="A3" t="str"><f>A1&amp;"x"</f><v>名x</v></c>'
+             '<c r="B3" t="e"><f>1/0</f><v>#DIV/0!</v></c><c r="C3" t="b"><v>1</v></c>'
+             '<c r="D3"><f>1+1</f><v>2</v></c><c r="E3" s="0"/></row></sheetData></worksheet>')
+    strings = (f'<sst xmlns="{main}" count="3" uniqueCount="3"><si><t xml:space="preserve">'
+               ' 姓名 </t></si><si><r><rPr><b/></rPr><t>富</t></r><r><t>文本</t></r></si>'
+               '<si><t>张三_x005F_x000D_</t><rPh sb="0" eb="1"><t>zhang</t></rPh></si></sst>')
+    wb = Workbook()
+    out = io.BytesIO()
+    wb.save(out)
+    rewritten = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(out.getvalue())) as src, \
+            zipfile.ZipFile(rewritten, "w") as dst:
+        for item in src.namelist():
+            content = src.read(item)
+            if item == "xl/worksheets/sheet1.xml":
+                content = sheet.encode()
+            elif item == "[Content_Types].xml":
+                content = content.replace(b"</Types>", (
+                    b'<Override PartName="/xl/sharedStrings.xml" ContentType="application/'
+                    b'vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+                    b"</Types>"))
+            dst.writestr(item, content)
+        dst.writestr("xl/sharedStrings.xml", strings)
+    data = rewritten.getvalue()
+    expected = {n: list(r) for n, r in enumerate(
+        load_workbook(io.BytesIO(data), read_only=True, data_only=True).active.iter_rows(
+            values_only=True), start=1) if any(v is not None for v in r)}
+    book_ = _Workbook(data)
+    try:
+        got = dict(book_.rows(book_.sheet(None)[1]))
+    finally:
+        book_.close()
+    assert got == {1: expected[1][:3], 3: expected[3][:4]}  # openpyxl pads to the dimension
+    assert got[1] == [" 姓名 ", "富文本", "张三_x000D_"] and got[3] == ["名x", "#DIV/0!", True, 2]
