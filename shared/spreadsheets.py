@@ -1,8 +1,8 @@
 """Spreadsheet mechanics shared by every service (电子表格导入导出): no service knowledge.
 
 Reading (.xlsx: openpyxl reads the workbook's parts, the sheet's rows are read
-from its XML with lxml; formulas read as the values Excel last computed), bounded by file size and row count; columns matched by
-their Chinese header; each cell parsed by its column, every bad cell collected
+from its XML with lxml; formulas read as the values Excel last computed),
+bounded by file size and row count; columns matched by their Chinese header; each cell parsed by its column, every bad cell collected
 as a row error ``{sheet, row, column, value, why}`` so a preview reports them
 all at once. Writing: templates (the headers and one example row) and exports
 (write-only mode for long sheets, a printable layout for lists that are posted).
