@@ -8,7 +8,8 @@ organisation's result in a cycle is the latest rating that cycle set (cause
 ``cycle`` or ``direct_grading``) recorded by the moment asked; a result redone
 after an appeal or an upheld objection replaces the first from its own moment
 on. The stars are the rating in effect (a major problem's cap included). One
-query per answer.
+query per answer: the organisations' stars are grouped per organisation and
+built as JSON by PostgreSQL (one row, not one per organisation and cycle).
 """
 from __future__ import annotations
 
@@ -94,37 +95,59 @@ class StarTrend:
             params += [str(college_id), str(college_id)]
         if not listed:
             return self._trend_counts(college_id, at, scope, params)
-        rows = self.query(
-            RESULTS + "SELECT c.id AS cycle_id, c.name AS cycle_name, c.period, "
-            "c.level AS cycle_level, c.opened_at, r.org_id, r.stars, o.name AS org_name, "
-            "o.level, o.parent_id, p.name AS parent_name FROM eval_cycles c "
-            "JOIN results r ON r.cycle_id = c.id "
+        # One row, aggregated by PostgreSQL: the cycles in order (period, opening,
+        # then the first name rated in them: the order rows by cycle and name gave)
+        # and one entry per organisation with its stars by cycle index, listed in
+        # order of first appearance (cycle, name) with its rank by name.
+        row = self.query(
+            RESULTS + ", scoped AS MATERIALIZED (SELECT r.cycle_id, r.org_id, r.stars, "
+            "o.name AS org_name, o.level, o.parent_id, p.name AS parent_name FROM results r "
             "JOIN dir_orgs o ON o.id = r.org_id LEFT JOIN dir_orgs p ON p.id = o.parent_id "
-            "WHERE c.opened_at <= %s" + scope + " ORDER BY c.period, c.opened_at, o.name",
-            params)
+            "WHERE r.cycle_id IN (SELECT id FROM eval_cycles WHERE opened_at <= %s)"
+            + scope + "), "
+            "cyc AS (SELECT c.id, c.name, c.period, c.level, c.opened_at, (row_number() OVER "
+            "(ORDER BY c.period, c.opened_at, f.first_name) - 1)::int AS idx FROM eval_cycles c "
+            "JOIN (SELECT cycle_id, min(org_name) AS first_name FROM scoped GROUP BY cycle_id) f "
+            "ON f.cycle_id = c.id), "
+            "per_org AS (SELECT s.org_id, s.org_name, s.level, s.parent_id, s.parent_name, "
+            "json_agg(json_build_array(k.idx, s.stars) ORDER BY k.idx) AS stars, "
+            "min(k.idx) AS first_idx, "
+            "row_number() OVER (ORDER BY s.org_name) AS name_rank FROM scoped s "
+            "JOIN cyc k ON k.id = s.cycle_id "
+            "GROUP BY s.org_id, s.org_name, s.level, s.parent_id, s.parent_name) "
+            "SELECT (SELECT json_agg(json_build_array(id::text, name, period, level) ORDER BY idx) "
+            "FROM cyc) AS cycles, (SELECT array_agg(opened_at ORDER BY idx) FROM cyc) AS opened, "
+            "(SELECT json_agg(json_build_array(org_id::text, org_name, level, parent_id::text, "
+            "parent_name, stars, name_rank) ORDER BY first_idx, org_name, name_rank) "
+            "FROM per_org) AS orgs", params)[0]
         cycles: dict[str, dict] = {}
         by_cycle: dict[tuple, list] = {}
         colleges: dict[str, dict] = {}
         orgs: dict[str, dict] = {}
-        for r in rows:
-            cid, oid = str(r["cycle_id"]), str(r["org_id"])
-            if cid not in cycles:
-                cycles[cid] = {"cycle_id": cid, "name": r["cycle_name"], "period": r["period"],
-                               "level": r["cycle_level"],
-                               "opened_at": r["opened_at"].isoformat(), "index": len(cycles)}
-            by_cycle.setdefault((cid, r["level"]), []).append((oid, r["stars"]))
-            org = orgs.get(oid)
-            if org is None:
-                college = str(r["parent_id"]) if r["level"] == 3 else None
-                org = orgs[oid] = {"org_id": oid, "org_name": r["org_name"],
-                                   "level": r["level"], "college_id": college, "stars": {}}
-                if college is not None and college not in colleges:
-                    colleges[college] = {"college_id": college,
-                                         "college_name": r["parent_name"], "results": {}}
-            org["stars"][cycles[cid]["index"]] = r["stars"]
-            if r["level"] == 3:
-                colleges[org["college_id"]]["results"].setdefault(cid, []).append(
-                    (oid, r["stars"]))
+        ids = []
+        for (cid, name, period, level), opened in zip(row["cycles"] or [],
+                                                      row["opened"] or []):
+            ids.append(cid)
+            cycles[cid] = {"cycle_id": cid, "name": name, "period": period, "level": level,
+                           "opened_at": opened.isoformat(), "index": len(cycles)}
+        entries = row["orgs"] or []
+        for oid, name, level, parent, parent_name, _, _ in entries:
+            college = str(parent) if level == 3 else None
+            orgs[oid] = {"org_id": oid, "org_name": name, "level": level,
+                         "college_id": college, "stars": {}}
+            if college is not None and college not in colleges:
+                colleges[college] = {"college_id": college, "college_name": parent_name,
+                                     "results": {}}
+        # per cycle, the organisations in order of name (as the rows were)
+        for oid, _, level, _, _, stars, _ in sorted(entries, key=lambda e: e[6]):
+            org = orgs[oid]
+            for index, value in stars:
+                cid = ids[index]
+                org["stars"][index] = value
+                by_cycle.setdefault((cid, level), []).append((oid, value))
+                if level == 3:
+                    colleges[org["college_id"]]["results"].setdefault(cid, []).append(
+                        (oid, value))
         order = list(cycles)
         branch_cycles = [c for c in order if cycles[c]["level"] == 3]
         college_cycles = [c for c in order if cycles[c]["level"] == 2]
