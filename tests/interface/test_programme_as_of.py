@@ -132,3 +132,30 @@ def test_targets_task_book_and_colleges_as_of_two_moments(app):
     assert early["targets"] is None and early["task_book"]["measures"] == 0
     with pytest.raises(NotFound):
         app.programme.programme_progress(AUDITOR, as_of="2000-01-01")
+
+
+def test_all_colleges_means_the_colleges_existing_then_as_organizations_events_say(app):
+    from services.organizations.domain import Organization
+    from tests.helpers import deliver_events
+
+    actor = {"sub": "zzb", "role": "org_admin"}
+    committee = Organization.found("学校党委", "committee", None, actor)
+    first = Organization.found("机电学院党总支", "general_branch", committee, actor)
+    second = Organization.found("艺术学院党总支", "general_branch", committee, actor)
+    deliver_events(app, committee, first, second)
+    before = moment()
+    second.dissolve(0, actor, "撤并")
+    third = Organization.found("智能制造学院党总支", "general_branch", committee, actor)
+    deliver_events(app, second, third)
+    after = moment()
+    row = app.query_one("SELECT created_at, closed_at, status FROM dir_orgs WHERE id = %s",
+                        (second.id,))
+    assert row["status"] == "dissolved" and row["created_at"] < row["closed_at"]
+
+    def colleges(as_of):
+        task = next(t for t in app.programme.list_tasks(AUDITOR, as_of=as_of)
+                    if t["number"] == "三.1")
+        return sorted(c["name"] for c in task["cooperating"])
+
+    assert colleges(before) == sorted(["机电学院党总支", "艺术学院党总支"])
+    assert colleges(after) == colleges(None) == sorted(["机电学院党总支", "智能制造学院党总支"])
