@@ -161,16 +161,23 @@ class ParkingLot:
         self.owner = None
 
     # -- recording ------------------------------------------------------------
+    OPEN_HEADS_SQL = (
+        "SELECT DISTINCT ON (originator_id) originator_id, event_id, status, waiting_behind "
+        "FROM parked_events WHERE component = %s AND status IN ('parked', 'held') "
+        "ORDER BY originator_id, originator_version")
+
     def open_heads(self, curs) -> dict[str, str]:
         """``{originator_id: event id everything of it waits behind}`` for every
         aggregate with open rows (a projector batch checks against it)."""
-        curs.execute(
-            "SELECT DISTINCT ON (originator_id) originator_id, event_id, status, waiting_behind "
-            "FROM parked_events WHERE component = %s AND status IN ('parked', 'held') "
-            "ORDER BY originator_id, originator_version", (self.component,))
+        curs.execute(self.OPEN_HEADS_SQL, (self.component,))
+        return self.heads_of(curs.fetchall())
+
+    @staticmethod
+    def heads_of(rows) -> dict[str, str]:
+        """``open_heads`` of the rows its query returned (dict rows)."""
         return {r["originator_id"]: (r["event_id"] if r["status"] == PARKED
                                      else r["waiting_behind"] or r["event_id"])
-                for r in curs.fetchall()}
+                for r in rows}
 
     def open_rows(self, curs, originator_id: str, lock: bool = False) -> list[dict]:
         curs.execute(

@@ -31,7 +31,7 @@ import eventlet
 from eventlet.semaphore import Semaphore
 from eventsourcing.persistence import Mapper, find_id_convertor
 from eventsourcing.utils import resolve_topic
-from psycopg.rows import tuple_row
+from psycopg.rows import dict_row, tuple_row
 
 from shared import metrics
 from shared.envelope import snake
@@ -241,21 +241,18 @@ class Projector:
     def catch_up_in(self, curs) -> int:
         """Apply every notification not yet applied within the caller's open
         transaction (a command recording its events: see ``shared.store``)."""
-        applied = 0
-        position = self._lock_and_read_position(curs)
-        while True:
-            count = self._apply_next_batch(curs, position)
+        count = self._apply_first_batch(curs)
+        applied = count
+        while count >= self.batch_size:
+            count = self._apply_next_batch(curs, self._read_position(curs))
             applied += count
-            if count < self.batch_size:
-                return applied  # the events table stays locked until this commits
-            position = self._read_position(curs)
+        return applied  # the events table stays locked until this commits
 
     def _catch_up(self) -> int:
         applied = 0
         while True:
             with self.app.transaction() as curs:
-                position = self._lock_and_read_position(curs)
-                count = self._apply_next_batch(curs, position)
+                count = self._apply_first_batch(curs)
             applied += count
             # A short page was the end of the log when it was read: what the
             # caller saved before is applied (later events: the next catch-up).
@@ -290,6 +287,36 @@ class Projector:
             "WHERE component = %s AND status IN ('parked', 'held')", (self.name,))
         return self.parking.skipped_ids(curs)
 
+    def _apply_first_batch(self, curs) -> int:
+        """Lock, read the position, the next page and the parked heads in one
+        round trip (pipelined: a command does this inside the events table's
+        lock, where every round trip holds up the other writers), then apply
+        the page as ``_apply_next_batch`` does."""
+        conn, recorder = curs.connection, self.app.recorder
+        with conn.cursor() as lock, conn.cursor(row_factory=tuple_row, binary=True) as page, \
+                conn.cursor(row_factory=dict_row) as parked:
+            with conn.pipeline():
+                lock.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))
+                lock.execute("SELECT position FROM projection_positions WHERE name = %s "
+                             "FOR UPDATE", (self.name,))
+                # The position read again, after the row is locked above (statements
+                # of a pipeline run in order).
+                page.execute(
+                    f'SELECT notification_id, originator_id, originator_version, topic, state '
+                    f'FROM "{recorder.datastore.schema}"."{recorder.events_table_name}" '
+                    f'WHERE notification_id > (SELECT position FROM projection_positions '
+                    f'WHERE name = %s) ORDER BY notification_id LIMIT %s',
+                    (self.name, self.batch_size))
+                parked.execute(ParkingLot.OPEN_HEADS_SQL, (self.parking.component,))
+            rows, heads = page.fetchall(), ParkingLot.heads_of(parked.fetchall())
+        if not rows:
+            return 0
+        items = self._items(rows)
+        self._apply_parking_failures(curs, items, heads, frozenset())
+        curs.execute("UPDATE projection_positions SET position = %s, updated_at = now() "
+                     "WHERE name = %s", (items[-1].position, self.name))
+        return len(items)
+
     def _lock_and_read_position(self, curs) -> int:
         curs.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))
         return self._read_position(curs)
@@ -311,6 +338,11 @@ class Projector:
                 f'WHERE notification_id > %s ORDER BY notification_id LIMIT %s',
                 (after_position, limit))
             rows = page.fetchall()
+        return self._items(rows)
+
+    def _items(self, rows) -> list[_Item]:
+        """A page's rows (position, originator, version, topic, state) as items,
+        decoded where some projection handles them."""
         decode = EventDecoder(self.app.mapper)
         targets_of: dict[str, tuple] = {}
         items = []
