@@ -25,7 +25,7 @@
 
 Every figure is printed as a ``RESULT`` line too (``bench/run_all.py`` reads them).
 
-    python -m bench.bench_audit [--events 1000000] [--part verify|asof|all]
+    python -m bench.bench_audit [--events 1000000] [--part verify|asof|all] [--profile tottime]
 """
 import warnings
 
@@ -259,7 +259,7 @@ def fill_evaluation(app, tree: dict, members: list, total: int, year: int) -> di
     return {"first": first, "last": dt.datetime.now(dt.timezone.utc)}
 
 
-def as_of_lookups(total: int, lookups: int) -> None:
+def as_of_lookups(total: int, lookups: int, profile: str | None = None) -> None:
     from nameko.containers import ServiceContainer
     from nameko.standalone.rpc import ClusterRpcProxy
 
@@ -327,6 +327,17 @@ def as_of_lookups(total: int, lookups: int) -> None:
                         noop.append(t2 - t)
                         looked.append(t3 - t2)
                 rows.append((name, summary(looked), summary(noop)))
+                if profile:  # where the time of a lookup goes (client and service: one process)
+                    import cProfile
+                    import pstats
+                    cpu, prof = time.process_time(), cProfile.Profile()
+                    prof.enable()
+                    for _ in range(lookups):
+                        lookup()
+                    prof.disable()
+                    print(f"\n{name}: {(time.process_time() - cpu) / lookups * 1e3:.2f} ms CPU "
+                          "per call (client and service, profiled)")
+                    pstats.Stats(prof).sort_stats(profile).print_stats(35)
         print(f"\nas-of lookups through RPC, {stored:,} events in evaluation's store; "
               f"load average {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} "
               f"({os.cpu_count()} cores)")
@@ -357,11 +368,14 @@ def main():
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--lookups", type=int, default=500)
     parser.add_argument("--part", choices=("verify", "asof", "all"), default="all")
+    parser.add_argument("--profile", metavar="SORT", default=None,
+                        help="after each as-of lookup's timing, cProfile as many more calls "
+                             "and print the top entries sorted by SORT (tottime, cumtime)")
     args = parser.parse_args()
     if args.part in ("verify", "all"):
         chain_verify(args.events)
     if args.part in ("asof", "all"):
-        as_of_lookups(args.events, args.lookups)
+        as_of_lookups(args.events, args.lookups, args.profile)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,12 @@ def test_history_by_time_and_kind_with_labels_as_csv_and_every_read_recorded(sce
         r["subject_id"] for r in reads]  # every read happened after t3
     with pytest.raises(Forbidden):
         auditor.list_audit_reads()
+    # each read is an event of the store like any other (appended in one round trip):
+    # linked into the hash chain, every link checked both ways
+    for independent in (False, True):
+        report = auditor.verify_chain(independent=independent)
+        assert report["ok"] and report["problems"] == [], report
+    assert report["checked"] >= len(reads)
 
 
 def _xlsx_rows(content_b64: str) -> list[list[str]]:

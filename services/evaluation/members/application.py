@@ -36,6 +36,17 @@ INDEX_LABELS = {"pioneer_index_published": "锋领指数发布 (年度关账)",
                 "pioneer_index_revised": "锋领指数修订 (记录变更)"}
 
 
+# A member's index as of %(at)s (the period in force, if any: ``version`` NULL
+# when none) beside what the directory knows of the member now, in one statement.
+INDEX_AS_OF = """
+SELECT m.id IS NOT NULL AS member_known, m.branch_id::text AS member_branch, h.*
+FROM (SELECT 1) one
+LEFT JOIN dir_members m ON m.id = %(member)s
+LEFT JOIN LATERAL (SELECT * FROM pi_index_history WHERE member_id = %(member)s
+                   AND year = %(year)s AND valid_from <= %(at)s
+                   ORDER BY valid_from DESC, version DESC LIMIT 1) h ON true"""
+
+
 class PublishIndexScheme(Command):
     definition: Mapping
     reason: Optional[Reason] = None
@@ -358,13 +369,14 @@ class MembersIndex:
         if cmd.replay:
             caller.require_role(ORG_ADMIN, AUDITOR)
             then = self._index_replayed(member_id, cmd.year, moment)
+            member = self.app.query_one("SELECT branch_id::text AS branch_id FROM dir_members "
+                                        "WHERE id = %s", (member_id,))
         else:
-            then = self.app.query_one(
-                "SELECT * FROM pi_index_history WHERE member_id = %s AND year = %s "
-                "AND valid_from <= %s ORDER BY valid_from DESC, version DESC LIMIT 1",
-                (member_id, cmd.year, moment))
-        member = self.app.query_one("SELECT branch_id::text AS branch_id FROM dir_members "
-                                    "WHERE id = %s", (member_id,))
+            # One statement: the period in force then, and the member's branch now.
+            row = self.app.query_one(INDEX_AS_OF, {"member": member_id, "year": cmd.year,
+                                                   "at": moment})
+            member = {"branch_id": row["member_branch"]} if row["member_known"] else None
+            then = row if row["version"] is not None else None
         branches = {(member or {}).get("branch_id"),
                     str(then["branch_id"]) if then and then["branch_id"] else None}
         if then is None and member is None:

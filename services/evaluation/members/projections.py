@@ -107,6 +107,9 @@ INDEX_DDL = (
         zeroed bool NOT NULL, breakdown jsonb NOT NULL, scheme_id text, scheme_version int,
         revisions int NOT NULL, last_cause jsonb, published_at timestamptz NOT NULL,
         PRIMARY KEY (member_id, year, version))""",
+    # The as-of probe (the latest period not after a moment) read from the index alone.
+    "CREATE INDEX IF NOT EXISTS pi_index_history_asof ON pi_index_history "
+    "(member_id, year, valid_from DESC, version DESC)",
 )
 
 

@@ -56,8 +56,11 @@ DDL = (
     # The rating handlers update by rating_id: without an index each update of a
     # rebuild scans the table (slower and slower as it fills).
     "CREATE INDEX IF NOT EXISTS eval_ratings_rating ON eval_ratings (rating_id)",
-    "CREATE INDEX IF NOT EXISTS eval_rating_history_asof "
-    "ON eval_rating_history (org_id, valid_from DESC)",
+    # The as-of probe (get_rating, the distribution, a backfill's neighbours): the
+    # latest period not after a moment, ties by version, from the index alone.
+    "CREATE INDEX IF NOT EXISTS eval_rating_history_asof_version "
+    "ON eval_rating_history (org_id, valid_from DESC, version DESC)",
+    "DROP INDEX IF EXISTS eval_rating_history_asof",
     # Closing the current period reads only the open row of an org.
     "CREATE INDEX IF NOT EXISTS eval_rating_history_open "
     "ON eval_rating_history (org_id) WHERE valid_to IS NULL",
