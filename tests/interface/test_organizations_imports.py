@@ -377,3 +377,24 @@ def test_imported_read_models_rebuilt_from_zero_equal_the_live_ones(app, monkeyp
     assert {t: app.query(f"SELECT * FROM {t} ORDER BY 1, 2") for t in live} == live
     assert orgs["学校党委"]["id"] == live["org_view"][[r["name"] for r in live[
         "org_view"]].index("学校党委")]["id"]
+
+
+def test_snapshots_taken_from_the_saved_aggregates_equal_their_replayed_events(app):
+    """A branch taken past its snapshot interval (100 events) by one import is
+    snapshotted from the aggregate in memory (shared.store), in one append:
+    loaded through that snapshot it equals the branch replayed from its events."""
+    from eventsourcing.application import project_aggregate
+
+    from services.organizations.domain import Organization
+
+    orgs = load_tree(app)
+    rows = [[f"学生{i}", f"S{i:04d}", "机电学院党总支", "机电学院学生党支部", "学生", "正式党员",
+             "2020-07-01", None, None] for i in range(120)]
+    assert app.imports.apply(ADMIN, payload("members", xlsx(MEMBER_HEADERS, rows)))["applied"]
+    branch_id = orgs["机电学院学生党支部"]["id"]
+    snapshots = list(app.snapshots.get(branch_id))
+    assert [s.originator_version for s in snapshots] == [121]  # at its version after the save
+    loaded = app.repository.get(branch_id)
+    replayed = project_aggregate(None, app.events.get(branch_id))
+    assert isinstance(loaded, Organization) and loaded.version == replayed.version == 121
+    assert vars(loaded) == vars(replayed) and len(loaded.member_ids) == 120
