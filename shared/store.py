@@ -310,8 +310,12 @@ class EventSourcedApplication(Application[UUID]):
             with _translated_errors():
                 curs = conn.execute(sql, params)
                 return list(curs.fetchall()) if curs.description else []
-        with self.datastore.transaction(commit=False) as curs:
-            curs.execute(sql, params)
+        # A pooled connection in autocommit, as the session's: a read gains
+        # nothing from BEGIN/ROLLBACK at READ COMMITTED, and psycopg answers a
+        # ROLLBACK with DEALLOCATE ALL, dropping the connection's prepared
+        # statements (four round trips for one query, each re-planned).
+        with self.datastore.get_connection() as conn, _translated_errors():
+            curs = conn.execute(sql, params)
             return list(curs.fetchall()) if curs.description else []
 
     def queries(self, *statements: tuple[str, Iterable | dict]) -> list[list[dict]]:
