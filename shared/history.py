@@ -144,8 +144,27 @@ class AuditedHistory:
         read = AuditRead(subject_id=str(subject_id), query=query,
                          filters={k: v for k, v in filters.items() if v is not None},
                          actor=caller.as_actor())
-        if not append_in_one_round_trip(self, read):
+        if append_in_one_round_trip(self, read) is None:
             self.save(read)
+
+    def record_audit_read_with(self, caller: Caller, subject_id, query: str, filters: dict,
+                               only_if: str, then: str, params: dict) -> list[dict] | None:
+        """The audit read recorded (as ``record_audit_read``) only where ``only_if``
+        holds, and ``then``'s rows read, in one transaction and one round trip
+        (``append_in_one_round_trip``); ``only_if`` and ``then`` take ``params``
+        (bound client-side, by psycopg's own literal adaptation). None where that
+        cannot be done (no session of its own): read and record separately."""
+        import psycopg
+
+        conn = self._session_connection()
+        if conn is None:
+            return None
+        bind = psycopg.ClientCursor(conn).mogrify
+        read = AuditRead(subject_id=str(subject_id), query=query,
+                         filters={k: v for k, v in filters.items() if v is not None},
+                         actor=caller.as_actor())
+        return append_in_one_round_trip(self, read, only_if=bind(only_if, params),
+                                        then=bind(then, params))
 
     def list_audit_reads(self, caller: Caller, payload: dict) -> list[dict]:
         """Every recorded audit read, oldest first, filtered (org_admin, 组织部)."""
@@ -172,7 +191,8 @@ class AuditedHistory:
         return out[:cmd.limit]
 
 
-def append_in_one_round_trip(app, aggregate) -> bool:
+def append_in_one_round_trip(app, aggregate, only_if: str | None = None,
+                             then: str | None = None) -> list[dict] | None:
     """Store a new aggregate's events as the library's save stores them, in one
     round trip instead of its pipelined transaction (BEGIN; LOCK; NOTIFY; INSERT;
     sync; COMMIT: two to three round trips and the pipeline's bookkeeping).
@@ -184,37 +204,49 @@ def append_in_one_round_trip(app, aggregate) -> bool:
     every other event. Sent as one simple-protocol message, which PostgreSQL runs
     as one implicit transaction and commits (synchronous commit: flushed to the
     WAL) before it answers, so the event is durable before this returns; a
-    failure rolls all of it back. Values are bound client-side as SQL literals
-    (``psycopg.sql.Literal``: quoted and escaped by libpq's rules, bytes as
-    bytea), the only way to send several statements at once.
+    failure rolls all of it back. Values are SQL literals: uuid, integer and hex
+    bytea are spelt from their own characters, the topic quoted with its quotes
+    doubled (standard_conforming_strings, checked), since several statements can
+    only be sent together without bound parameters.
 
-    Only on the call's own idle connection (an RPC's session); anywhere else (a
-    command's open transaction, no session) it returns False and the caller
-    saves as usual."""
-    from psycopg import sql
-
-    from shared.store import _commit_transaction
+    ``only_if``: an SQL condition (bound already) the events are stored under, in
+    the same transaction; ``then``: a query (bound already) run after the insert,
+    in that transaction, whose rows are returned (a read and its audit record in
+    one round trip). Only on the call's own idle connection (an RPC's session):
+    anywhere else (a command's open transaction, no session) it returns None and
+    the caller saves as usual."""
+    from shared.store import _commit_transaction, _translated_errors
 
     if _commit_transaction.get() is not None:
-        return False
+        return None
     conn = app._session_connection()
-    if conn is None or not conn.autocommit:
-        return False
-    recorder = app.recorder
-    rows = [app.mapper.to_stored_event(e) for e in aggregate.collect_events()]
-    insert = sql.SQL("INSERT INTO {}.{} (originator_id, originator_version, topic, state) "
-                     "VALUES {}").format(
-        sql.Identifier(recorder.datastore.schema), sql.Identifier(recorder.events_table_name),
-        sql.SQL(", ").join(sql.SQL("({}, {}, {}, {})").format(
-            sql.Literal(r.originator_id), sql.Literal(r.originator_version),
-            sql.Literal(r.topic), sql.Literal(bytes(r.state))) for r in rows))
-    statements = [*recorder.lock_table_statements,
-                  sql.SQL("NOTIFY {}").format(sql.Identifier(recorder.channel_name)), insert]
-    from shared.store import _translated_errors
+    if conn is None or not conn.autocommit or \
+            conn.pgconn.parameter_status(b"standard_conforming_strings") != b"on":
+        return None
+    prefix = getattr(app, "_append_prefix", None)
+    if prefix is None:
+        recorder = app.recorder
+        from psycopg import sql
 
+        prefix = app._append_prefix = (
+            "; ".join(s.as_string(conn) for s in [*recorder.lock_table_statements,
+                                sql.SQL("NOTIFY {}").format(
+                                    sql.Identifier(recorder.channel_name))]),
+            sql.SQL("INSERT INTO {}.{} (originator_id, originator_version, topic, state) ").format(
+                sql.Identifier(recorder.datastore.schema),
+                sql.Identifier(recorder.events_table_name)).as_string(conn))
+    rows = [app.mapper.to_stored_event(e) for e in aggregate.collect_events()]
+    values = ", ".join("('%s'::uuid, %d, '%s', '\\x%s'::bytea)" % (
+        UUID(str(r.originator_id)), int(r.originator_version), r.topic.replace("'", "''"),
+        bytes(r.state).hex()) for r in rows)
+    insert = f"{prefix[1]}VALUES {values}" if only_if is None else \
+        f"{prefix[1]}SELECT * FROM (VALUES {values}) v WHERE {only_if}"
+    text = f"{prefix[0]}; {insert}" + (f"; {then}" if then else "")
     with _translated_errors():
-        conn.execute(sql.SQL("; ").join(statements).as_string(conn))
-    return True
+        curs = conn.execute(text)
+        while curs.nextset():
+            pass
+        return list(curs.fetchall()) if then else []
 
 
 class AuditReadsService:

@@ -212,10 +212,13 @@ def test_read_models_and_replay_agree_at_every_moment(scenario):
             query = {"member_id": member_id, "year": YEAR, "as_of": moment}
             if INDICES[label] is None:
                 for replay in (False, True):
-                    with pytest.raises(NotFound):
+                    with pytest.raises(NotFound), ev.session():
                         ev.members.get_member_index(AUDITOR, {**query, "replay": replay})
                 continue
-            read = ev.members.get_member_index(AUDITOR, query)
+            # in a call's session (as an RPC reads it): the read and its audit record
+            # in one round trip; the replay records it apart
+            with ev.session():
+                read = ev.members.get_member_index(AUDITOR, query)
             replayed = ev.members.get_member_index(AUDITOR, {**query, "replay": True})
             assert (read["answered_by"], replayed["answered_by"]) == ("read_model", "replay")
             assert {**read, "answered_by": "replay"} == replayed, (label, name)
@@ -254,6 +257,9 @@ def test_read_models_and_replay_agree_at_every_moment(scenario):
     assert {(r["query"], r["reader"]["sub"]) for r in reads} == {("get_member_index", "jwb")}
     assert len(reads) == 4 * 2 + 1  # t1…t4, read model and replay; the NotFound at t0 is none
     assert {r["filters"]["replay"] for r in reads} == {False, True}
+    # recorded either way, each read is an event of the store linked into its chain
+    chain = ev.verify_chain(Caller("ops", "ops"), {"independent": True})
+    assert chain["ok"] and chain["checked"] == ev.recorder.max_notification_id(), chain
 
     # the index as of a moment is read as the index is (one scenario, built once)
     query = {"member_id": s.m["李四"], "year": YEAR, "as_of": s.t["t4"]}
