@@ -324,10 +324,19 @@ class _Workbook:
             ref = cell.get("r")
             column = _column_index(ref) if ref else column + 1
             kind = cell.get("t", "n")
+            value = None
+            # children walked directly: lxml's find/findtext go through its
+            # Python ElementPath, several times slower per cell
             if kind == "inlineStr":
-                value = _inline_text(cell.find(_INLINE))
+                for child in cell:
+                    if child.tag == _INLINE:
+                        value = _inline_text(child)
+                        break
             else:
-                value = cell.findtext(_VALUE) or None
+                for child in cell:
+                    if child.tag == _VALUE:
+                        value = child.text or None
+                        break
                 if value is not None:
                     if kind == "n":
                         value = self._number(value, cell.get("s"))
@@ -388,7 +397,10 @@ def _inline_text(element) -> str | None:
         if child.tag == _TEXT:
             parts.append(child.text or "")
         elif child.tag == _RUN:
-            parts.append(child.findtext(_TEXT) or "")
+            for part in child:
+                if part.tag == _TEXT:
+                    parts.append(part.text or "")
+                    break
     return "".join(parts)
 
 
