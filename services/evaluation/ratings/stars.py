@@ -207,7 +207,9 @@ class StarRatings:
             statements.append((f"SELECT o.id, o.name, o.level, r.stars, r.score FROM "
                                f"{orgs} o {ratings} ORDER BY o.name",
                                {**params, "level": 2}))
-        answers = self.queries(*statements)  # one round trip
+        # one round trip (a pipeline only where there are two statements)
+        answers = self.queries(*statements) if len(statements) > 1 else \
+            [self.query(*statements[0])]
         branches = answers[0]
         colleges: dict[str, list] = {}
         names: dict[str, str] = {}
