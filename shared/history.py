@@ -191,6 +191,15 @@ class AuditedHistory:
         return out[:cmd.limit]
 
 
+def literal_rows(stored_events) -> str:
+    """Stored events as SQL ``VALUES`` rows of literals (for a standard-conforming
+    server): a uuid and an integer spelt as such, the topic quoted with any quote
+    doubled, the state as hex bytea."""
+    return ", ".join("('%s'::uuid, %d, '%s', '\\x%s'::bytea)" % (
+        UUID(str(r.originator_id)), int(r.originator_version), str(r.topic).replace("'", "''"),
+        bytes(r.state).hex()) for r in stored_events)
+
+
 def append_in_one_round_trip(app, aggregate, only_if: str | None = None,
                              then: str | None = None) -> list[dict] | None:
     """Store a new aggregate's events as the library's save stores them, in one
@@ -235,10 +244,7 @@ def append_in_one_round_trip(app, aggregate, only_if: str | None = None,
             sql.SQL("INSERT INTO {}.{} (originator_id, originator_version, topic, state) ").format(
                 sql.Identifier(recorder.datastore.schema),
                 sql.Identifier(recorder.events_table_name)).as_string(conn))
-    rows = [app.mapper.to_stored_event(e) for e in aggregate.collect_events()]
-    values = ", ".join("('%s'::uuid, %d, '%s', '\\x%s'::bytea)" % (
-        UUID(str(r.originator_id)), int(r.originator_version), r.topic.replace("'", "''"),
-        bytes(r.state).hex()) for r in rows)
+    values = literal_rows([app.mapper.to_stored_event(e) for e in aggregate.collect_events()])
     insert = f"{prefix[1]}VALUES {values}" if only_if is None else \
         f"{prefix[1]}SELECT * FROM (VALUES {values}) v WHERE {only_if}"
     text = f"{prefix[0]}; {insert}" + (f"; {then}" if then else "")
