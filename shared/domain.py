@@ -44,5 +44,14 @@ def parse_moment(value, field: str) -> dt.datetime:
     return moment
 
 
+def end_of_day_moment(value, field: str = "as_of") -> dt.datetime:
+    """``as_of`` of a dashboard answer: an ISO timestamp, or a date meaning the end
+    of that day (UTC), so that everything recorded on it counts."""
+    moment = parse_moment(value, field)
+    if isinstance(value, str) and len(value.strip()) == 10:
+        moment += dt.timedelta(days=1, microseconds=-1)
+    return moment
+
+
 def today() -> str:
     return dt.date.today().isoformat()

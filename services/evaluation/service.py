@@ -165,6 +165,10 @@ class EvaluationService(ApiDescription, AuditService, AuditReadsService, Publish
     def star_distribution(self, college_id=None, as_of=None):
         return self.app.star_distribution(self.caller(), college_id, as_of)
 
+    @query
+    def rectifications_owing(self, college_id=None, as_of=None):
+        return self.app.rectifications_owing(self.caller(), college_id, as_of)
+
     @command
     def record_major_problem(self, **payload):
         return self.app.record_major_problem(self.caller(), payload)

@@ -29,7 +29,7 @@ from services.organizations.domain import (BRANCH, COLLEGE, COMMITTEE,
                                            MEMBER_CATEGORIES,
                                            MEMBER_STATUSES, ORG_KINDS, ORG_ROLES, Member,
                                            Organization, SiblingName)
-from services.organizations.asof.application import MembersAsOf
+from services.organizations.asof.application import CoverageAsOf, MembersAsOf, coverage_of
 from services.organizations.departments.application import Departments
 from services.organizations.departments.domain import EVENT_LABELS as DEPARTMENT_LABELS
 from services.organizations.departments.projections import DepartmentsReadModel
@@ -37,7 +37,7 @@ from services.organizations.asof.projections import MemberHistoryReadModel
 from services.organizations.imports.application import OrganizationImports
 from services.organizations.projections import OrganizationsReadModel
 from services.organizations.commands import (  # noqa: F401  (re-exported)
-    CreateOrganization, RenameOrganization, MoveOrganization, MergeBranches, DissolveOrganization, RegisterMember, TransferMember, ConvertMember, ChangeCategory, SetDoubleLeader, MemberLeaves, AssignRole, RevokeRole, ListMembers, MemberQuery, OrgAsOf, TreeQuery, AggregateRef, OrgKind, Basis, Category, Status, Role, StaffNo)
+    CreateOrganization, RenameOrganization, MoveOrganization, MergeBranches, DissolveOrganization, RegisterMember, TransferMember, ConvertMember, ChangeCategory, SetDoubleLeader, MemberLeaves, AssignRole, RevokeRole, ListMembers, MemberQuery, OrgAsOf, CoverageQuery, TreeQuery, AggregateRef, OrgKind, Basis, Category, Status, Role, StaffNo)
 from services.organizations.views import (  # noqa: F401  (re-exported)
     demo_id, _s, _ratio, _roll_up_member_counts, _org_ref, _org_out, _history_ref, _history_out, _member_out)
 from services.organizations.records.application import BranchLifeRecords
@@ -48,8 +48,8 @@ ONE_COMMITTEE = "the-university-committee"
 READERS = (ORG_ADMIN, COLLEGE_SECRETARY, BRANCH_SECRETARY, AUDITOR, OPS, MEMBER)
 
 
-class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, ParkingOperations,
-                               PublishedLogQueries, EventSourcedApplication):
+class OrganizationsApplication(MembersAsOf, CoverageAsOf, AuditedHistory, AuditQueries,
+                               ParkingOperations, PublishedLogQueries, EventSourcedApplication):
     name = "organizations"
     # Models the API description cannot find by reading the code (shared.api):
     # the import entrypoints hand the payload through to shared.imports.
@@ -470,14 +470,22 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
                               "recorded_at": h["recorded_at"].isoformat()} for h in moves]
         return result
 
-    def double_leader_coverage(self, caller: Caller, college_id: str | None = None) -> dict:
-        """R5 (二.5, 三.4): 双带头人 secretaries of teacher branches, per college and school-wide."""
+    def double_leader_coverage(self, caller: Caller, college_id: str | None = None,
+                               as_of: str | None = None) -> dict:
+        """R5 (二.5, 三.4): 双带头人 secretaries of teacher branches, per college and
+        school-wide; ``as_of`` (a timestamp, or a date meaning the end of that day,
+        UTC): the teacher branches in being then under the college they had then,
+        the secretary (书记) each had then and whether that member was a 双带头人
+        then (``double_leader_coverage_as_of``)."""
         caller.require_role(ORG_ADMIN, COLLEGE_SECRETARY, AUDITOR, OPS)
-        college_id = CollegeFilter.of(college_id=college_id).college_id
+        q = CoverageQuery.of(college_id=college_id, as_of=as_of)
+        college_id = q.college_id
         if caller.role == COLLEGE_SECRETARY:
             if college_id and str(college_id) != caller.org:
                 raise Forbidden("a college secretary sees its own college only")
             college_id = caller.org
+        if q.as_of:
+            return self.double_leader_coverage_as_of(college_id, q.as_of)
         rows = self.query(
             """SELECT c.id AS college_id, c.name AS college_name, b.id AS branch_id,
                       b.name AS branch_name, s.member_id AS secretary_id, m.name AS secretary_name,
@@ -487,29 +495,7 @@ class OrganizationsApplication(MembersAsOf, AuditedHistory, AuditQueries, Parkin
                LEFT JOIN member_view m ON m.id = s.member_id
                WHERE b.kind = 'teacher_branch' AND b.status = 'active' AND c.status = 'active'
                ORDER BY c.name, b.name""")
-        colleges: dict[str, dict] = {}
-        for r in rows:
-            key = str(r["college_id"])
-            if college_id and key != str(college_id):
-                continue
-            c = colleges.setdefault(key, {"college_id": key, "college_name": r["college_name"],
-                                          "teacher_branches": 0, "covered": 0, "lacking": []})
-            c["teacher_branches"] += 1
-            if r["covered"]:
-                c["covered"] += 1
-            else:
-                c["lacking"].append({
-                    "branch_id": str(r["branch_id"]), "branch_name": r["branch_name"],
-                    "secretary_id": _s(r["secretary_id"]), "secretary_name": r["secretary_name"],
-                    "why": "没有书记 no secretary" if r["secretary_id"] is None
-                    else "书记不是双带头人 secretary is not a 双带头人"})
-        for c in colleges.values():
-            c["coverage"] = _ratio(c["covered"], c["teacher_branches"])
-        total = sum(c["teacher_branches"] for c in colleges.values())
-        covered = sum(c["covered"] for c in colleges.values())
-        return {"school": {"teacher_branches": total, "covered": covered,
-                           "coverage": _ratio(covered, total)},
-                "colleges": list(colleges.values())}
+        return coverage_of(rows, college_id)
 
     def get_history(self, caller: Caller, payload) -> list[dict] | dict:
         """The event history of an organisation or member (for 纪委办 auditors),

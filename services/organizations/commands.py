@@ -136,6 +136,11 @@ class OrgAsOf(Query):
     as_of: Optional[Moment] = None
 
 
+class CoverageQuery(CollegeFilter):
+    """双带头人 coverage (R5): one college, as of a moment."""
+    as_of: Optional[Moment] = None
+
+
 class TreeQuery(Query):
     as_of: Optional[Moment] = None
     include_closed: bool = False

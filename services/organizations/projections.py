@@ -2,7 +2,8 @@
 
 ``org_view``/``member_view``/``org_roles`` hold the present; ``org_history``
 holds every state of every organisation with its validity period, so the tree
-can be read as of any date.
+can be read as of any date, and ``org_role_history`` every holding of a role
+(任职) with its period.
 
 Member registrations and simple changes, and the roster touches on an
 organisation, are folded (``shared.projection.folds``): a page of a
@@ -61,6 +62,22 @@ DDL = (
     """CREATE TABLE IF NOT EXISTS org_roles (
         org_id uuid NOT NULL, member_id uuid NOT NULL, role text NOT NULL,
         assigned_at timestamptz NOT NULL, PRIMARY KEY (org_id, member_id, role))""",
+    # Who held which role when (任职期间): one row per holding, from its assignment
+    # to its revocation or the organisation's closing (valid_to NULL: held now), so
+    # officers can be read as of a moment (双带头人 coverage then). A read model
+    # made before this table existed gets the holdings of today from org_roles
+    # (from their assignment) at start-up; rebuild_read_models fills the past.
+    """CREATE TABLE IF NOT EXISTS org_role_history (
+        org_id uuid NOT NULL, member_id uuid NOT NULL, role text NOT NULL,
+        valid_from timestamptz NOT NULL, valid_to timestamptz,
+        PRIMARY KEY (org_id, member_id, role, valid_from))""",
+    "CREATE INDEX IF NOT EXISTS org_role_history_role ON org_role_history (role, org_id)",
+    """INSERT INTO org_role_history (org_id, member_id, role, valid_from)
+       SELECT r.org_id, r.member_id, r.role, r.assigned_at FROM org_roles r
+       WHERE NOT EXISTS (SELECT 1 FROM org_role_history h WHERE h.org_id = r.org_id
+                         AND h.member_id = r.member_id AND h.role = r.role
+                         AND h.valid_to IS NULL)
+       ON CONFLICT DO NOTHING""",
 )
 
 
@@ -119,7 +136,8 @@ class OrganizationsBatch(Batch):
 
 class OrganizationsReadModel(Projection):
     ddl = DDL
-    tables = ("org_view", "org_history", "member_view", "member_moves", "org_roles")
+    tables = ("org_view", "org_history", "member_view", "member_moves", "org_roles",
+              "org_role_history")
 
     def new_batch(self) -> OrganizationsBatch:
         return OrganizationsBatch()
@@ -166,15 +184,22 @@ class OrganizationsReadModel(Projection):
             _add_to_head_counts(curs, e.parent_id, before["head_count"])
         self._update_org(curs, e, "parent_id = %s", (e.parent_id,))
 
+    @staticmethod
+    def _end_roles(curs, e):
+        """A closed organisation's officers hold their roles no longer."""
+        curs.execute("DELETE FROM org_roles WHERE org_id = %s", (e.originator_id,))
+        curs.execute("UPDATE org_role_history SET valid_to = %s WHERE org_id = %s "
+                     "AND valid_to IS NULL", (e.timestamp, e.originator_id))
+
     @handles(Organization.Dissolved)
     def org_dissolved(self, curs, e):
         self._update_org(curs, e, "status = 'dissolved'", ())
-        curs.execute("DELETE FROM org_roles WHERE org_id = %s", (e.originator_id,))
+        self._end_roles(curs, e)
 
     @handles(Organization.Merged)
     def org_merged(self, curs, e):
         self._update_org(curs, e, "status = 'merged', merged_into = %s", (e.target_id,))
-        curs.execute("DELETE FROM org_roles WHERE org_id = %s", (e.originator_id,))
+        self._end_roles(curs, e)
 
     def _touch_org(self, curs, e):
         """Events that change no column shown in history still move the version."""
@@ -191,12 +216,18 @@ class OrganizationsReadModel(Projection):
         curs.execute("INSERT INTO org_roles (org_id, member_id, role, assigned_at) "
                      "VALUES (%s,%s,%s,%s) ON CONFLICT DO NOTHING",
                      (e.originator_id, e.member_id, e.role, e.timestamp))
+        curs.execute("INSERT INTO org_role_history (org_id, member_id, role, valid_from) "
+                     "VALUES (%s,%s,%s,%s) ON CONFLICT DO NOTHING",
+                     (e.originator_id, e.member_id, e.role, e.timestamp))
 
     @handles(Organization.RoleRevoked)
     def role_revoked(self, curs, e):
         self._touch_org(curs, e)
         curs.execute("DELETE FROM org_roles WHERE org_id = %s AND member_id = %s AND role = %s",
                      (e.originator_id, e.member_id, e.role))
+        curs.execute("UPDATE org_role_history SET valid_to = %s WHERE org_id = %s "
+                     "AND member_id = %s AND role = %s AND valid_to IS NULL",
+                     (e.timestamp, e.originator_id, e.member_id, e.role))
 
     # -- members ---------------------------------------------------------
     def _move(self, curs, e, kind, from_branch, to_branch, effective_on):

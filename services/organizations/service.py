@@ -132,8 +132,8 @@ class OrganizationsService(ApiDescription, AuditService, AuditReadsService,
         return self.app.get_member(self.caller(), member_id, as_of, bool(replay))
 
     @query
-    def double_leader_coverage(self, college_id=None):
-        return self.app.double_leader_coverage(self.caller(), college_id)
+    def double_leader_coverage(self, college_id=None, as_of=None):
+        return self.app.double_leader_coverage(self.caller(), college_id, as_of)
 
     # -- functional departments (职能部门) -------------------------------------------
     @command

@@ -232,6 +232,145 @@ def test_star_distribution_as_of_counts_the_organisations_of_that_moment(
         "organizations"] == 1
 
 
+def test_rectifications_owing_school_college_branch_now_and_as_of(tree, rpc_as):  # noqa: F811
+    """Organisations owing a rectification (整改): both kinds (重大问题 and ★3 and
+    below), per college and school-wide, each number with its organisations; as of
+    a moment before a rectification was verified, a branch dissolved and a plan
+    made, the answer of that moment."""
+    orgs, admin = rpc_as("org_admin").organizations, rpc_as("org_admin").evaluation
+    auditor = rpc_as("auditor").evaluation
+    college, b1, b2 = tree["college"], tree["b1"], tree["b2"]
+    committee = orgs.get_organization(college)["parent_id"]
+    college2 = orgs.create_organization(name="文学院党委", kind="college_committee",
+                                        parent_id=committee)["id"]
+    b3 = orgs.create_organization(name="文学一支部", kind="teacher_branch",
+                                  parent_id=college2)["id"]
+    wait_for(lambda: admin.rectifications_owing()["branches"]["school"]["organizations"] == 3,
+             15, message="evaluation's directory has 文学院 and 文学一支部")
+    # a cycle's result: 一支部 ★4, 二支部 ★3 (a rectification owed: low_stars)
+    scheme = admin.get_scheme("model_branch")["definition"]
+    cid = open_cycle(admin, publicity_days=1 / 86400)["id"]
+    for b, fraction in (("b1", 0.9), ("b2", 0.7)):
+        rpc_as("branch_secretary", sub=tree["sec" + b[1]], org=tree[b]).evaluation.\
+            submit_self_assessment(cycle_id=cid, org_id=tree[b],
+                                   **full_entries(scheme, fraction, 80))
+        admin.submit_review(cycle_id=cid, org_id=tree[b], **full_entries(scheme, fraction, 80))
+    approved = admin.approve(cycle_id=cid, org_ids=[b1, b2])["approved"]
+    assert [a["stars"] for a in approved] == [4, 3]
+    sleep_until(approved[-1]["publicity_ends_at"])
+    admin.close_publicity(cycle_id=cid, org_ids=[b1, b2])
+    # 重大问题 on 一支部, 文学一支部 and the college 机电学院 itself; 一支部 plans its 整改
+    for org_id in (b1, b3, college):
+        admin.record_major_problem(org_id=org_id, problem_id="p1", description="违规",
+                                   reason="纪委通报", evidence=["通报"])
+    sec1 = rpc_as("branch_secretary", sub=tree["sec1"], org=b1).evaluation
+    sec1.plan_rectification(org_id=b1, problem_id="p1", plan="退回, 专题组织生活会",
+                            due="2027-01-31")
+    low_stars = [p for p in admin.get_rating(b2)["problems"] if p["kind"] == "low_stars"]
+    assert [p["status"] for p in low_stars] == ["open"]
+    eventlet.sleep(0.01)
+    t1 = dt.datetime.now(dt.timezone.utc).isoformat()
+    eventlet.sleep(0.01)
+    # since: 一支部's rectification completed and verified, 文学一支部 dissolved,
+    # 二支部's planned
+    sec1.complete_rectification(org_id=b1, problem_id="p1", evidence=["整改报告"])
+    admin.verify_rectification(org_id=b1, problem_id="p1", reason="整改到位")
+    orgs.dissolve_organization(org_id=b3, reason="撤并")
+    rpc_as("branch_secretary", sub=tree["sec2"], org=b2).evaluation.plan_rectification(
+        org_id=b2, problem_id=low_stars[0]["problem_id"], plan="对标整改", due="2027-02-28")
+    wait_for(lambda: admin.rectifications_owing()["branches"]["school"]["organizations"] == 2,
+             15, message="evaluation's directory has the dissolution")
+
+    def numbers(r):  # each number of R as (count, sorted ids)
+        def n(x):
+            assert x["count"] == len(x["org_ids"])
+            return sorted(x["org_ids"])
+        return {"organizations": r["organizations"], "owing": n(r["owing"]),
+                "rectifications": r["rectifications"],
+                **{k: n(v) for k, v in r["by_kind"].items()},
+                **{k: n(v) for k, v in r["by_stage"].items()}, "overdue": n(r["overdue"])}
+
+    def per_college(answer):
+        return {c["college_id"]: numbers(c) for c in answer["branches"]["colleges"]}
+
+    def R(organizations, owing=(), rectifications=0, major_problem=(), low_stars=(),
+          open=(), planned=(), completed=(), overdue=()):
+        return {"organizations": organizations, "owing": sorted(owing),
+                "rectifications": rectifications, "major_problem": sorted(major_problem),
+                "low_stars": sorted(low_stars), "open": sorted(open),
+                "planned": sorted(planned), "completed": sorted(completed),
+                "overdue": sorted(overdue)}
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    now = auditor.rectifications_owing()
+    assert now["as_of"] is None and now["overdue_on"] == today.isoformat()
+    assert numbers(now["branches"]["school"]) == R(2, [b2], 1, low_stars=[b2], planned=[b2])
+    assert per_college(now) == {college: R(2, [b2], 1, low_stars=[b2], planned=[b2]),
+                                college2: R(0)}
+    assert numbers(now["colleges"]) == R(2, [college], 1, major_problem=[college],
+                                         open=[college])
+    assert [(o["org_name"], [(p["kind"], p["stage"], p["plan_due"], p["overdue"])
+                             for p in o["rectifications"]]) for o in now["organizations"]] == [
+        ("机电学院党总支", [("major_problem", "open", None, False)]),
+        ("教工二支部", [("low_stars", "planned", "2027-02-28", False)])]
+    assert now["organizations"][1]["college_id"] == college
+
+    then = auditor.rectifications_owing(as_of=t1)
+    assert then["as_of"] == dt.datetime.fromisoformat(t1).isoformat()
+    assert numbers(then["branches"]["school"]) == R(
+        3, [b1, b2, b3], 3, major_problem=[b1, b3], low_stars=[b2], open=[b2, b3],
+        planned=[b1])
+    assert per_college(then) == {
+        college: R(2, [b1, b2], 2, major_problem=[b1], low_stars=[b2], open=[b2], planned=[b1]),
+        college2: R(1, [b3], 1, major_problem=[b3], open=[b3])}
+    assert numbers(then["colleges"]) == R(2, [college], 1, major_problem=[college],
+                                          open=[college])
+    listed = {o["org_id"]: o for o in then["organizations"]}
+    assert (listed[b3]["college_id"], listed[b3]["org_name"]) == (college2, "文学一支部")
+    assert [(p["problem_id"], p["stage_zh"], p["plan_due"]) for p in
+            listed[b1]["rectifications"]] == [("p1", "整改中 (已报整改计划)", "2027-01-31")]
+    assert listed[b2]["rectifications"][0]["plan_due"] is None  # planned only later
+    # overdue: the due day (recorded + 90 days) passed and not yet completed
+    due = listed[b3]["rectifications"][0]["rectification_due"]
+    assert due == (today + dt.timedelta(days=90)).isoformat()
+    later = (today + dt.timedelta(days=120)).isoformat()
+    admin.plan_rectification(org_id=college, problem_id="p1", plan="整改", due="2027-01-31")
+    admin.complete_rectification(org_id=college, problem_id="p1", evidence=["整改报告"])
+    ahead = auditor.rectifications_owing(as_of=later)
+    assert ahead["overdue_on"] == later
+    assert numbers(ahead["branches"]["school"])["overdue"] == [b2]  # planned, past due
+    assert numbers(ahead["colleges"]) == R(2, [college], 1, major_problem=[college],
+                                           completed=[college])  # awaits 组织部's verification
+
+    # one college: its branches and the college itself; a college secretary, its own only
+    mine = rpc_as("college_secretary", sub=tree["college_sec"], org=college).evaluation
+    own = mine.rectifications_owing(as_of=t1)
+    assert own["college_id"] == college and per_college(own) == {
+        college: per_college(then)[college]}
+    assert numbers(own["colleges"]) == numbers(then["colleges"]) | {"organizations": 1}
+    assert {o["org_id"] for o in own["organizations"]} == {b1, b2, college}
+    assert numbers(auditor.rectifications_owing(college_id=college2, as_of=t1)[
+        "branches"]["school"]) == R(1, [b3], 1, major_problem=[b3], open=[b3])
+    with pytest.raises(Forbidden):
+        mine.rectifications_owing(college_id=college2)
+    with pytest.raises(Forbidden):
+        rpc_as("member", sub=tree["member"]).evaluation.rectifications_owing()
+    with pytest.raises(ValidationError) as e:
+        auditor.rectifications_owing(as_of="yesterday")
+    assert e.value.fields == ["as_of"]
+    with pytest.raises(ValidationError) as e:
+        auditor.rectifications_owing(college_id="not-a-college")
+    assert e.value.fields == ["college_id"]
+
+    # the programme dashboard carries the school's numbers (the organisations behind
+    # them: rectifications_owing), and lists them as of a moment
+    board = admin.programme_dashboard()["rectifications"]
+    assert board["organizations"] is None and "org_ids" not in board["colleges"]["owing"]
+    assert board["colleges"]["by_stage"]["completed"]["count"] == 1
+    assert board["branches"]["school"]["owing"]["count"] == 1
+    assert admin.programme_dashboard(as_of=t1)["rectifications"] == then
+
+
 def test_college_cycle_college_secretary_self_assesses_org_admin_reviews(tree, rpc_as):  # noqa: F811
     admin = rpc_as("org_admin").evaluation
     college_sec = rpc_as("college_secretary", sub=tree["college_sec"], org=tree["college"]).evaluation

@@ -386,6 +386,83 @@ def test_double_leader_coverage(org, rpc_as):
                org=org["b1"]["id"]).organizations.double_leader_coverage()
 
 
+def test_double_leader_coverage_as_of_a_moment(org, rpc_as):
+    """双带头人 coverage (R5) as of a moment: the teacher branches then, under their
+    college then, the secretary (书记) each had then and whether that member was a
+    双带头人 then — unchanged by a secretary replaced, a member becoming 双带头人
+    and a branch dissolved since; role holdings rebuilt from zero say the same."""
+    admin = org["admin"]
+    c1, c2, b1, b3 = ids(org, "c1", "c2", "b1", "b3")
+    m1, m2, m4 = ids(org, "m1", "m2", "m4")
+    admin.assign_role(org_id=b1, member_id=m1, role="secretary")   # 张三, a 双带头人
+    admin.assign_role(org_id=b3, member_id=m4, role="secretary")   # 赵六, not (yet)
+    b4 = admin.create_organization(name="教工二支部", kind="teacher_branch", parent_id=c1)["id"]
+    eventlet.sleep(0.01)
+    t0 = dt.datetime.now(dt.timezone.utc).isoformat()
+    eventlet.sleep(0.01)
+
+    def lacking(cov):
+        return {c["college_id"]: sorted((b["branch_id"], b["secretary_id"], b["why"][:4])
+                                        for b in c["lacking"]) for c in cov["colleges"]}
+
+    def figures(cov):
+        return cov["school"], {c["college_id"]: (c["teacher_branches"], c["covered"],
+                                                 c["coverage"]) for c in cov["colleges"]}
+
+    then = {"teacher_branches": 3, "covered": 1, "coverage": 0.3333}
+    then_colleges = {c1: (2, 1, 0.5), c2: (1, 0, 0.0)}
+    then_lacking = {c1: [(b4, None, "没有书记")], c2: [(b3, m4, "书记不是")]}
+    assert figures(admin.double_leader_coverage()) == (then, then_colleges)
+    assert lacking(admin.double_leader_coverage()) == then_lacking
+    # the changes: b1's secretary replaced by 李四 (not a 双带头人), 赵六 becomes a
+    # 双带头人, the empty 教工二支部 dissolved
+    admin.revoke_role(org_id=b1, member_id=m1, role="secretary", reason="换届")
+    admin.assign_role(org_id=b1, member_id=m2, role="secretary", reason="换届")
+    admin.set_double_leader(member_id=m4, double_leader=True)
+    admin.dissolve_organization(org_id=b4, reason="撤并")
+    eventlet.sleep(0.01)
+    t1 = dt.datetime.now(dt.timezone.utc).isoformat()
+    now = admin.double_leader_coverage()
+    assert figures(now) == ({"teacher_branches": 2, "covered": 1, "coverage": 0.5},
+                            {c1: (1, 0, 0.0), c2: (1, 1, 1.0)})
+    assert lacking(now) == {c1: [(b1, m2, "书记不是")], c2: []}
+    assert "as_of" not in now
+    auditor = rpc_as("auditor").organizations
+    past = auditor.double_leader_coverage(as_of=t0)
+    assert figures(past) == (then, then_colleges) and lacking(past) == then_lacking
+    assert past["as_of"] == dt.datetime.fromisoformat(t0).isoformat()
+    assert [b["secretary_name"] for c in past["colleges"] for b in c["lacking"]
+            if b["secretary_id"]] == ["赵六"]  # the secretary then, by name
+    later = auditor.double_leader_coverage(as_of=t1)
+    assert figures(later) == figures(now) and lacking(later) == lacking(now)
+    # a date is the end of that day; before the university existed there is nothing
+    today = auditor.double_leader_coverage(as_of=dt.datetime.now(dt.timezone.utc).date()
+                                           .isoformat())
+    assert figures(today) == figures(now)
+    assert auditor.double_leader_coverage(as_of="2000-01-01")["school"] == {
+        "teacher_branches": 0, "covered": 0, "coverage": 0.0}
+    assert figures(auditor.double_leader_coverage(college_id=c2, as_of=t0)) == (
+        {"teacher_branches": 1, "covered": 0, "coverage": 0.0}, {c2: (1, 0, 0.0)})
+    with pytest.raises(ValidationError) as e:
+        auditor.double_leader_coverage(as_of="yesterday")
+    assert e.value.fields == ["as_of"]
+    with pytest.raises(ValidationError) as e:
+        auditor.double_leader_coverage(college_id="not-a-college", as_of=t0)
+    assert e.value.fields == ["college_id"]
+    # a college secretary: its own college then; another college is refused
+    own = secretary_of(org, rpc_as, "c1", "m1")
+    assert figures(own.double_leader_coverage(as_of=t0)) == (
+        {"teacher_branches": 2, "covered": 1, "coverage": 0.5}, {c1: (2, 1, 0.5)})
+    with pytest.raises(Forbidden):
+        own.double_leader_coverage(college_id=c2, as_of=t0)
+    with pytest.raises(Forbidden):
+        rpc_as("member", sub=m1).organizations.double_leader_coverage(as_of=t0)
+    # the role holdings are a read model: rebuilt from zero, row for row the same
+    rebuilt = rpc_as("ops").organizations.rebuild_read_models()
+    assert rebuilt["identical"] is True, rebuilt["tables"]
+    assert auditor.double_leader_coverage(as_of=t0) == past
+
+
 def test_departments_and_rebuild(org, rpc_as):
     admin = org["admin"]
     assert admin.list_departments()[0]["code"] == "all_colleges"  # none before the set-up

@@ -1,16 +1,20 @@
 """The school-wide programme dashboard (三级联创 总览) for 组织部's portal: candidacies
 by title, tier and stage; targets against achievements; the task book's status
 and overdue milestones; the star distribution's trend over cycles (五.2, 三.4;
-``services/evaluation/ratings/trend.py``). Every number lists what is behind it.
+``services/evaluation/ratings/trend.py``); the organisations owing a rectification
+(整改; ``services/evaluation/ratings/rectifications.py``). Every number lists what
+is behind it.
 
 As of a date (``as_of``, the end of that day UTC, or a timestamp): from read
 models with validity periods, not by replay — candidacies from their dated
 moves (``prog_candidacy_moves``: each candidacy's latest move on or before the
-day), the star trend from ``eval_rating_history``, targets from the plan's
-versions (``prog_plan_versions``) and the task book from its measures' and
-milestones' versions, completions and overdue flags as recorded by the moment
-(``prog_task_versions``, ``prog_milestone_versions``, ``prog_task_reports``,
-``prog_milestone_flags``); 各二级学院 stands for the colleges existing then.
+day), the star trend from ``eval_rating_history``, the rectifications owed from
+the stage moments in ``eval_problems`` over the organisations in being then
+(``dir_org_periods``), targets from the plan's versions (``prog_plan_versions``)
+and the task book from its measures' and milestones' versions, completions and
+overdue flags as recorded by the moment (``prog_task_versions``,
+``prog_milestone_versions``, ``prog_task_reports``, ``prog_milestone_flags``);
+各二级学院 stands for the colleges existing then.
 
 A mixin of ``ProgrammeOperations`` (it uses ``programme_progress`` and the
 task-book rows); read models only, a handful of queries grouped and built as
@@ -68,7 +72,8 @@ class DashboardQueries:
                   "targets": self._targets(caller, moment) if college_id is None else None,
                   "task_book": self._task_book_summary(moment) if college_id is None
                   else None,
-                  "star_trend": self.app.trend_of(college_id, moment, listed)}
+                  "star_trend": self.app.trend_of(college_id, moment, listed),
+                  "rectifications": self.app.rectifications_of(college_id, moment, listed)}
         if len(cache) > 64:  # as-of answers are many; keep the cache small
             cache.clear()
         cache[scope] = (key, answer)

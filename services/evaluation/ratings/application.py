@@ -12,7 +12,8 @@ Who may do what (see docs/rpc.md):
   read everything.
 
 ``RatingsOperations`` gathers the sub-domain's use cases: schemes and cycles
-(``cycles.py``), the workflow here, ratings and rectifications (``stars.py``).
+(``cycles.py``), the workflow here, ratings and rectifications (``stars.py``), the
+organisations owing a rectification (``rectifications.py``).
 """
 from __future__ import annotations
 
@@ -29,13 +30,15 @@ from services.evaluation.ratings.commands import (SubmitEntries, ReturnAssessmen
 from services.evaluation.schemes import DERIVATION_PROVIDERS, apply_quotas, check_entries, score
 from services.evaluation.ratings.cycles import SYSTEM_ACTOR, CycleOperations
 from services.evaluation.ratings.publicity import PublicityOperations
+from services.evaluation.ratings.rectifications import RectificationsOwing
 from services.evaluation.ratings.stars import StarRatings
 from services.evaluation.ratings.trend import StarTrend
 
 log = logging.getLogger(__name__)
 
 
-class RatingsOperations(CycleOperations, PublicityOperations, StarRatings, StarTrend):
+class RatingsOperations(CycleOperations, PublicityOperations, StarRatings, StarTrend,
+                        RectificationsOwing):
     """The ratings sub-domain's use cases, mixed into the evaluation application."""
 
     # -- the workflow ----------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shared.domain import parse_moment
+from shared.domain import end_of_day_moment
 from shared.errors import Forbidden
 from shared.identity import AUDITOR, COLLEGE_SECRETARY, ORG_ADMIN, Caller
 from services.evaluation.audit.application import DistributionQuery
@@ -32,10 +32,7 @@ RESULTS = ("WITH results AS (SELECT DISTINCT ON (h.cycle_id, h.org_id) h.cycle_i
 def as_of_moment(value: str) -> dt.datetime:
     """``as_of`` of a dashboard: a timestamp, or a date meaning the end of that day
     (UTC), so that everything recorded on it counts."""
-    moment = parse_moment(value, "as_of")
-    if len(value.strip()) == 10:
-        moment += dt.timedelta(days=1, microseconds=-1)
-    return moment
+    return end_of_day_moment(value, "as_of")
 
 
 def _figures(results: list[tuple], listed: bool = True) -> dict:
