@@ -362,13 +362,9 @@ def test_rectifications_owing_school_college_branch_now_and_as_of(tree, rpc_as):
         auditor.rectifications_owing(college_id="not-a-college")
     assert e.value.fields == ["college_id"]
 
-    # the programme dashboard carries the school's numbers (the organisations behind
-    # them: rectifications_owing), and lists them as of a moment
-    board = admin.programme_dashboard()["rectifications"]
-    assert board["organizations"] is None and "org_ids" not in board["colleges"]["owing"]
-    assert board["colleges"]["by_stage"]["completed"]["count"] == 1
-    assert board["branches"]["school"]["owing"]["count"] == 1
-    assert admin.programme_dashboard(as_of=t1)["rectifications"] == then
+    # the programme dashboard does not recompute them (it stays under 100 ms at
+    # 1,000 branches): the portal asks rectifications_owing beside it
+    assert "rectifications" not in admin.programme_dashboard()
 
 
 def test_college_cycle_college_secretary_self_assesses_org_admin_reviews(tree, rpc_as):  # noqa: F811
