@@ -15,7 +15,7 @@ from services.notifications.application import NotificationsApplication
 from services.organizations.application import OrganizationsApplication
 from shared import metrics
 from shared.consumer import APPLIED, DUPLICATE, Inbox, OutOfOrder
-from tests.conftest import wait_for
+from tests.conftest import service_config, wait_for
 from tests.helpers import build_tree, event_store, rows
 
 
@@ -143,6 +143,38 @@ def test_relay_publishes_every_event_in_order_with_its_envelope(start_service, r
     assert transfer["event_id"] == f"{tree['members'][0]}:2"
     assert set(json.loads(json.dumps(transfer))) >= {
         "event_id", "type", "occurred_at", "actor", "reason", "data", "source", "position"}
+
+
+def test_relay_wakes_on_a_commit_not_its_next_poll(clean_databases, rabbit_config):
+    """The leader LISTENs on the recorder's channel: an event committed while it
+    idles is published at once, not after ``poll_interval`` (here 30 s)."""
+    from shared.identity import Caller
+    from shared.relay import Relay
+
+    app = OrganizationsApplication(clean_databases["organizations"])
+    exchange = Exchange("organizations.events", type="topic", durable=True)
+    queue = Queue("test-wake", exchange=exchange, routing_key="#", durable=False)
+    stopping = eventlet.event.Event()
+    relay = Relay(app, "organizations", service_config(rabbit_config, app.settings), "test",
+                  poll_interval=30)
+    running = None
+    try:
+        with Connection(rabbit_config["AMQP_URI"]) as conn:
+            queue(conn.default_channel).declare()
+            running = eventlet.spawn(relay.run_forever, stopping)
+            wait_for(lambda: relay.is_leader, timeout=10, message="the relay leading")
+            eventlet.sleep(0.3)  # its first (empty) step done: now it waits
+            committed = time.monotonic()
+            app.create_organization(Caller("zuzhibu", "org_admin"),
+                                    {"name": "学校党委", "kind": "committee"})
+            wait_for(lambda: queue(conn.default_channel).get(no_ack=True) is not None,
+                     timeout=5, message="the event published before the next poll")
+            assert time.monotonic() - committed < 5
+    finally:
+        stopping.send(True)
+        if running is not None:
+            running.wait()
+        app.close()
 
 
 def test_relay_killed_after_confirm_before_saving_position(start_service, rpc_as,
