@@ -117,6 +117,20 @@ class KeyedLocks:
                 self._locks.pop(key, None)
 
 
+class BatchEffect:
+    """The effect of one batch's events (``Inbox.handle_batch``'s ``batched``):
+    called as ``effect(curs, envelope)`` in the batch's order, it may apply an
+    event at once or fold it into pending set-based writes; ``flush(curs)``
+    writes what is pending (before any effect that must see it, and once at
+    the end of the batch, in the batch's transaction)."""
+
+    def __call__(self, curs, envelope: dict) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def flush(self, curs) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
 class Inbox:
     def __init__(self, app, consumer: str, service: str, wait_for_predecessor: float = 2.0,
                  gap_fill_after: float = 0.5, retry_pause: float = 0.05,
@@ -368,7 +382,8 @@ class Inbox:
 
     # -- batches --------------------------------------------------------------
     def handle_batch(self, envelopes: list[dict], effect: Callable[[object, dict], None],
-                     fill_gap: Callable[[str, int], list] | None = None) -> list[str]:
+                     fill_gap: Callable[[str, int], list] | None = None,
+                     batched: Callable[[], "BatchEffect"] | None = None) -> list[str]:
         """Apply a batch of deliveries: in one transaction, with their inbox
         positions, every event that follows its aggregate's last applied one;
         returns each envelope's outcome, in order (``DEFERRED``: put it back on
@@ -383,6 +398,12 @@ class Inbox:
         applied again without that aggregate (deferred), or, at the
         ``max_attempts``-th failure, with the event parked and its aggregate's
         later events held behind it; the rest of the batch is applied either way.
+
+        ``batched``, when given, makes the first (pipelined) attempt's effect: a
+        ``BatchEffect`` that may fold events into set-based writes, written by
+        its ``flush`` before the positions are saved. Where that attempt fails,
+        the batch is applied again with ``effect``, one event at a time, so an
+        error is still tied to its event.
         """
         outcomes: list[str | None] = [None] * len(envelopes)
         groups, odd = self._group(envelopes)
@@ -394,8 +415,9 @@ class Inbox:
         pipelined = True
         while True:
             try:
-                slow = self._apply_batch(envelopes, groups, deferred, effect, outcomes,
-                                         pipelined)
+                slow = self._apply_batch(envelopes, groups, deferred,
+                                         batched() if pipelined and batched else effect,
+                                         outcomes, pipelined)
                 break
             except Exception as exc:
                 if not pipelined:
@@ -497,6 +519,9 @@ class Inbox:
             with pipeline:
                 self._apply_in_order(curs, envelopes, groups, aggregates, last, waiting,
                                      effect, outcomes, newest, applied, slow)
+                flush = getattr(effect, "flush", None)
+                if flush is not None:
+                    flush(curs)
                 if newest:
                     self._save_positions(curs, newest, applied)
         for envelope in applied:

@@ -9,7 +9,11 @@ tables: each keeps these in its own database, applied through an ``Inbox``
 """
 from __future__ import annotations
 
-from shared.consumer import Inbox
+from typing import Callable
+
+from psycopg import sql
+
+from shared.consumer import BatchEffect, Inbox
 from shared.identity import OPS, ORG_ADMIN
 from shared.office import Office, read_office
 
@@ -96,30 +100,47 @@ class OrgDirectory:
             "organization_role_revoked": self._role_revoked,
             "member_registered": self._member_registered,
             "member_transferred": self._member_transferred,
-            "member_converted_to_full": self._member_converted,
-            "member_category_changed": self._member_category,
-            "member_double_leader_set": self._member_double_leader,
-            "member_left": self._member_left,
+            "member_converted_to_full": self._member_changed,
+            "member_category_changed": self._member_changed,
+            "member_double_leader_set": self._member_changed,
+            "member_left": self._member_changed,
             "department_added": self._department_added,
             "department_renamed": self._department_renamed,
             "department_retired": self._department_retired,
         }
-        self.listeners: list = []  # callables (curs, envelope) run in the same transaction
+        # Callables (curs, envelope) run in the transaction applying an event,
+        # with the event types each wants (None: every event); see ``listen``.
+        self.listeners: list[tuple[Callable, frozenset | None]] = []
 
     def handle(self, envelope: dict, fill_gap=None) -> str:
         return self.inbox.handle(envelope, self.apply, fill_gap)
 
     def handle_batch(self, envelopes: list[dict], fill_gap=None) -> list[str]:
-        """A batch of deliveries in one transaction (``Inbox.handle_batch``)."""
-        return self.inbox.handle_batch(envelopes, self.apply, fill_gap)
+        """A batch of deliveries in one transaction (``Inbox.handle_batch``),
+        members' registrations and simple changes folded into a few set-based
+        writes (``MemberRowsBatch``)."""
+        return self.inbox.handle_batch(envelopes, self.apply, fill_gap,
+                                       batched=lambda: MemberRowsBatch(self))
+
+    def listen(self, listener: Callable, types=None) -> None:
+        """Run ``listener(curs, envelope)`` in the transaction that applies each
+        event of ``types`` (every event where None). Declaring the types lets
+        the other events of a batch be folded (a listener might read the rows
+        a fold has not written yet)."""
+        self.listeners.append((listener, frozenset(types) if types is not None else None))
+
+    def is_listened_to(self, kind: str) -> bool:
+        return any(types is None or kind in types for _, types in self.listeners)
 
     def apply(self, curs, envelope: dict) -> None:
-        effect = self._effects.get(envelope["type"])
+        kind = envelope["type"]
+        effect = self._effects.get(kind)
         if effect is not None:
             effect(curs, envelope["originator_id"], envelope["data"], envelope["occurred_at"],
                    envelope)
-        for listener in self.listeners:
-            listener(curs, envelope)
+        for listener, types in self.listeners:
+            if types is None or kind in types:
+                listener(curs, envelope)
 
     # -- organisations ---------------------------------------------------------
     def _org_created(self, curs, oid, d, at, env):
@@ -188,21 +209,27 @@ class OrgDirectory:
             "effective_on) VALUES (%s,%s,%s,%s,%s)",
             (env["event_id"], mid, d["from_branch_id"], d["to_branch_id"], d["effective_on"]))
 
-    def _member_converted(self, curs, mid, d, at, env):
-        curs.execute("UPDATE dir_members SET status = 'full', updated_at = %s WHERE id = %s",
-                     (at, mid))
+    def _member_changed(self, curs, mid, d, at, env):
+        """Converted to full, category, 双带头人, left: the member's row only."""
+        change = self.member_row_change(env["type"], d, at)
+        columns = list(change)
+        curs.execute(sql.SQL("UPDATE dir_members SET {} WHERE id = %s").format(
+            sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in columns)),
+            [change[c] for c in columns] + [mid])
 
-    def _member_category(self, curs, mid, d, at, env):
-        curs.execute("UPDATE dir_members SET category = %s, updated_at = %s WHERE id = %s",
-                     (d["category"], at, mid))
-
-    def _member_double_leader(self, curs, mid, d, at, env):
-        curs.execute("UPDATE dir_members SET double_leader = %s, updated_at = %s WHERE id = %s",
-                     (d["double_leader"], at, mid))
-
-    def _member_left(self, curs, mid, d, at, env):
-        curs.execute("UPDATE dir_members SET active = false, updated_at = %s WHERE id = %s",
-                     (at, mid))
+    # Member events whose effect is a change of the member's own row: folded
+    # per member in a batch (``MemberRowsBatch``), as the columns they set.
+    @staticmethod
+    def member_row_change(kind: str, d: dict, at) -> dict | None:
+        if kind == "member_double_leader_set":
+            return {"double_leader": d["double_leader"], "updated_at": at}
+        if kind == "member_category_changed":
+            return {"category": d["category"], "updated_at": at}
+        if kind == "member_converted_to_full":
+            return {"status": "full", "updated_at": at}
+        if kind == "member_left":
+            return {"active": False, "updated_at": at}
+        return None
 
     # -- functional departments ------------------------------------------------
     def _department_added(self, curs, did, d, at, env):
@@ -295,3 +322,68 @@ class DirectoryOperations:
     def office(self, org_id: str, roles: tuple) -> Office | None:
         """Secretaries' tokens are checked against the directory copy."""
         return self.directory.office(org_id, roles)
+
+
+# The types of dir_members' columns a fold writes (arrays passed as parameters).
+_MEMBER_COLUMNS = {"id": "uuid", "name": "text", "branch_id": "uuid", "category": "text",
+                   "status": "text", "double_leader": "bool", "active": "bool",
+                   "updated_at": "timestamptz"}
+
+
+class MemberRowsBatch(BatchEffect):
+    """A batch's directory effects with members' rows folded: registrations
+    (inserted) and the changes of a member's own row (``member_row_change``)
+    are gathered per member, a later change overriding an earlier one, and
+    written as one INSERT and one UPDATE per set of columns, from arrays
+    (pipeline mode, where COPY cannot run). Any other event, or one a listener
+    wants, writes what is pending first and is applied as ``OrgDirectory.apply``
+    does, so every effect sees the rows of the events before it."""
+
+    def __init__(self, directory: OrgDirectory):
+        self.directory = directory
+        self.inserts: dict[str, dict] = {}  # member id -> the row to insert
+        self.updates: dict[str, dict] = {}  # member id -> columns to set
+
+    def __call__(self, curs, envelope: dict) -> None:
+        kind, directory = envelope["type"], self.directory
+        if not directory.is_listened_to(kind):
+            mid, d, at = envelope["originator_id"], envelope["data"], envelope["occurred_at"]
+            if kind == "member_registered":
+                if mid not in self.inserts and mid not in self.updates:
+                    self.inserts[mid] = {
+                        "id": mid, "name": d["name"], "branch_id": d["branch_id"],
+                        "category": d["category"], "status": d["status"],
+                        "double_leader": d["double_leader"], "active": True, "updated_at": at}
+                    return
+            else:
+                change = directory.member_row_change(kind, d, at)
+                if change is not None:
+                    (self.inserts.get(mid) or self.updates.setdefault(mid, {})).update(change)
+                    return
+        self.flush(curs)
+        directory.apply(curs, envelope)
+
+    def flush(self, curs) -> None:
+        if self.inserts:
+            rows = list(self.inserts.values())
+            self._write(curs, "INSERT INTO dir_members ({columns}) SELECT * FROM unnest({arrays}) "
+                        "ON CONFLICT (id) DO NOTHING", list(rows[0]), rows)
+            self.inserts = {}
+        if self.updates:
+            shapes: dict[tuple, list[dict]] = {}
+            for mid, change in self.updates.items():
+                shapes.setdefault(tuple(change), []).append({"id": mid, **change})
+            for columns, rows in shapes.items():
+                self._write(curs, "UPDATE dir_members AS m SET {sets} FROM unnest({arrays}) "
+                            "AS v({columns}) WHERE m.id = v.id", ["id", *columns], rows)
+            self.updates = {}
+
+    @staticmethod
+    def _write(curs, statement: str, columns: list[str], rows: list[dict]) -> None:
+        curs.execute(sql.SQL(statement).format(
+            columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            arrays=sql.SQL(", ").join(
+                sql.SQL("%s::{}[]").format(sql.SQL(_MEMBER_COLUMNS[c])) for c in columns),
+            sets=sql.SQL(", ").join(
+                sql.SQL("{0} = v.{0}").format(sql.Identifier(c)) for c in columns if c != "id")),
+            [[row[c] for row in rows] for c in columns])

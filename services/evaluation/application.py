@@ -49,7 +49,8 @@ class EvaluationApplication(RatingsOperations, AssessmentsAsOf, RatingHistory, A
         super().__init__(settings)
         self.clock = clock
         self.directory = OrgDirectory(self, service="evaluation")
-        self.directory.listeners.append(self._on_org_event)
+        self.directory.listen(self._on_org_event, types=(
+            "organization_created", "organization_dissolved", "organization_merged"))
         self.members = MembersIndex(self)  # 锋领指数 from organisational-life records (issue 8)
         DERIVATION_PROVIDERS.update(Derivations(self).providers())
         self.read_model = EvaluationReadModel()

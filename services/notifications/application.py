@@ -169,7 +169,8 @@ class NotificationsApplication(AuditedHistory, AuditQueries, ParkingOperations, 
         self.renderer = Renderer(self.rules)
         self.fanout = FanOut(self.rules, self.renderer)
         self.deadline_days = self.rules.deadline_days_before
-        self.directory.listeners.append(self._remake_notices_parked_for_a_role)
+        self.directory.listen(self._remake_notices_parked_for_a_role,
+                               types=("organization_role_assigned",))
 
     def _remake_notices_parked_for_a_role(self, curs, envelope: dict) -> None:
         """A role filled (e.g. a new 书记): notices parked because no one held it

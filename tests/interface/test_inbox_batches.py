@@ -119,3 +119,81 @@ def test_a_malformed_envelope_in_a_batch_is_parked_alone(app):
     assert inbox.handle_batch([envelope(a, 1), odd, envelope(a, 2)], record) == \
         [APPLIED, PARKED_OUTCOME, APPLIED]
     assert positions(app, "test.malformed") == {a: 2}
+
+
+# -- the org directory's folded batches (shared.directory.MemberRowsBatch) --------------
+def member_event(member: str, version: int, kind: str, data: dict, at: str) -> dict:
+    return {"event_id": f"{member}:{version}", "originator_id": member,
+            "originator_version": version, "position": None, "source": "organizations",
+            "type": kind, "data": data, "occurred_at": at}
+
+
+def registered(member: str, name: str, branch: str) -> dict:
+    return member_event(member, 1, "member_registered",
+                        {"name": name, "branch_id": branch, "category": "teacher",
+                         "status": "probationary", "double_leader": False},
+                        "2026-01-01T00:00:00+00:00")
+
+
+def directory_rows(app) -> dict:
+    return {str(r["id"]): (r["name"], str(r["branch_id"]), r["category"], r["status"],
+                           r["double_leader"], r["active"], r["updated_at"].isoformat())
+            for r in app.query("SELECT * FROM dir_members")}
+
+
+def test_a_directory_batch_folds_member_rows_and_keeps_every_effect_in_order(app):
+    directory = app.directory
+    a, b, old = (str(uuid.uuid4()) for _ in range(3))
+    one, two = str(uuid.uuid4()), str(uuid.uuid4())
+    assert directory.handle_batch([registered(old, "老党员", one)]) == [APPLIED]
+    seen = []  # what a listener of category changes reads: the rows of the events before it
+    directory.listen(lambda curs, env: seen.append(curs.execute(
+        "SELECT double_leader, branch_id FROM dir_members WHERE id = %s",
+        (env["originator_id"],)).fetchone()), types=("member_category_changed",))
+    batch = [
+        registered(a, "张三", one),
+        member_event(a, 2, "member_double_leader_set", {"double_leader": True},
+                     "2026-02-01T00:00:00+00:00"),
+        member_event(old, 2, "member_converted_to_full", {}, "2026-02-02T00:00:00+00:00"),
+        member_event(old, 3, "member_double_leader_set", {"double_leader": True},
+                     "2026-02-03T00:00:00+00:00"),
+        # a transfer is applied as it is: what was folded before it is written first
+        member_event(a, 3, "member_transferred",
+                     {"from_branch_id": one, "to_branch_id": two, "effective_on": "2026-03-01"},
+                     "2026-03-01T00:00:00+00:00"),
+        member_event(a, 4, "member_category_changed", {"category": "student"},
+                     "2026-04-01T00:00:00+00:00"),
+        registered(b, "李四", two),
+        member_event(old, 4, "member_left", {}, "2026-05-01T00:00:00+00:00"),
+        member_event(a, 5, "member_double_leader_set", {"double_leader": False},
+                     "2026-06-01T00:00:00+00:00"),
+    ]
+    assert directory.handle_batch(batch) == [APPLIED] * len(batch)
+    assert directory_rows(app) == {
+        a: ("张三", two, "student", "probationary", False, True, "2026-06-01T00:00:00+00:00"),
+        b: ("李四", two, "teacher", "probationary", False, True, "2026-01-01T00:00:00+00:00"),
+        old: ("老党员", one, "teacher", "full", True, False, "2026-05-01T00:00:00+00:00"),
+    }
+    assert [(r["double_leader"], str(r["branch_id"])) for r in seen] == [(True, two)]
+    assert [(str(r["member_id"]), str(r["to_branch_id"])) for r in app.query(
+        "SELECT member_id, to_branch_id FROM dir_member_moves")] == [(a, two)]
+    assert positions(app, "notifications.org_directory") == {a: 5, b: 1, old: 4}
+
+
+def test_a_folded_event_that_fails_is_found_and_the_rest_of_the_batch_applied(app):
+    directory = app.directory
+    good, bad = str(uuid.uuid4()), str(uuid.uuid4())
+    branch = str(uuid.uuid4())
+    batch = [registered(good, "张三", branch), registered(bad, "李四", branch),
+             member_event(good, 2, "member_double_leader_set", {"double_leader": True},
+                          "2026-02-01T00:00:00+00:00"),
+             # not a boolean: the folded write fails, then each event is applied alone
+             member_event(bad, 2, "member_double_leader_set", {"double_leader": "maybe"},
+                          "2026-02-01T00:00:00+00:00")]
+    directory.inbox.failure_pause = 0
+    outcomes = directory.handle_batch(batch)
+    assert outcomes == [APPLIED, DEFERRED, APPLIED, DEFERRED]
+    assert set(directory_rows(app)) == {good}
+    assert directory_rows(app)[good][4] is True
+    assert [r["event_id"] for r in app.query("SELECT event_id FROM inbox_failures")] == \
+        [f"{bad}:2"]

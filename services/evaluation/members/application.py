@@ -26,7 +26,7 @@ from shared.identity import AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER
 from services.evaluation.members.domain import (IndexScheme, MemberYear, PioneerIndex,
                                                 compute_index, default_index_scheme,
                                                 validate_index_scheme)
-from services.evaluation.members.projections import CONSUMED_DDL, apply_record
+from services.evaluation.members.projections import CONSUMED_DDL, RECORD_EVENTS, apply_record
 
 SYSTEM_ACTOR = {"sub": "system", "role": "system"}
 RECORD_ZH = {"checkup": "党性体检", "appraisal": "民主评议", "team": "项目攻坚团队",
@@ -103,7 +103,7 @@ class MembersIndex:
             curs.execute("SELECT pg_advisory_xact_lock(hashtext('members_ddl'))")
             for statement in CONSUMED_DDL:
                 curs.execute(statement)
-        app.directory.listeners.append(self.on_record_event)
+        app.directory.listen(self.on_record_event, types=RECORD_EVENTS)
 
     def install_default_scheme(self) -> None:
         definition = default_index_scheme()
