@@ -63,6 +63,18 @@ class JSONTranscoder(persistence.JSONTranscoder):
             return super().decode(data)
         marks = data.count(_MARK)
         if marks:
+            if type(obj) is dict:
+                # Every event's first transcoded value is its timestamp, at the top:
+                # revived here without a walk (usually the only one).
+                stamp = obj.get("timestamp")
+                if type(stamp) is dict and len(stamp) == 2:
+                    name, data_ = stamp.get("_type_"), stamp.get("_data_")
+                    transcoding = self.names.get(name) if type(name) is str else None
+                    if transcoding is not None and type(data_) is str:  # nothing inside
+                        obj["timestamp"] = transcoding.decode(data_)
+                        marks -= 1
+                        if not marks:
+                            return obj
             obj, _ = self._revive(obj, marks)
         return obj
 

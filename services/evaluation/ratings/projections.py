@@ -13,6 +13,7 @@ import datetime as dt
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from shared.folds import jsonb
 from shared.projection import Batch, Projection, bulk, folds, handles, stage
 from services.evaluation.ratings.domain import Assessment, Cycle, Rating, Scheme
 
@@ -104,8 +105,7 @@ DDL = (
 _INHERIT = object()  # a history row's breakdown: the one in force before it
 
 
-def _j(value):
-    return None if value is None else Jsonb(value)
+_j = jsonb  # JSON written by orjson (shared.folds.json_dumps)
 
 
 class EvaluationReadModel(Projection):
