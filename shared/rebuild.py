@@ -11,6 +11,7 @@ transaction commits, so they never see a half-built model. With
 """
 from __future__ import annotations
 
+import psycopg
 from psycopg import sql
 
 SAMPLES = 5
@@ -65,14 +66,16 @@ def _rebuild(projector, curs) -> dict:
 
 
 def _compare(curs, table: str) -> dict:
+    """Rows only in the live table and only in the rebuilt one (with their
+    multiplicity, as ``EXCEPT ALL`` counts them), compared as rows; rows with
+    a column PostgreSQL cannot compare (json, point) as their JSON, as before."""
     live, rebuilt = sql.Identifier(f"live_{table}"), sql.Identifier(table)
-
-    def rows_only_in(a, b):
-        curs.execute(sql.SQL("SELECT to_jsonb(x) AS row FROM {} x EXCEPT ALL "
-                             "SELECT to_jsonb(y) FROM {} y").format(a, b))
-        return [r["row"] for r in curs.fetchall()]
-
-    only_live, only_rebuilt = rows_only_in(live, rebuilt), rows_only_in(rebuilt, live)
+    try:
+        with curs.connection.transaction():
+            only_live, only_rebuilt = _differing_rows(curs, live, rebuilt)
+    except (psycopg.errors.UndefinedFunction, psycopg.errors.FeatureNotSupported):
+        # no equality operator for some column's type
+        only_live, only_rebuilt = _differing_json(curs, live, rebuilt)
     curs.execute(sql.SQL("SELECT (SELECT count(*) FROM {}) AS live, "
                          "(SELECT count(*) FROM {}) AS rebuilt").format(live, rebuilt))
     counts = curs.fetchone()
@@ -80,3 +83,24 @@ def _compare(curs, table: str) -> dict:
             "only_live": len(only_live), "only_rebuilt": len(only_rebuilt),
             "samples": {"only_live": only_live[:SAMPLES],
                         "only_rebuilt": only_rebuilt[:SAMPLES]}}
+
+
+def _differing_rows(curs, live, rebuilt) -> tuple[list, list]:
+    """``EXCEPT ALL`` of the rows themselves, both ways; to_jsonb made only for
+    the rows that differ (making it for every row of both, both ways, took four
+    fifths of the comparison)."""
+    def rows_only_in(a, b):
+        curs.execute(sql.SQL("SELECT to_jsonb(d) AS row FROM (SELECT * FROM {} EXCEPT ALL "
+                             "SELECT * FROM {}) d").format(a, b))
+        return [r["row"] for r in curs.fetchall()]
+
+    return rows_only_in(live, rebuilt), rows_only_in(rebuilt, live)
+
+
+def _differing_json(curs, live, rebuilt) -> tuple[list, list]:
+    def rows_only_in(a, b):
+        curs.execute(sql.SQL("SELECT to_jsonb(x) AS row FROM {} x EXCEPT ALL "
+                             "SELECT to_jsonb(y) FROM {} y").format(a, b))
+        return [r["row"] for r in curs.fetchall()]
+
+    return rows_only_in(live, rebuilt), rows_only_in(rebuilt, live)
