@@ -386,6 +386,30 @@ def test_double_leader_coverage(org, rpc_as):
                org=org["b1"]["id"]).organizations.double_leader_coverage()
 
 
+def test_role_holdings_of_a_read_model_older_than_their_history_are_filled_at_start_up(
+        org, rpc_as, start_service, clean_databases):
+    """A deployment whose read model predates ``org_role_history``: at start-up
+    today's holdings (``org_roles``) become open periods from their assignment,
+    so coverage as of now answers what coverage answers today."""
+    from tests.helpers import rows
+
+    admin = org["admin"]
+    b1, b3, m1, m4 = ids(org, "b1", "b3", "m1", "m4")
+    admin.assign_role(org_id=b1, member_id=m1, role="secretary")
+    admin.assign_role(org_id=b3, member_id=m4, role="secretary")
+    db = clean_databases["organizations"]
+    rows(db, "DELETE FROM org_role_history RETURNING 1")  # as before the table existed
+    start_service("organizations")  # an instance starting runs the read models' DDL
+    held = rows(db, "SELECT h.member_id, h.valid_from, h.valid_to, r.assigned_at "
+                    "FROM org_role_history h JOIN org_roles r USING (org_id, member_id, role)")
+    assert sorted(str(h["member_id"]) for h in held) == sorted([m1, m4])
+    assert all(h["valid_from"] == h["assigned_at"] and h["valid_to"] is None for h in held)
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    past = rpc_as("auditor").organizations.double_leader_coverage(as_of=now)
+    assert past["school"] == admin.double_leader_coverage()["school"] == {
+        "teacher_branches": 2, "covered": 1, "coverage": 0.5}
+
+
 def test_double_leader_coverage_as_of_a_moment(org, rpc_as):
     """双带头人 coverage (R5) as of a moment: the teacher branches then, under their
     college then, the secretary (书记) each had then and whether that member was a
