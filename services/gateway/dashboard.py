@@ -126,6 +126,65 @@ def programme(call) -> dict | None:
             "trend": star_trend(board.get("star_trend"))}
 
 
+RECTIFICATION_KINDS = {"major_problem": "重大问题", "low_stars": "★3及以下"}
+RECTIFICATION_STAGES = {"open": "待整改", "planned": "整改中", "completed": "已完成待验收"}
+
+
+def rectifications(call) -> dict | None:
+    """整改 (三.4): the organisations owing a rectification not yet verified
+    (整改验收), branches and colleges, by kind, by stage and overdue, each number
+    linked to the organisations behind it; None when the evaluation service
+    offers no such query (an older version)."""
+    try:
+        owing = call("evaluation", "rectifications_owing")
+    except Exception as exc:  # the page still shows the rest
+        if type(exc).__name__ in ("MethodNotFound", "NotFound", "Unavailable"):
+            return None
+        raise
+    school, colleges = owing["branches"]["school"], owing["colleges"]
+
+    def both(*path) -> int:  # organisations: branches school-wide plus the colleges
+        a, b = school, colleges
+        for key in path:
+            a, b = a[key], b[key]
+        return a["count"] + b["count"]
+
+    return {
+        "total": both("owing"), "total_href": link(view="rect"),
+        "rectifications": school["rectifications"] + colleges["rectifications"],
+        "overdue": both("overdue"), "overdue_href": link(view="rect", overdue="1"),
+        "kinds": [{"kind": k, "zh": zh, "count": both("by_kind", k),
+                   "href": link(view="rect", kind=k)} for k, zh in RECTIFICATION_KINDS.items()],
+        "stages": [{"stage": st, "zh": zh, "count": both("by_stage", st),
+                    "href": link(view="rect", stage=st)}
+                   for st, zh in RECTIFICATION_STAGES.items()],
+        "colleges": [{"college_id": c["college_id"], "college_name": c["college_name"],
+                      "owing": c["owing"]["count"], "overdue": c["overdue"]["count"],
+                      "href": link(view="rect", college=c["college_id"])}
+                     for c in owing["branches"]["colleges"]],
+    }
+
+
+def rectification_rows(owing: dict, params: dict) -> list[dict]:
+    """The organisations behind a rectification number: of a kind, at a stage,
+    overdue, or of one college's branches (as the page counts them)."""
+    kind, stage, college = params.get("kind"), params.get("stage"), params.get("college")
+    overdue = params.get("overdue") == "1"
+    rows = []
+    for o in owing["organizations"]:
+        if college and not (o["level"] == 3 and o["college_id"] == college):
+            continue
+        owed = [r for r in o["rectifications"]
+                if (not kind or r["kind"] == kind) and (not stage or r["stage"] == stage)
+                and (not overdue or r["overdue"])]
+        if owed:
+            rows.append({"org_id": o["org_id"], "org_name": o["org_name"],
+                         "note": "；".join(f"{r['kind_zh']} {r['stage_zh']}"
+                                          + (f" 逾期（{r['rectification_due']}）"
+                                             if r["overdue"] else "") for r in owed)})
+    return rows
+
+
 def star_trend(trend: dict | None, width: int = 560, height: int = 120) -> dict | None:
     """The star distribution over cycles (五.2, 三.4): per branch cycle, the share at
     ★4 and above and the count at ★3 and below, school-wide and per college, each
@@ -196,6 +255,7 @@ def overview(call) -> dict:
         "coverage_href": link(view="double_leader"),
         "progress": progress,
         "programme": programme(call),
+        "rectifications": rectifications(call),
         "stars": STARS,
         "colours": STAR_COLOURS,
         "link": link,
@@ -273,6 +333,13 @@ def drill_down(call, params: dict) -> dict:
                  "note": f"★{o['stars'][index]}"} for o in behind]
         label = "★4及以上" if view == "trend_high" else "★3及以下"
         return {"title": f"{cycle['name']} · {label}党支部", "rows": rows}
+    if view == "rect":
+        owing = call("evaluation", "rectifications_owing")
+        label = ("逾期" if params.get("overdue") == "1" else
+                 RECTIFICATION_KINDS.get(params.get("kind"))
+                 or RECTIFICATION_STAGES.get(params.get("stage")) or "")
+        return {"title": f"待整改的党组织{' · ' + label if label else ''}",
+                "rows": rectification_rows(owing, params)}
     if view == "task_overdue":
         book = call("evaluation", "programme_dashboard")["task_book"] or {"overdue": []}
         rows = [{"org_id": "", "org_name": f"{o['number']}. {o['title']}",

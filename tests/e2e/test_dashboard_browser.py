@@ -150,6 +150,27 @@ def test_dashboard_numbers_match_rpc_and_drill_down(demo):
                 assert number(driver, f"trend-low-{c['college_id']}-{f['cycle_id']}") == \
                     f["three_or_below"]["count"]
 
+        # 整改: the organisations owing a rectification not yet verified, by kind,
+        # stage and overdue (branches and colleges), and per college's branches
+        owing = admin.evaluation.rectifications_owing()
+        owed_branches, owed_colleges = owing["branches"]["school"], owing["colleges"]
+
+        def owed(*path):
+            a, b = owed_branches, owed_colleges
+            for key in path:
+                a, b = a[key], b[key]
+            return a["count"] + b["count"]
+
+        assert owed("owing") > 0, "the demo's ★3-and-below results owe rectifications"
+        assert number(driver, "rect-total") == owed("owing")
+        assert number(driver, "rect-overdue") == owed("overdue")
+        for kind in ("major_problem", "low_stars"):
+            assert number(driver, f"rect-kind-{kind}") == owed("by_kind", kind)
+        for stage in ("open", "planned", "completed"):
+            assert number(driver, f"rect-stage-{stage}") == owed("by_stage", stage)
+        for c in owing["branches"]["colleges"]:
+            assert number(driver, f"rect-{c['college_id']}") == c["owing"]["count"]
+
         # 下钻: the organisations behind "★3 and below" are exactly the RPC's
         driver.find_element(By.ID, "low-total").click()
         arrive(driver, "/dashboard/orgs", "drill-count")
@@ -182,6 +203,17 @@ def test_dashboard_numbers_match_rpc_and_drill_down(demo):
                          if f["cycle_id"] == cycle_low["cycle_id"]
                          for o in f["three_or_below"]["org_ids"]}
         assert len(shown) == cycle_low["three_or_below"]["count"]
+
+        # the organisations owing a ★3-and-below rectification are exactly the RPC's
+        driver.get(f"{base}/dashboard")
+        arrive(driver, "/dashboard", "rect-kind-low_stars")
+        driver.find_element(By.ID, "rect-kind-low_stars").click()
+        arrive(driver, "view=rect", "drill-count")
+        shown = {row.get_attribute("data-org-id") for row in
+                 driver.find_elements(By.CSS_SELECTOR, "#drill-rows tr[data-org-id]")}
+        assert shown == set(owed_branches["by_kind"]["low_stars"]["org_ids"]
+                            + owed_colleges["by_kind"]["low_stars"]["org_ids"])
+        assert len(shown) == owed("by_kind", "low_stars")
 
         # a non-admin token is refused at the form
         driver.get(f"{base}/login")
