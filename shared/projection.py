@@ -26,13 +26,17 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, NamedTuple
+from uuid import UUID, SafeUUID
 
 import eventlet
 from eventlet.semaphore import Semaphore
 from eventsourcing.persistence import Mapper, find_id_convertor
 from eventsourcing.utils import resolve_topic
+from psycopg.adapt import Loader
+from psycopg.pq import Format
 from psycopg.rows import dict_row, tuple_row
 
 from shared import metrics
@@ -157,6 +161,48 @@ class Projection:
         write_pending(curs, pending)
 
 
+class _Id(UUID):
+    """A record's id as a page of the log reads it: a UUID whose text is made
+    once (folds key their rows by it as text, parking names it), shared by
+    every event of that record in the page."""
+
+    __slots__ = ("_text",)
+
+    def __str__(self) -> str:
+        try:
+            return self._text
+        except AttributeError:  # a copy (copy, pickle) keeps only the number
+            return UUID.__str__(self)
+
+
+class _IdLoader(Loader):
+    """Binary uuid columns of a page as ``_Id``, one object per id in the page."""
+
+    format = Format.BINARY
+
+    def __init__(self, oid: int, context=None):
+        super().__init__(oid, context)
+        self._ids: dict[bytes, _Id] = {}
+
+    def load(self, data) -> _Id:
+        data = bytes(data)
+        found = self._ids.get(data)
+        if found is None:
+            found = object.__new__(_Id)  # UUID() checks its arguments: slow, per row
+            object.__setattr__(found, "int", int.from_bytes(data, "big"))
+            object.__setattr__(found, "is_safe", SafeUUID.unknown)
+            object.__setattr__(found, "_text", UUID.__str__(found))
+            self._ids[data] = found
+        return found
+
+
+def _page_cursor(conn):
+    """A cursor reading a page of the log: binary tuples, ids as ``_Id``."""
+    page = conn.cursor(row_factory=tuple_row, binary=True)
+    page.adapters.register_loader("uuid", _IdLoader)
+    return page
+
+
 class _Stored(NamedTuple):
     """A stored event as the library's mapper reads it."""
 
@@ -245,7 +291,7 @@ class _Item:
 
 class Projector:
     def __init__(self, app, projections: list[Projection], name: str = "read_models",
-                 service: str = "", batch_size: int = 2000, rebuild_batch_size: int = 10000):
+                 service: str = "", batch_size: int = 2000, rebuild_batch_size: int = 25000):
         self.app = app
         self.projections = projections
         self.name = name
@@ -294,16 +340,28 @@ class Projector:
             applied += count
         return applied  # the events table stays locked until this commits
 
+    # A catch-up far behind (a new read model, an instance down for a while)
+    # reads bigger pages, as long as one takes no longer than this: a command
+    # saving events waits for the page being applied (it catches up under the
+    # events table's lock), and a page's writes cost per row touched, so a
+    # rating changed twice in one page is one write instead of two.
+    PAGE_SECONDS = 0.1
+
     def _catch_up(self) -> int:
-        applied = 0
+        applied, limit = 0, self.batch_size
         while True:
+            started = time.perf_counter()
             with self.app.transaction() as curs:
-                count = self._apply_first_batch(curs)
+                count = self._apply_first_batch(curs, limit)
             applied += count
             # A short page was the end of the log when it was read: what the
             # caller saved before is applied (later events: the next catch-up).
-            if count < self.batch_size:
+            if count < limit:
                 return applied
+            took = time.perf_counter() - started
+            limit = max(self.batch_size, min(
+                self.rebuild_batch_size, 2 * limit,
+                int(limit * self.PAGE_SECONDS / took) if took > 0 else 2 * limit))
 
     def rebuild(self) -> int:
         """Empty every read model and replay the whole log into it, in one
@@ -333,17 +391,17 @@ class Projector:
             "WHERE component = %s AND status IN ('parked', 'held')", (self.name,))
         return self.parking.skipped_ids(curs)
 
-    def _apply_first_batch(self, curs) -> int:
+    def _apply_first_batch(self, curs, limit: int | None = None) -> int:
         """Lock, read the position, the next page and the parked heads in one
         round trip (pipelined: a command does this inside the events table's
         lock, where every round trip holds up the other writers), then apply
         the page as ``_apply_next_batch`` does."""
         with collector_paused():
-            return self._apply_first_page(curs)
+            return self._apply_first_page(curs, limit or self.batch_size)
 
-    def _apply_first_page(self, curs) -> int:
+    def _apply_first_page(self, curs, limit: int) -> int:
         conn, recorder = curs.connection, self.app.recorder
-        with conn.cursor() as lock, conn.cursor(row_factory=tuple_row, binary=True) as page, \
+        with conn.cursor() as lock, _page_cursor(conn) as page, \
                 conn.cursor(row_factory=dict_row) as parked:
             with conn.pipeline():
                 lock.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_name,))
@@ -356,7 +414,7 @@ class Projector:
                     f'FROM "{recorder.datastore.schema}"."{recorder.events_table_name}" '
                     f'WHERE notification_id > (SELECT position FROM projection_positions '
                     f'WHERE name = %s) ORDER BY notification_id LIMIT %s',
-                    (self.name, self.batch_size))
+                    (self.name, limit))
                 parked.execute(ParkingLot.OPEN_HEADS_SQL, (self.parking.component,))
             rows, heads = page.fetchall(), ParkingLot.heads_of(parked.fetchall())
         if not rows:
@@ -381,7 +439,7 @@ class Projector:
         """The next ``limit`` events of the log on ``curs``'s connection (the one
         holding the lock), decoded where some projection handles them."""
         recorder = self.app.recorder
-        with curs.connection.cursor(row_factory=tuple_row, binary=True) as page:
+        with _page_cursor(curs.connection) as page:
             page.execute(
                 f'SELECT notification_id, originator_id, originator_version, topic, state '
                 f'FROM "{recorder.datastore.schema}"."{recorder.events_table_name}" '
