@@ -10,8 +10,10 @@ import json
 import logging
 
 import orjson
-from psycopg import sql
-from psycopg.types.json import Jsonb
+from psycopg import adapters, sql
+from psycopg._oids import JSONB_OID
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +49,49 @@ def json_dumps(value) -> bytes | str:
     return data
 
 
-def jsonb(value) -> Jsonb | None:
-    """``value`` for a jsonb column (None stays NULL), dumped by ``json_dumps``."""
-    return None if value is None else Jsonb(value, json_dumps)
+try:  # psycopg's own text dumper of str, in C where psycopg has its C module
+    from psycopg_binary._psycopg import _StrDumper as _TextDumper
+except ImportError:  # pragma: no cover
+    try:
+        from psycopg_c._psycopg import _StrDumper as _TextDumper
+    except ImportError:
+        from psycopg.types.string import _StrDumper as _TextDumper
+
+
+class JsonbText(str):
+    """JSON text already written, for a jsonb column."""
+
+    __slots__ = ()
+
+
+class _JsonbTextDumper(_TextDumper):
+    """``JsonbText`` as the text of a jsonb value: psycopg writes it in C (a
+    row's COPY line, a parameter typed jsonb), where a ``Jsonb`` called its
+    Python dumper for each value."""
+
+    oid = JSONB_OID
+
+
+class _JsonbTextBinaryDumper(Dumper):
+    format = Format.BINARY
+    oid = JSONB_OID
+
+    def dump(self, obj):
+        return b"\x01" + obj.encode()
+
+
+adapters.register_dumper(JsonbText, _JsonbTextDumper)
+adapters.register_dumper(JsonbText, _JsonbTextBinaryDumper)
+
+
+def jsonb(value) -> JsonbText | None:
+    """``value`` for a jsonb column (None stays NULL), written now by
+    ``json_dumps`` (an error, such as a value JSON cannot hold, is the event's
+    that is being folded)."""
+    if value is None:
+        return None
+    data = json_dumps(value)
+    return JsonbText(data if type(data) is str else data.decode())
 
 
 # -- batches: rows folded per key, written set-based --------------------------------
@@ -133,7 +175,7 @@ class TableFold:
 
     def insert(self, key, **values) -> None:
         """A new row (its key columns are taken from ``key``)."""
-        folded = self._key(key)
+        folded = (key,) if type(key) is str and len(self.key) == 1 else self._key(key)
         if folded in self.inserts:
             raise ValueError(f"{self.table}: row {key} inserted twice")
         if type(key) is tuple:
@@ -144,7 +186,7 @@ class TableFold:
 
     def update(self, key, **values) -> None:
         """``SET column = value`` on the row (does nothing where there is none)."""
-        key = self._key(key)
+        key = (key,) if type(key) is str and len(self.key) == 1 else self._key(key)
         inserted = self.inserts.get(key)
         if inserted is not None:
             inserted.update(values)

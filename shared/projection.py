@@ -345,7 +345,7 @@ class Projector:
     # saving events waits for the page being applied (it catches up under the
     # events table's lock), and a page's writes cost per row touched, so a
     # rating changed twice in one page is one write instead of two.
-    PAGE_SECONDS = 0.1
+    PAGE_SECONDS = 0.25
 
     def _catch_up(self) -> int:
         applied, limit = 0, self.batch_size

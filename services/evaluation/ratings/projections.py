@@ -103,6 +103,7 @@ DDL = (
 
 
 _INHERIT = object()  # a history row's breakdown: the one in force before it
+_OWN_BREAKDOWN = frozenset(("cycle", "direct_grading"))  # causes carrying their breakdown
 
 
 _j = jsonb  # JSON written by orjson (shared.folds.json_dumps)
@@ -259,36 +260,41 @@ class EvaluationReadModel(Projection):
 
     @folds(Rating.UnderlyingSet)
     def underlying_set(self, batch, e):
-        batch.ratings.update(e.originator_id, underlying=e.stars, version=e.originator_version)
+        batch.ratings.update(str(e.originator_id), underlying=e.stars,
+                             version=e.originator_version)
 
     @folds(Rating.Changed)
     def rating_changed(self, batch, e):
-        changes = dict(stars=e.stars_after, score=e.score, cause=e.cause,
-                       scheme_id=e.scheme_id, scheme_version=e.scheme_version,
-                       updated_at=e.timestamp, version=e.originator_version)
-        if e.cycle_id is not None:
-            changes["cycle_id"] = e.cycle_id
+        # Every attribute read once (a rebuild folds every rating change here).
+        stamp, version, cause = e.timestamp, e.originator_version, e.cause
+        stars, score, cycle_id = e.stars_after, e.score, e.cycle_id
+        scheme_id, scheme_version = e.scheme_id, e.scheme_version
+        ratings, history = batch.ratings, batch.history
+        changes = dict(stars=stars, score=score, cause=cause, scheme_id=scheme_id,
+                       scheme_version=scheme_version, updated_at=stamp, version=version)
+        if cycle_id is not None:
+            changes["cycle_id"] = cycle_id
         rating_id = str(e.originator_id)
-        if e.cause in ("cycle", "direct_grading"):
+        if cause in _OWN_BREAKDOWN:
             changes["breakdown"] = breakdown = _j(e.breakdown)
         else:  # the breakdown in force before: this batch's, or the stored one
-            breakdown = batch.ratings.get(rating_id, "breakdown", _INHERIT)
-        batch.ratings.update(e.originator_id, **changes)
+            breakdown = ratings.get(rating_id, "breakdown", _INHERIT)
+        ratings.update(rating_id, **changes)
         org = str(e.org_id)
         still_open = batch.open_periods.get(org)
         if still_open is not None:
-            batch.history.update(still_open, valid_to=e.timestamp)
+            history.update(still_open, valid_to=stamp)
         else:
-            batch.closes.setdefault(org, e.timestamp)
-        batch.history.insert(
-            (org, e.originator_version), stars_before=e.stars_before,
-            stars_after=e.stars_after, score=e.score, cause=e.cause, scheme_id=e.scheme_id,
-            scheme_version=e.scheme_version, cycle_id=e.cycle_id, actor=_j(e.actor),
-            reason=e.reason, evidence=_j(e.evidence), valid_from=e.timestamp, valid_to=None,
-            recorded_at=e.timestamp, breakdown=None if breakdown is _INHERIT else breakdown)
+            batch.closes.setdefault(org, stamp)
+        history.insert(
+            (org, version), stars_before=e.stars_before, stars_after=stars, score=score,
+            cause=cause, scheme_id=scheme_id, scheme_version=scheme_version,
+            cycle_id=cycle_id, actor=_j(e.actor), reason=e.reason, evidence=_j(e.evidence),
+            valid_from=stamp, valid_to=None, recorded_at=stamp,
+            breakdown=None if breakdown is _INHERIT else breakdown)
         if breakdown is _INHERIT:
-            batch.inherits[(org, str(e.originator_version))] = rating_id
-        batch.open_periods[org] = (org, e.originator_version)
+            batch.inherits[(org, str(version))] = rating_id
+        batch.open_periods[org] = (org, version)
 
     @handles(Rating.Backfilled)
     def rating_backfilled(self, curs, e):
