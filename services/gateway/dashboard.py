@@ -87,15 +87,23 @@ TASK_STATUS_ZH = {"unplanned": "未排期", "in_progress": "推进中", "overdue
                   "completed": "已完成"}
 
 
-def programme(call) -> dict | None:
-    """三级联创: candidacies by title and tier, and the task book (任务书) by status;
-    None when the evaluation service offers no programme (an older version)."""
+def optional(call, service: str, method: str):
+    """The answer of a panel's query, or None where the service offers no such
+    query (an older version) or cannot answer now: the page still shows the rest."""
     try:
-        board = call("evaluation", "programme_dashboard")
-    except Exception as exc:  # the page still shows the rest
+        return call(service, method)
+    except Exception as exc:
         if type(exc).__name__ in ("MethodNotFound", "NotFound", "Unavailable"):
             return None
         raise
+
+
+def programme(call) -> dict | None:
+    """三级联创: candidacies by title and tier, and the task book (任务书) by status;
+    None when the evaluation service offers no programme (an older version)."""
+    board = optional(call, "evaluation", "programme_dashboard")
+    if board is None:
+        return None
     titles = [{"title": t["title"], "title_zh": t["title_zh"],
                "tiers": [{"tier": tier["tier"], "tier_zh": tier["tier_zh"], "total": tier["total"],
                           "href": link(view="candidacies", title=t["title"], tier=tier["tier"])}
@@ -135,12 +143,9 @@ def rectifications(call) -> dict | None:
     (整改验收), branches and colleges, by kind, by stage and overdue, each number
     linked to the organisations behind it; None when the evaluation service
     offers no such query (an older version)."""
-    try:
-        owing = call("evaluation", "rectifications_owing")
-    except Exception as exc:  # the page still shows the rest
-        if type(exc).__name__ in ("MethodNotFound", "NotFound", "Unavailable"):
-            return None
-        raise
+    owing = optional(call, "evaluation", "rectifications_owing")
+    if owing is None:
+        return None
     school, colleges = owing["branches"]["school"], owing["colleges"]
 
     def both(*path) -> int:  # organisations: branches school-wide plus the colleges
