@@ -43,7 +43,10 @@ try:
         prof = None
         if os.environ.get("CPROFILE"):
             import cProfile, pstats
-            prof = cProfile.Profile(); prof.enable()
+            # CPTIMER=cpu: CPU time (what the call costs this process), not wall time
+            timer = time.process_time if os.environ.get("CPTIMER") == "cpu" else None
+            prof = cProfile.Profile(timer) if timer else cProfile.Profile()
+            prof.enable()
         t, n, cpu = time.perf_counter(), 0, time.process_time()
         while time.perf_counter() - t < secs:
             f(); n += 1
@@ -51,6 +54,8 @@ try:
         if prof:
             prof.disable()
             st = pstats.Stats(prof); print("calls per RPC", st.total_calls / n)
+            if os.environ.get("CPDUMP"):  # the raw stats, to compare two calls' profiles
+                st.dump_stats(os.environ["CPDUMP"]); print("RPCS", n)
             st.sort_stats(os.environ["CPROFILE"]).print_stats(os.environ.get("CPFILTER", ""), 60)
         print(f"{what}: {n / el:.1f}/s, {(time.process_time() - cpu) / n * 1e3:.2f} ms CPU per call")
 finally:
