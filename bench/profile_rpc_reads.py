@@ -35,7 +35,10 @@ try:
         branch = o.create_organization(name="支部", kind="teacher_branch", parent_id=college["id"])
         calls = {"noop": lambda: rpc.noop.ping(),
                  "get_path": lambda: o.get_path(org_id=branch["id"]),
-                 "get_organization": lambda: o.get_organization(org_id=college["id"])}
+                 "get_organization": lambda: o.get_organization(org_id=college["id"]),
+                 "register_member": lambda: o.register_member(
+                     name="党员", branch_id=branch["id"], category="teacher", status="full",
+                     joined_on="2010-07-01")}
         f = calls[what]
         for _ in range(50):
             f()

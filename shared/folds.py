@@ -280,30 +280,55 @@ class TableFold:
             curs.execute(sql.SQL("UPDATE {} AS t SET {} FROM {} AS v WHERE {}").format(
                 target, sql.SQL(", ").join(assignments), staged, match))
             return
+        statement, names = _update_statement(curs, self.table, self.key, sets, adds)
+        curs.executemany(statement, [dict(zip(names, row)) for row in rows])
+
+    def _insert(self, curs, columns: tuple, rows: list[tuple]) -> None:
+        if bulk(curs, rows):
+            with curs.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    sql.Identifier(self.table),
+                    sql.SQL(", ").join(map(sql.Identifier, columns)))) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        curs.executemany(_insert_statement(curs, self.table, columns), rows)
+
+
+# The statements of a few rows (a command's catch-up), composed once per shape:
+# composing them (psycopg.sql) cost more CPU than running them, about a
+# millisecond per command. Identifiers quote the same on every connection of a
+# service (one encoding), so the text is kept per table and shape.
+_STATEMENTS: dict[tuple, tuple] = {}
+
+
+def _update_statement(curs, table: str, key: tuple, sets: tuple,
+                      adds: tuple) -> tuple[str, list[str]]:
+    shape = ("update", table, key, sets, adds)
+    found = _STATEMENTS.get(shape)
+    if found is None:
         # Parameters in the staged order: key, sets, adds; the key goes last in SQL.
         assignments = [sql.SQL("{} = %(s{})s").format(sql.Identifier(c), sql.SQL(str(i)))
                        for i, c in enumerate(sets)]
         assignments += [sql.SQL("{} = {} + %(a{})s").format(
             sql.Identifier(c), sql.Identifier(c), sql.SQL(str(i))) for i, c in enumerate(adds)]
         match = sql.SQL(" AND ").join(sql.SQL("{} = %(k{})s").format(
-            sql.Identifier(c), sql.SQL(str(i))) for i, c in enumerate(self.key))
-        names = ([f"k{i}" for i in range(len(self.key))] + [f"s{i}" for i in range(len(sets))]
+            sql.Identifier(c), sql.SQL(str(i))) for i, c in enumerate(key))
+        names = ([f"k{i}" for i in range(len(key))] + [f"s{i}" for i in range(len(sets))]
                  + [f"a{i}" for i in range(len(adds))])
-        curs.executemany(sql.SQL("UPDATE {} SET {} WHERE {}").format(
-            target, sql.SQL(", ").join(assignments), match),
-            [dict(zip(names, row)) for row in rows])
+        found = _STATEMENTS[shape] = (sql.SQL("UPDATE {} SET {} WHERE {}").format(
+            sql.Identifier(table), sql.SQL(", ").join(assignments), match).as_string(curs),
+            names)
+    return found
 
-    def _insert(self, curs, columns: tuple, rows: list[tuple]) -> None:
-        names = sql.SQL(", ").join(map(sql.Identifier, columns))
-        if bulk(curs, rows):
-            with curs.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
-                    sql.Identifier(self.table), names)) as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        curs.executemany(sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            sql.Identifier(self.table), names,
-            sql.SQL(", ").join(sql.Placeholder() * len(columns))), rows)
+
+def _insert_statement(curs, table: str, columns: tuple) -> str:
+    shape = ("insert", table, columns)
+    found = _STATEMENTS.get(shape)
+    if found is None:
+        found = _STATEMENTS[shape] = sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.Placeholder() * len(columns))).as_string(curs)
+    return found
 
 
 def bulk(curs, rows) -> bool:
