@@ -334,9 +334,13 @@ class Projector:
         """Apply every notification not yet applied within the caller's open
         transaction (a command recording its events: see ``shared.store``)."""
         count = self._apply_first_batch(curs)
-        applied = count
-        while count >= self.batch_size:
-            count = self._apply_next_batch(curs, self._read_position(curs))
+        applied, limit = count, self.batch_size
+        while count >= limit:
+            # The events table is locked until this commits, whatever the pages:
+            # after the first, pages as big as a rebuild's (a rating changed twice
+            # in a page is one write, and the lock is held for less).
+            limit = self.rebuild_batch_size
+            count = self._apply_next_batch(curs, self._read_position(curs), limit=limit)
             applied += count
         return applied  # the events table stays locked until this commits
 
