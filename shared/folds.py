@@ -10,8 +10,7 @@ import json
 import logging
 
 import orjson
-from psycopg import adapters, sql
-from psycopg._oids import JSONB_OID
+from psycopg import adapters, postgres, sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
@@ -26,6 +25,7 @@ def write_pending(curs, pending: dict) -> None:
 
 
 # -- JSON values of folded rows ---------------------------------------------------------
+JSONB_OID = postgres.types["jsonb"].oid
 _PASSTHROUGH = (orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
                 | orjson.OPT_PASSTHROUGH_SUBCLASS)
 
