@@ -34,7 +34,7 @@ from shared.store import EventSourcedApplication
 from services.notifications import metrics
 from services.notifications.domain import (CHANNELS, CONTACT_KINDS, Contact, RuleSet,
                                            contact_id_for, parse_rules)
-from services.notifications.fanout import FanOut, store_source_event
+from services.notifications.fanout import FanOut, lookups_of_a_batch, store_source_event
 from services.notifications.projections import ContactsReadModel
 from services.notifications.templates import Renderer
 
@@ -242,7 +242,8 @@ class NotificationsApplication(AuditedHistory, AuditQueries, ParkingOperations, 
             # an effect tried again (the batch rolled back) starts from nothing
             created[env["event_id"]] = self._effect(curs, env)
 
-        outcomes = inbox.handle_batch(envelopes, effect, fill_gap)
+        with lookups_of_a_batch():
+            outcomes = inbox.handle_batch(envelopes, effect, fill_gap)
         for envelope, outcome in zip(envelopes, outcomes):
             if outcome == APPLIED:
                 metrics.count(created.get(envelope["event_id"], []))

@@ -9,7 +9,9 @@ consumer carries on with the next event.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from contextvars import ContextVar
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -36,6 +38,44 @@ class Unresolved:
     org_id: str | None = None
 
 
+# Directory and contact lookups of the batch being applied (``lookups_of_a_batch``):
+# a batch's events name the same organisations, role holders and contacts again
+# and again, and each lookup is a round trip inside the batch's transaction.
+_LOOKUPS: ContextVar[dict | None] = ContextVar("notification_lookups", default=None)
+
+
+@contextlib.contextmanager
+def lookups_of_a_batch():
+    """Within it, each distinct directory or contact lookup of this green thread
+    runs once (what it read stands for the batch, a fraction of a second, as a
+    snapshot would; the tables it reads change in other transactions)."""
+    token = _LOOKUPS.set({})
+    try:
+        yield
+    finally:
+        _LOOKUPS.reset(token)
+
+
+def _select(curs, statement: str, params: tuple, one: bool):
+    memo = _LOOKUPS.get()
+    key = (statement, params, one)
+    if memo is not None and key in memo:
+        return memo[key]
+    curs.execute(statement, params)
+    found = curs.fetchone() if one else curs.fetchall()
+    if memo is not None:
+        memo[key] = found
+    return found
+
+
+def select_one(curs, statement: str, params: tuple) -> dict | None:
+    return _select(curs, statement, params, True)
+
+
+def select_all(curs, statement: str, params: tuple) -> list[dict]:
+    return _select(curs, statement, params, False)
+
+
 class FanOut:
     def __init__(self, rules: RuleSet, renderer: Renderer):
         self.rules = rules
@@ -56,8 +96,7 @@ class FanOut:
     def _org_name(self, curs, org_id) -> str | None:
         if _uuid(org_id) is None:
             return None
-        curs.execute("SELECT name FROM dir_orgs WHERE id = %s", (_uuid(org_id),))
-        row = curs.fetchone()
+        row = select_one(curs, "SELECT name FROM dir_orgs WHERE id = %s", (_uuid(org_id),))
         return row["name"] if row else None
 
     def _role_holders(self, curs, sel: Selector, data: dict) -> list:
@@ -68,9 +107,8 @@ class FanOut:
             if sel.college:
                 row = None
                 if _uuid(org_id) is not None:
-                    curs.execute("SELECT level, parent_id FROM dir_orgs WHERE id = %s",
-                                 (_uuid(org_id),))
-                    row = curs.fetchone()
+                    row = select_one(curs, "SELECT level, parent_id FROM dir_orgs WHERE id = %s",
+                                     (_uuid(org_id),))
                 if row is None:
                     found.append(Unresolved(f"{sel.role}@college_of:{org_id}",
                                             f"unknown recipient: organisation {org_id} is not in "
@@ -80,11 +118,10 @@ class FanOut:
                 target = str(row["parent_id"]) if row["level"] == 3 else org_id
             rows = []
             if _uuid(target) is not None:
-                curs.execute(
-                    "SELECT m.id::text AS id, m.name FROM dir_roles r JOIN dir_members m "
+                rows = select_all(
+                    curs, "SELECT m.id::text AS id, m.name FROM dir_roles r JOIN dir_members m "
                     "ON m.id = r.member_id WHERE r.org_id = %s AND r.role = %s AND m.active "
                     "ORDER BY m.name", (_uuid(target), sel.role))
-                rows = curs.fetchall()
             if not rows:
                 name = self._org_name(curs, target)
                 where = f"'{name}'" if name else f"organisation {target} (not in the directory)"
@@ -105,8 +142,8 @@ class FanOut:
             org_id = str(org_id)
             row = None
             if _uuid(org_id) is not None:
-                curs.execute("SELECT level FROM dir_orgs WHERE id = %s", (_uuid(org_id),))
-                row = curs.fetchone()
+                row = select_one(curs, "SELECT level FROM dir_orgs WHERE id = %s",
+                                 (_uuid(org_id),))
             if row is None:
                 found.append(Unresolved(f"reviewer:{org_id}",
                                         f"unknown recipient: organisation {org_id} is not in "
@@ -127,11 +164,10 @@ class FanOut:
             if _uuid(org_id) is None:
                 continue  # not an organisation id: no members to tell
             # An empty branch is not an error: there is simply no one to tell.
-            curs.execute(
-                "SELECT id::text AS id, name FROM dir_members WHERE active AND (branch_id = %s "
-                "OR branch_id IN (SELECT id FROM dir_orgs WHERE parent_id = %s)) ORDER BY name",
-                (_uuid(org_id), _uuid(org_id)))
-            found.extend(Recipient(r["id"], r["name"], str(org_id)) for r in curs.fetchall())
+            found.extend(Recipient(r["id"], r["name"], str(org_id)) for r in select_all(
+                curs, "SELECT id::text AS id, name FROM dir_members WHERE active AND "
+                "(branch_id = %s OR branch_id IN (SELECT id FROM dir_orgs WHERE parent_id = %s)) "
+                "ORDER BY name", (_uuid(org_id), _uuid(org_id))))
         return found
 
     def _group(self, curs, sel: Selector, data: dict) -> list:
@@ -140,9 +176,8 @@ class FanOut:
         except (KeyError, ValueError) as exc:
             return [Unresolved(f"group:{sel.group}",
                                f"unknown recipient: the event lacks {exc} to name the group")]
-        curs.execute("SELECT recipient_id, name FROM contacts WHERE active AND %s = ANY(groups) "
-                     "ORDER BY name", (group,))
-        rows = curs.fetchall()
+        rows = select_all(curs, "SELECT recipient_id, name FROM contacts WHERE active "
+                                "AND %s = ANY(groups) ORDER BY name", (group,))
         if not rows:
             return [Unresolved(f"group:{group}",
                                f"unknown recipient: no active contact in group {group}")]
@@ -156,13 +191,11 @@ class FanOut:
         person = str(person)
         row = None
         if _uuid(person) is not None:
-            curs.execute("SELECT id::text AS id, name FROM dir_members WHERE id = %s AND active",
-                         (_uuid(person),))
-            row = curs.fetchone()
+            row = select_one(curs, "SELECT id::text AS id, name FROM dir_members "
+                                   "WHERE id = %s AND active", (_uuid(person),))
         if row is None:
-            curs.execute("SELECT recipient_id AS id, name FROM contacts "
-                         "WHERE recipient_id = %s AND active", (person,))
-            row = curs.fetchone()
+            row = select_one(curs, "SELECT recipient_id AS id, name FROM contacts "
+                                   "WHERE recipient_id = %s AND active", (person,))
         if row is None:
             return [Unresolved(person, f"unknown recipient: {person} is neither an active member "
                                        "nor a registered contact")]
@@ -256,9 +289,8 @@ class FanOut:
 
     def outbound(self, curs, notice_id, event_id, recipient_id, notice_type) -> list[tuple]:
         """Queue email and webhook deliveries the person wants and has an address for."""
-        curs.execute("SELECT email, webhook_url, preferences FROM contacts "
-                     "WHERE recipient_id = %s AND active", (recipient_id,))
-        contact = curs.fetchone()
+        contact = select_one(curs, "SELECT email, webhook_url, preferences FROM contacts "
+                                   "WHERE recipient_id = %s AND active", (recipient_id,))
         if contact is None:
             return []
         wanted = channels_for(contact["preferences"], notice_type,
