@@ -174,6 +174,9 @@ class _Id(UUID):
         except AttributeError:  # a copy (copy, pickle) keeps only the number
             return UUID.__str__(self)
 
+    def __repr__(self) -> str:  # as a UUID's (error messages, parked errors)
+        return f"UUID('{self}')"
+
 
 class _IdLoader(Loader):
     """Binary uuid columns of a page as ``_Id``, one object per id in the page."""
