@@ -113,3 +113,36 @@ def test_quota_ties_at_approval_and_publicity_closed_by_the_timer(clean_database
         assert gauges["lianchuang_assessments"][("final",)] == 10
     finally:
         app.close()
+
+
+def test_a_cycle_keeps_its_scheme_version_and_each_caller_its_own_copy(clean_databases):
+    """The definition a cycle scores by (its scheme version, kept once read):
+    a later version does not change it, and what one caller does to its copy
+    reaches no other."""
+    app = EvaluationApplication(clean_databases["evaluation"])
+    try:
+        college, branch = uuid.uuid4(), uuid.uuid4()
+        with app.transaction() as curs:
+            curs.execute("INSERT INTO dir_orgs VALUES (%s,'学院','general_branch',2,NULL,NULL,"
+                         "'active',now())", (college,))
+            curs.execute("INSERT INTO dir_orgs VALUES (%s,'支部','teacher_branch',3,%s,NULL,"
+                         "'active',now())", (branch, college))
+        app.publish_scheme(ADMIN, {"definition": copy.deepcopy(TINY)})
+        soon = dt.datetime.now(dt.timezone.utc)
+        later = {s: (soon + dt.timedelta(days=d)).isoformat()
+                 for s, d in (("self_assessment", 1), ("review", 2), ("approval", 3))}
+        opened = app.open_cycle(ADMIN, {"name": "2026考评", "level": 3, "period": "2026",
+                                        "deadlines": later, "scheme_id": "tiny"})
+        cycle = app._cycle(opened["id"])
+        first = app._definition(cycle)
+        assert [i["code"] for i in first["indicators"]] == ["a1", "a2", "b1"]
+        first["indicators"].clear()  # the caller's own copy
+        again = app._definition(cycle)
+        assert [i["code"] for i in again["indicators"]] == ["a1", "a2", "b1"]
+        changed = copy.deepcopy(TINY)
+        changed["indicators"] = [dict(i, max_score=i["max_score"] * 2)
+                                 for i in changed["indicators"]]
+        assert app.publish_scheme(ADMIN, {"definition": changed})["version"] == 2
+        assert app._definition(cycle) == again  # the cycle's version 1, as before
+    finally:
+        app.close()

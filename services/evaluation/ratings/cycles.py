@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 from uuid import uuid4
 
+import orjson
+
 from shared.errors import Conflict, Forbidden, NotFound, ValidationError
 from shared.identity import (AUDITOR, BRANCH_SECRETARY, COLLEGE_SECRETARY, MEMBER, ORG_ADMIN,
                              ROLES, Caller)
@@ -53,10 +55,10 @@ class CycleOperations:
                     "scheme_id", f"{len(rows)} schemes exist for level {level}: name one of "
                     + ", ".join(r["scheme_id"] for r in rows))
             scheme_id = rows[0]["scheme_id"]
-        scheme_uuid = Scheme.id_for(scheme_id)
-        if not self.exists(scheme_uuid):
-            raise ValidationError.single("scheme_id", f"no scheme {scheme_id!r}")
-        return self.load(scheme_uuid, Scheme, "scheme")
+        try:  # one load (an existence check first loaded it twice)
+            return self.load(Scheme.id_for(scheme_id), Scheme, "scheme")
+        except NotFound:
+            raise ValidationError.single("scheme_id", f"no scheme {scheme_id!r}") from None
 
     def _cycle(self, cycle_id) -> Cycle:
         return self.load(cycle_id, Cycle, "cycle")
@@ -72,7 +74,19 @@ class CycleOperations:
         return a
 
     def _definition(self, cycle: Cycle) -> dict:
-        return self._scheme_for(cycle.scheme_id, cycle.level).definition(cycle.scheme_version)
+        """The scheme version (评价指标体系) the cycle was opened under, the caller's
+        own copy. A published version never changes (a change is a new
+        version), so it is kept once read, as JSON: loading the scheme for every
+        submission copied the whole aggregate out of the library's cache."""
+        if not cycle.scheme_version:
+            return self._scheme_for(cycle.scheme_id, cycle.level).definition(None)
+        known = self.__dict__.setdefault("_published_definitions", {})
+        key = (cycle.scheme_id, cycle.level, cycle.scheme_version)
+        stored = known.get(key)
+        if stored is None:
+            stored = known[key] = orjson.dumps(self._scheme_for(
+                cycle.scheme_id, cycle.level).definition(cycle.scheme_version))
+        return orjson.loads(stored)
 
     def _rating(self, org_id, org_name: str, level: int) -> Rating:
         rating_id = Rating.id_for(org_id)
