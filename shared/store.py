@@ -371,7 +371,9 @@ class EventSourcedApplication(Application[UUID]):
         if tx is not None and aggregate_id in tx.aggregates:
             return True
         try:
-            self.repository.get(aggregate_id)
+            # Only whether it exists: not the copy the library makes of a cached
+            # aggregate for a caller that would change it (its whole state).
+            self.repository.get(aggregate_id, deepcopy_from_cache=False)
         except AggregateNotFoundError:
             return False
         return True
