@@ -51,6 +51,9 @@ DERIVED_SOURCES = {
 # source -> callable(org_id, cycle) -> fraction 0..1, or {"fraction", "records",
 # "explanation"} naming the records behind it, or None (no records: entered).
 # Filled by evaluation's members package from the organisational-life records.
+# ``cycle`` is {"cycle_id", "period"} and may carry "asked": a dict the caller
+# keeps for one scoring, where providers keep what they looked up (the
+# organisation, asked once for all the derived indicators of one submission).
 DERIVATION_PROVIDERS: dict[str, Callable[[str, dict], float | dict | None]] = {}
 
 

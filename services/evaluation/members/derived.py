@@ -61,7 +61,14 @@ class Derivations:
         return [r["id"] for r in self.app.query(sql + " ORDER BY name", (str(org["id"]),))]
 
     def for_org(self, source: str, org_id, cycle: dict):
-        org = self.app.directory.org(org_id)
+        asked = cycle.get("asked")
+        if asked is None:
+            org = self.app.directory.org(org_id)
+        else:  # one scoring's indicators ask for the same organisation: once
+            key = ("org", str(org_id))
+            if key not in asked:
+                asked[key] = self.app.directory.org(org_id)
+            org = asked[key]
         year = year_of(cycle)
         if org is None or org["level"] not in (2, 3) or year is None:
             return None

@@ -78,12 +78,12 @@ class AcceptanceOperations:
     def _acceptance_derive(self, org_id: str, year: int):
         """Derived indicators from the organisation's records of the acceptance's year."""
         answers: dict = {}
+        context = {"cycle_id": None, "period": str(year), "asked": {}}
 
         def derive(indicator: dict):
             if indicator["code"] not in answers:
                 provider = DERIVATION_PROVIDERS.get(indicator.get("source"))
-                answers[indicator["code"]] = provider(
-                    org_id, {"cycle_id": None, "period": str(year)}) if provider else None
+                answers[indicator["code"]] = provider(org_id, context) if provider else None
             return answers[indicator["code"]]
         return derive
 

@@ -45,13 +45,12 @@ class RatingsOperations(CycleOperations, PublicityOperations, StarRatings, StarT
     def _derive(self, a: Assessment, cycle: Cycle):
         """The derived indicators' values from records, asked once per submission."""
         answers: dict = {}
+        context = {"cycle_id": str(cycle.id), "period": cycle.period, "asked": {}}
 
         def derive(indicator: dict):
             if indicator["code"] not in answers:
                 provider = DERIVATION_PROVIDERS.get(indicator.get("source"))
-                answers[indicator["code"]] = provider(
-                    a.org_id, {"cycle_id": str(cycle.id), "period": cycle.period}) \
-                    if provider else None
+                answers[indicator["code"]] = provider(a.org_id, context) if provider else None
             return answers[indicator["code"]]
         return derive
 
