@@ -61,6 +61,17 @@ class Caller:
         return self
 
 
+    def college_scope(self, college_id, what: str) -> str | None:
+        """The college a college-level read is about: for a college secretary
+        (二级党组织书记) its own (a college named that is not is ``Forbidden``),
+        for the other roles the one named (None: the whole school)."""
+        if self.role == COLLEGE_SECRETARY:
+            if college_id is not None and str(college_id) != str(self.org):
+                raise Forbidden(f"a college secretary reads its own college's {what}")
+            return self.org
+        return str(college_id) if college_id is not None else None
+
+
 SYSTEM = Caller(sub="system", role=ORG_ADMIN)
 
 

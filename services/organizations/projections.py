@@ -22,6 +22,15 @@ from psycopg import sql
 from shared.projection import Batch, Projection, bulk, folds, handles, stage
 from services.organizations.domain import Member, Organization
 
+# A member's changes of its own row (``member_view``'s columns: 预备党员转正,
+# 党员类别, 双带头人), as each event sets them; ``member_history`` opens a period
+# with the same (``asof/projections.py``).
+MEMBER_ROW_CHANGES = {
+    Member.ConvertedToFull: lambda e: {"status": "full", "full_on": e.effective_on},
+    Member.CategoryChanged: lambda e: {"category": e.category},
+    Member.DoubleLeaderSet: lambda e: {"double_leader": e.double_leader},
+}
+
 DDL = (
     """CREATE TABLE IF NOT EXISTS org_view (
         id uuid PRIMARY KEY, name text NOT NULL, kind text NOT NULL, level int NOT NULL,
@@ -265,18 +274,9 @@ class OrganizationsReadModel(Projection):
         self._update_member(curs, e, "branch_id = %s", (e.to_branch_id,))
         self._move(curs, e, "transferred", e.from_branch_id, e.to_branch_id, e.effective_on)
 
-    @folds(Member.ConvertedToFull)
-    def member_converted(self, batch, e):
-        batch.members.update(e.originator_id, status="full", full_on=e.effective_on,
-                             updated_at=e.timestamp)
-
-    @folds(Member.CategoryChanged)
-    def member_category(self, batch, e):
-        batch.members.update(e.originator_id, category=e.category, updated_at=e.timestamp)
-
-    @folds(Member.DoubleLeaderSet)
-    def member_double_leader(self, batch, e):
-        batch.members.update(e.originator_id, double_leader=e.double_leader,
+    @folds(*MEMBER_ROW_CHANGES)
+    def member_row_changed(self, batch, e):
+        batch.members.update(e.originator_id, **MEMBER_ROW_CHANGES[type(e)](e),
                              updated_at=e.timestamp)
 
     @handles(Member.Left)

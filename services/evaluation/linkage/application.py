@@ -285,11 +285,7 @@ class Linkage:
     # -- R3 / R4 ---------------------------------------------------------------------------------
     def _report_scope(self, caller: Caller, cmd: Report) -> str | None:
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY)
-        if caller.role == COLLEGE_SECRETARY:
-            if cmd.college_id is not None and str(cmd.college_id) != caller.org:
-                raise Forbidden("a college secretary reads its own college's report")
-            return caller.org
-        return str(cmd.college_id) if cmd.college_id else None
+        return caller.college_scope(cmd.college_id, "report")
 
     def _teachers(self, college_id: str | None) -> list[dict]:
         sql = ("SELECT m.id::text AS member_id, m.name, b.id::text AS branch_id, "

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from shared.errors import Forbidden
 from shared.identity import AUDITOR, COLLEGE_SECRETARY, ORG_ADMIN, Caller
 from services.evaluation.audit.application import DistributionQuery
 from services.evaluation.ratings.trend import as_of_moment
@@ -53,11 +52,7 @@ class RectificationsOwing:
         the organisations in being then, with their rectifications then."""
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY)
         q = DistributionQuery.of(college_id=college_id, as_of=as_of)
-        college_id = q.college_id
-        if caller.role == COLLEGE_SECRETARY:
-            if college_id is not None and str(college_id) != caller.org:
-                raise Forbidden("a college secretary reads its own college's rectifications")
-            college_id = caller.org
+        college_id = caller.college_scope(q.college_id, "rectifications")
         moment = as_of_moment(q.as_of) if q.as_of else None
         return self.rectifications_of(college_id, moment)
 

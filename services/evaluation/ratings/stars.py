@@ -183,11 +183,7 @@ class StarRatings:
         then), each with the stars it had then (``eval_rating_history``)."""
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY)
         q = DistributionQuery.of(college_id=college_id, as_of=as_of)
-        college_id, as_of = q.college_id, q.as_of
-        if caller.role == COLLEGE_SECRETARY:
-            if college_id is not None and str(college_id) != caller.org:
-                raise Forbidden("a college secretary reads its own college's distribution")
-            college_id = caller.org
+        college_id, as_of = caller.college_scope(q.college_id, "distribution"), q.as_of
         params: dict = {"college": str(college_id) if college_id is not None else None}
         if as_of:
             params["at"] = moment = parse_moment(as_of, "as_of")

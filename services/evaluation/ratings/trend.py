@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 
 from shared.domain import end_of_day_moment
-from shared.errors import Forbidden
 from shared.identity import AUDITOR, COLLEGE_SECRETARY, ORG_ADMIN, Caller
 from services.evaluation.audit.application import DistributionQuery
 
@@ -67,11 +66,7 @@ class StarTrend:
                    as_of: str | None = None) -> dict:
         caller.require_role(ORG_ADMIN, AUDITOR, COLLEGE_SECRETARY)
         q = DistributionQuery.of(college_id=college_id, as_of=as_of)
-        college = q.college_id
-        if caller.role == COLLEGE_SECRETARY:
-            if college is not None and str(college) != caller.org:
-                raise Forbidden("a college secretary reads its own college's trend")
-            college = caller.org
+        college = caller.college_scope(q.college_id, "trend")
         moment = as_of_moment(q.as_of) if q.as_of else None
         return self.trend_of(college, moment)
 

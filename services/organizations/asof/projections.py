@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from shared.projection import Batch, Projection, TableFold, folds, handles
 from services.organizations.domain import Member
+from services.organizations.projections import MEMBER_ROW_CHANGES
 
 DDL = (
     """CREATE TABLE IF NOT EXISTS member_history (
@@ -19,13 +20,6 @@ DDL = (
 _COLUMNS = ("name", "branch_id", "category", "status", "joined_on", "full_on",
             "double_leader", "staff_no", "active", "left_on")
 
-# The changes of a member's own columns (as ``member_view`` takes them), folded:
-# each opens a period from the one open before it.
-_ROW_CHANGES = {
-    Member.ConvertedToFull: lambda e: {"status": "full", "full_on": e.effective_on},
-    Member.CategoryChanged: lambda e: {"category": e.category},
-    Member.DoubleLeaderSet: lambda e: {"double_leader": e.double_leader},
-}
 
 
 class _HistoryBatch(Batch):
@@ -57,10 +51,10 @@ class MemberHistoryReadModel(Projection):
             double_leader=e.double_leader, staff_no=e.staff_no, active=True, left_on=None,
             valid_from=e.timestamp, valid_to=None)
 
-    @folds(*_ROW_CHANGES)
+    @folds(*MEMBER_ROW_CHANGES)  # each opens a period from the one open before it
     def member_row_changed(self, batch, e):
         batch.changes.setdefault(str(e.originator_id), []).append(
-            (e.originator_version, e.timestamp, _ROW_CHANGES[type(e)](e)))
+            (e.originator_version, e.timestamp, MEMBER_ROW_CHANGES[type(e)](e)))
 
     def write_batch(self, curs, batch: _HistoryBatch) -> None:
         """Registrations first (their periods are then the open ones); then each
